@@ -1,0 +1,110 @@
+// troupe::node: one troupe process's runtime. It owns the CAF actor system and
+// everything troupe starts in it, and stops all of it in a bounded time.
+//
+//   auto cfg = troupe::config::load(troupe::node_config_keys(), argc, argv);
+//   auto n = troupe::node::start(std::move(*cfg));
+//   auto sup = (*n)->spawn_supervisor(spec);
+//   ...
+//   (*n)->shutdown();   // also run by the destructor
+//
+// Guardian tree: every long-lived actor is a descendant of the node's guardian (a
+// supervisor whose children are temporary). shutdown():
+//   1. marks the node stopping (new spawns fail with shutting_down);
+//   2. asks the guardian to stop its children in reverse start order, each within
+//      shutdown.actor-timeout (then killed); supervisors below do the same;
+//   3. runs the stop hooks of upper layers in reverse order (journal writers, the
+//      transport, ...) and erases every name from CAF's registry;
+//   4. waits for CAF's actor count to reach zero, then destroys the actor system.
+// All of it is bounded by shutdown.timeout: if CAF would wait forever (an actor
+// outside the tree, a blocking actor that ignores exit messages), shutdown reports
+// it and abandons the actor system instead of hanging. CAF's own shutdown hangs on
+// registered, published or detached actors; the guardian tree avoids all three.
+//
+// Thread-safety: start(), spawn*(), add_stop_hook() and shutdown() may be called
+// from any non-actor thread. Do not call the blocking members from inside actors.
+#pragma once
+
+#include "troupe/actors/config.hpp"
+#include "troupe/actors/expected.hpp"
+#include "troupe/actors/node_context.hpp"
+#include "troupe/actors/spawn.hpp"
+#include "troupe/actors/supervisor.hpp"
+
+#include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
+
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace troupe {
+
+namespace detail {
+struct node_caf_config;
+} // namespace detail
+
+class node {
+public:
+  struct options {
+    /// Share one codec registry between nodes (several nodes in one process).
+    std::shared_ptr<codec_registry> codec;
+  };
+
+  struct shutdown_report {
+    bool clean = true;                  ///< everything stopped within the bounds
+    std::vector<std::string> problems;  ///< what did not stop, and why
+    duration took{0};
+  };
+
+  static expected<std::unique_ptr<node>> start(troupe::config cfg, options opts = {});
+
+  ~node();
+  node(const node&) = delete;
+  node& operator=(const node&) = delete;
+
+  caf::actor_system& system() noexcept { return *system_; }
+  node_context& context() noexcept { return *context_; }
+  const std::string& name() const noexcept { return context_->name(); }
+  logger& log() noexcept { return context_->log(); }
+  metrics_registry& metrics() noexcept { return context_->metrics(); }
+  codec_registry& codec() noexcept { return context_->codec(); }
+  const troupe::config& config() const noexcept { return context_->config(); }
+
+  /// Starts a long-lived troupe actor under the guardian (stopped by shutdown, not
+  /// restarted when it fails). See spawn_actor for `fun`.
+  template <caf::spawn_options Os = caf::no_spawn_options, class F, class... Ts>
+  expected<caf::actor> spawn(std::string name, F fun, Ts... xs) {
+    auto factory = [name, fun, xs...](caf::actor_system& sys) {
+      return spawn_actor<Os>(sys, name, fun, xs...);
+    };
+    return adopt(child_spec{name, std::move(factory), restart_policy::temporary});
+  }
+
+  /// Starts a supervisor (and its subtree) under the guardian.
+  expected<caf::actor> spawn_supervisor(supervisor_spec spec);
+
+  /// Starts any child spec under the guardian.
+  expected<caf::actor> adopt(child_spec spec);
+
+  /// Upper layers register how to stop their non-actor parts (threads, sockets).
+  /// Hooks run once, in reverse registration order, after all actors stopped.
+  void add_stop_hook(std::string name, std::function<void()> hook);
+
+  /// Stops everything; idempotent (later calls return the first report).
+  shutdown_report shutdown();
+
+private:
+  node(std::unique_ptr<detail::node_caf_config> cfg, std::shared_ptr<node_context> ctx);
+
+  std::unique_ptr<detail::node_caf_config> caf_config_;
+  std::unique_ptr<caf::actor_system> system_;
+  std::shared_ptr<node_context> context_;
+  std::mutex mtx_;
+  std::vector<std::pair<std::string, std::function<void()>>> stop_hooks_;
+  std::optional<shutdown_report> report_;
+};
+
+} // namespace troupe

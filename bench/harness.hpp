@@ -1,0 +1,55 @@
+// troupe-bench harness: benchmarks register themselves; main() runs one or all.
+//
+// Every benchmark measures troupe doing some work and a raw baseline doing the same
+// work in the same run (raw CAF, raw SQLite, raw sockets), and reports one JSON line
+// per figure:
+//   {"bench":"local_send","unit":"msgs/s","troupe":2.9e6,"baseline":3.1e6,"ratio":0.94}
+// For throughput figures ratio = troupe / baseline; for latency figures the
+// benchmark sets `lower_is_better`, and ratio = baseline / troupe, so a higher ratio
+// is always better. Extra fields (p50/p99, sizes, ...) go into `extra`.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace troupe::bench {
+
+struct options {
+  double seconds = 3.0;  ///< target duration of each measured phase
+};
+
+struct result {
+  std::string bench;
+  std::string unit;
+  double troupe = 0;
+  double baseline = 0;
+  bool lower_is_better = false;
+  nlohmann::json extra = nlohmann::json::object();
+
+  double ratio() const;
+  std::string to_json_line() const;
+};
+
+using bench_fn = std::function<std::vector<result>(const options&)>;
+
+/// Registers a benchmark; use TROUPE_BENCHMARK at namespace scope.
+bool register_benchmark(std::string name, std::string description, bench_fn fn);
+
+#define TROUPE_BENCHMARK(name, description, fn)                                   \
+  static const bool troupe_bench_registered_##fn =                                \
+    ::troupe::bench::register_benchmark(name, description, fn)
+
+/// Seconds since an arbitrary epoch, steady clock.
+inline double now_seconds() {
+  using namespace std::chrono;
+  return duration<double>(steady_clock::now().time_since_epoch()).count();
+}
+
+/// Percentile (0..100) of unsorted samples; sorts them.
+double percentile(std::vector<double>& samples, double p);
+
+} // namespace troupe::bench

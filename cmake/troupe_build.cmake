@@ -1,0 +1,58 @@
+# Compiler settings shared by every troupe target.
+#
+# All targets get exactly the same flags through `troupe_build_flags`, so the one CAF
+# precompiled header (built once, in `troupe_caf_pch`) is valid for every target that
+# reuses it. A PCH built with different flags is silently ignored by GCC, which is
+# why nothing may add per-target compile options or definitions.
+
+set(CMAKE_CXX_STANDARD 20)
+set(CMAKE_CXX_STANDARD_REQUIRED ON)
+set(CMAKE_CXX_EXTENSIONS OFF)
+set(CMAKE_EXPORT_COMPILE_COMMANDS ON)
+
+find_program(CCACHE_PROGRAM ccache)
+if(CCACHE_PROGRAM)
+  # The sloppiness settings let ccache cache translation units that use a PCH.
+  set(CMAKE_CXX_COMPILER_LAUNCHER
+      ${CMAKE_COMMAND} -E env
+      CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime
+      ${CCACHE_PROGRAM})
+endif()
+
+add_library(troupe_build_flags INTERFACE)
+target_compile_options(troupe_build_flags INTERFACE
+  -Wall -Wextra -Werror -Wno-missing-field-initializers)
+if(TROUPE_SANITIZE)
+  target_compile_options(troupe_build_flags INTERFACE
+    -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
+  target_link_options(troupe_build_flags INTERFACE -fsanitize=address,undefined)
+  target_compile_definitions(troupe_build_flags INTERFACE TROUPE_SANITIZE=1)
+endif()
+# Every target sees the same third-party usage requirements (e.g. fmt's FMT_SHARED),
+# which keeps the shared PCH valid everywhere.
+target_link_libraries(troupe_build_flags INTERFACE
+  Threads::Threads CAF::io nlohmann_json::nlohmann_json fmt::fmt)
+
+# The precompiled header for CAF. Targets that compile CAF code call
+# troupe_use_caf_pch(<target>).
+add_library(troupe_caf_pch OBJECT ${PROJECT_SOURCE_DIR}/cmake/caf_pch.cpp)
+target_link_libraries(troupe_caf_pch PRIVATE troupe_build_flags)
+target_precompile_headers(troupe_caf_pch PRIVATE ${PROJECT_SOURCE_DIR}/cmake/caf_pch.hpp)
+
+function(troupe_use_caf_pch target)
+  target_precompile_headers(${target} REUSE_FROM troupe_caf_pch)
+endfunction()
+
+# troupe_add_layer(<name> [DEPENDS targets...])
+# A layer is one static library built from <dir>/src/*.cpp with public headers in
+# <dir>/include. New source files are picked up without editing CMake files.
+function(troupe_add_layer name)
+  cmake_parse_arguments(arg "" "" "DEPENDS" ${ARGN})
+  file(GLOB_RECURSE sources CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/src/*.cpp)
+  add_library(${name} STATIC ${sources})
+  target_include_directories(${name}
+    PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/include
+    PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/src)
+  target_link_libraries(${name} PUBLIC troupe_build_flags ${arg_DEPENDS})
+  troupe_use_caf_pch(${name})
+endfunction()

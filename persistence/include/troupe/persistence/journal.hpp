@@ -1,0 +1,143 @@
+// The journal and snapshot-store SPI: what a storage backend implements.
+//
+// A backend is synchronous and knows nothing about actors. troupe wraps it in a
+// journal_service (journal_service.hpp) that runs writes on one dedicated writer
+// thread, grouping the writes of many entities into one backend call (group
+// commit), and reads on reader threads, and that calls back when work is done.
+// The same conformance suite (tests/persistence/conformance_*.cpp) holds every
+// backend to the contracts below: SQLite and the in-memory backend today, a
+// PostgreSQL backend later.
+//
+// Terms:
+//   persistence id  "<entity type>|<entity id>", e.g. "account|acct-42"
+//   sequence nr     1, 2, 3, ... per persistence id, without gaps
+//   offset          a global ordering number assigned by the journal at commit;
+//                   strictly increasing in commit order across all ids (the
+//                   basis of events_by_tag and projections)
+//   writer          the incarnation id of the process/entity that wrote an event
+#pragma once
+
+#include "troupe/actors/codec.hpp"
+#include "troupe/actors/expected.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace troupe::persistence {
+
+using sequence_nr = std::uint64_t;
+using offset_type = std::uint64_t;
+
+/// The largest sequence number; "to the end".
+inline constexpr sequence_nr max_sequence_nr = ~sequence_nr{0} >> 1;
+
+/// One stored event.
+struct event_record {
+  std::string persistence_id;
+  sequence_nr seq = 0;
+  std::string manifest;          ///< codec manifest of the payload
+  std::uint32_t version = 1;     ///< codec version of the payload
+  bytes payload;                 ///< CBOR (codec_registry)
+  std::vector<std::string> tags;
+  std::string writer;            ///< writer incarnation id
+  std::int64_t timestamp_ms = 0; ///< wall clock at write, ms since the epoch
+  offset_type offset = 0;        ///< assigned at commit; 0 in a write request
+};
+
+/// 1..N events of one persistence id with consecutive sequence numbers, stored
+/// all or nothing.
+struct atomic_write {
+  std::string persistence_id;
+  std::vector<event_record> events;
+};
+
+/// Result of one atomic_write inside a batch.
+///   ok                        stored durably
+///   errc::sequence_conflict   (id, seq) already exists: nothing stored. The
+///                             single-writer guarantee: the writer must stop.
+///   errc::journal_rejected    refused before storing (invalid request, too
+///                             large, ...): nothing stored
+///   errc::journal_failure     the store failed; the outcome is unknown
+using write_result = expected<void>;
+
+struct snapshot_record {
+  std::string persistence_id;
+  sequence_nr seq = 0;            ///< the state includes events up to this seq
+  std::int64_t timestamp_ms = 0;
+  std::string manifest;
+  std::uint32_t version = 1;
+  bytes payload;
+};
+
+/// Which snapshots a load or delete applies to (all bounds inclusive).
+struct snapshot_criteria {
+  sequence_nr max_seq = max_sequence_nr;
+  std::int64_t max_timestamp_ms = INT64_MAX;
+  sequence_nr min_seq = 0;
+  std::int64_t min_timestamp_ms = 0;
+
+  static snapshot_criteria latest() { return {}; }
+  static snapshot_criteria none() { return {0, 0, 1, 1}; }  ///< matches nothing
+};
+
+/// Thread-safety of backends: write() and delete_events_to() are only called from
+/// one thread at a time (the service's writer thread); every read member may be
+/// called concurrently with writes and with other reads.
+class journal_backend {
+public:
+  virtual ~journal_backend() = default;
+
+  /// Stores a batch of atomic writes, ideally in one durable transaction. Returns
+  /// one result per write, in order. A conflict or rejection of one write must not
+  /// affect the others. If the transaction as a whole fails, every write in it
+  /// gets journal_failure. Assigns offsets in commit order.
+  virtual std::vector<write_result> write(std::span<const atomic_write> batch) = 0;
+
+  /// Events of one id with from <= seq <= to, ascending, at most max_events of
+  /// them (callers page through long journals; memory is bounded by max_events).
+  virtual expected<std::vector<event_record>> read_events(const std::string& persistence_id,
+                                                          sequence_nr from, sequence_nr to,
+                                                          std::size_t max_events) = 0;
+
+  /// The highest sequence number ever written for the id (0 if none). Never
+  /// decreases, also not after delete_events_to.
+  virtual expected<sequence_nr> highest_sequence_nr(const std::string& persistence_id) = 0;
+
+  /// Deletes events with seq <= to (inclusive) of one id.
+  virtual expected<void> delete_events_to(const std::string& persistence_id, sequence_nr to) = 0;
+
+  /// Events carrying `tag` with offset > after, ascending by offset, at most max.
+  virtual expected<std::vector<event_record>> events_by_tag(const std::string& tag,
+                                                            offset_type after,
+                                                            std::size_t max_events) = 0;
+
+  /// Persistence ids that have events, ascending, starting after `after` ("" for
+  /// the first page), at most max.
+  virtual expected<std::vector<std::string>> persistence_ids(const std::string& after,
+                                                             std::size_t max) = 0;
+
+  /// The highest offset committed so far (0 if the journal is empty).
+  virtual expected<offset_type> highest_offset() = 0;
+};
+
+class snapshot_backend {
+public:
+  virtual ~snapshot_backend() = default;
+
+  /// Saves (or replaces) the snapshot at (id, seq).
+  virtual expected<void> save(const snapshot_record& snapshot) = 0;
+
+  /// The snapshot with the highest seq matching the criteria, if any. A snapshot
+  /// that cannot be read is an error, never "none".
+  virtual expected<std::optional<snapshot_record>> load(const std::string& persistence_id,
+                                                        const snapshot_criteria& criteria) = 0;
+
+  /// Deletes every snapshot of the id matching the criteria.
+  virtual expected<void> delete_matching(const std::string& persistence_id,
+                                         const snapshot_criteria& criteria) = 0;
+};
+
+} // namespace troupe::persistence

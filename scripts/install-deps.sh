@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages troupe needs to build, test and benchmark.
+# Idempotent and quiet: prints nothing and touches nothing when all are present.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ccache git
+  libcaf-dev            # CAF 0.17.6: the in-process actor runtime
+  libboost-dev          # Boost.Asio: the node-to-node transport
+  libsqlite3-dev sqlite3
+  nlohmann-json3-dev    # codec and config
+  libfmt-dev            # log formatting
+  doctest-dev           # tests
+  clang libclang-rt-14-dev  # libFuzzer targets (optional build, corpus replay runs with g++)
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: missing packages: ${missing[*]} (run as root, or install them)" >&2
+  exit 1
+fi
+echo "install-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >/dev/null
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
