@@ -1,0 +1,723 @@
+// The event-sourced entity runtime: one CAF actor per entity incarnation, driving a
+// type-erased entity_model (detail/entity_model.hpp) against the node's
+// journal_service. This is the only CAF-heavy translation unit of the runtime; the
+// user's entity types only instantiate the model templates.
+//
+// Life of an incarnation:
+//   waiting_permit -> recovering (latest snapshot, paged replay, highest seq check)
+//   -> running <-> persisting / snapshotting -> stopped
+// Commands that arrive while the entity is not `running`, or while older commands
+// still wait, go to the bounded stash and are handled in arrival order.
+//
+// Journal callbacks run on the journal service's threads; they only post a message
+// to the actor. Every request the entity accepted (in flight or stashed) is
+// answered exactly once: with the reply, an error, or, if the actor stops in any
+// way, an error from entity_state's destructor.
+#include "troupe/persistence/entity.hpp"
+#include "troupe/persistence/journal_service.hpp"
+#include "troupe/persistence/detail/entity_control.hpp"
+
+#include "entity_runtime.hpp"
+
+#include "troupe/actors/ask.hpp"
+#include "troupe/actors/caf_error.hpp"
+#include "troupe/actors/node.hpp"
+#include "troupe/actors/node_context.hpp"
+#include "troupe/actors/spawn.hpp"
+
+#include <caf/all.hpp>
+
+#include <chrono>
+#include <deque>
+
+namespace troupe::persistence::detail {
+
+// -- messages (local only; private types no user message can match) --------------------
+
+struct command_envelope {
+  command_ptr cmd;  ///< null: a state query (testkit)
+};
+struct reply_envelope {
+  reply_box value;
+};
+struct permit_granted {
+  recovery_permits::permit_ptr permit;
+};
+struct snapshot_loaded {
+  std::uint64_t step;
+  expected<std::optional<snapshot_record>> result;
+};
+struct page_loaded {
+  std::uint64_t step;
+  expected<std::vector<event_record>> result;
+};
+struct highest_loaded {
+  std::uint64_t step;
+  expected<sequence_nr> result;
+};
+struct recovery_check {
+  std::uint64_t step;
+};
+struct write_done {
+  std::uint64_t token;
+  expected<void> result;
+};
+struct snapshot_saved {
+  sequence_nr seq;
+  expected<void> result;
+};
+struct housekeeping_failed {
+  std::string what;
+  error reason;
+};
+struct drain_stash {};
+
+} // namespace troupe::persistence::detail
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::persistence::detail::command_envelope)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::persistence::detail::reply_envelope)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::persistence::detail::permit_granted)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::persistence::detail::snapshot_loaded)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::persistence::detail::page_loaded)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::persistence::detail::highest_loaded)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::persistence::detail::recovery_check)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::persistence::detail::write_done)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::persistence::detail::snapshot_saved)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::persistence::detail::housekeeping_failed)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::persistence::detail::drain_stash)
+
+namespace troupe::persistence::detail {
+
+namespace {
+
+/// Commands handled from the stash in one go before the actor yields (so that a
+/// long stash of read-only commands neither starves other actors nor recurses).
+constexpr std::size_t drain_budget = 512;
+
+enum class phase { waiting_permit, recovering, running, persisting, snapshotting, stopped };
+
+struct stashed {
+  command_ptr cmd;  // null: a state query
+  caf::response_promise rp;
+};
+
+std::int64_t now_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+void deliver(caf::response_promise& rp, const error& e) {
+  if (rp.pending())
+    rp.deliver(to_caf_error(e));
+}
+
+void deliver(caf::response_promise& rp, reply_result r) {
+  if (!rp.pending())
+    return;
+  if (r)
+    rp.deliver(reply_envelope{std::move(*r)});
+  else
+    rp.deliver(to_caf_error(r.error()));
+}
+
+struct entity_state {
+  static inline const char* name = "troupe.entity";
+
+  blueprint_ptr bp;
+  const std::string* pid = nullptr;
+  std::unique_ptr<entity_model> model;
+  std::shared_ptr<journal_service> journal;
+  std::shared_ptr<entity_runtime> rt;
+  entity_metrics* metrics = nullptr;
+  logger* log = nullptr;
+  std::string label;
+  std::string writer;
+  std::size_t stash_capacity = 0;
+  std::size_t page_size = 0;
+  bool overflow_logged = false;
+
+  phase ph = phase::waiting_permit;
+  sequence_nr last_seq = 0;
+
+  // recovery
+  std::uint64_t step = 0;      // the recovery step in flight; older answers are stale
+  std::uint64_t ticket = 0;    // waiting for a permit
+  recovery_permits::permit_ptr permit;
+  std::chrono::steady_clock::time_point recovery_started;
+  std::size_t replayed = 0;
+
+  // persisting
+  std::deque<stashed> stash;
+  std::vector<event_record> encoded;  // reused buffer for handle()
+  caf::response_promise in_flight;
+  std::size_t in_flight_events = 0;
+  std::uint64_t write_token = 0;
+
+  error stop_reason;  // why the actor stopped, for the requests still held
+
+  entity_state() = default;
+  entity_state(const entity_state&) = delete;
+  entity_state& operator=(const entity_state&) = delete;
+
+  // Runs when the actor terminates for any reason (also kill or an exception):
+  // nothing the entity accepted may be left unanswered.
+  ~entity_state() {
+    if (rt && ticket != 0)
+      rt->permits->cancel(ticket);
+    auto reason = stop_reason ? stop_reason
+                              : error{errc::actor_down,
+                                      (pid ? *pid : std::string{"entity"}) + " stopped"};
+    deliver(in_flight, reason);
+    fail_stash(reason);
+  }
+
+  void fail_stash(const error& reason) {
+    for (auto& s : stash) {
+      auto what = s.cmd ? s.cmd->name() : std::string{"a state query"};
+      deliver(s.rp, error{reason.code() == errc::stopped ? errc::stopped : errc::actor_down,
+                          fmt::format("{} stopped before handling {}: {}", *pid, what,
+                                      reason.message())});
+    }
+    stash.clear();
+  }
+};
+
+using entity_actor = caf::stateful_actor<entity_state>;
+
+caf::actor me(entity_actor* self) {
+  return caf::actor_cast<caf::actor>(self);
+}
+
+// -- stopping --------------------------------------------------------------------------
+
+/// Stops the incarnation with an error: a supervisor restarts it.
+void fail(entity_actor* self, error reason) {
+  auto& st = self->state;
+  if (st.ph == phase::stopped)
+    return;
+  st.ph = phase::stopped;
+  st.log->error(st.label, "stopping: {}", reason.to_string());
+  st.stop_reason = reason;
+  deliver(st.in_flight, reason);
+  st.fail_stash(reason);
+  st.permit.reset();
+  self->quit(to_caf_error(reason));
+}
+
+/// Stops the incarnation normally (effect::stop / then_stop).
+void stop_normally(entity_actor* self) {
+  auto& st = self->state;
+  if (st.ph == phase::stopped)
+    return;
+  st.ph = phase::stopped;
+  st.stop_reason = error{errc::stopped, *st.pid + " stopped itself"};
+  st.fail_stash(st.stop_reason);
+  self->quit(caf::exit_reason::normal);
+}
+
+// -- commands --------------------------------------------------------------------------
+
+void drain(entity_actor* self);
+
+void finish(entity_actor* self, caf::response_promise& rp, completion c) {
+  deliver(rp, std::move(c.reply));
+  if (c.failure)
+    fail(self, std::move(c.failure));
+  else if (c.stop)
+    stop_normally(self);
+}
+
+void start_write(entity_actor* self, caf::response_promise rp) {
+  auto& st = self->state;
+  atomic_write w;
+  w.persistence_id = *st.pid;
+  w.events = std::move(st.encoded);
+  st.encoded = {};
+  auto ts = now_ms();
+  auto seq = st.last_seq;
+  for (auto& e : w.events) {
+    e.persistence_id = *st.pid;
+    e.seq = ++seq;
+    e.writer = st.writer;
+    e.timestamp_ms = ts;
+  }
+  st.in_flight = std::move(rp);
+  st.in_flight_events = w.events.size();
+  auto token = ++st.write_token;
+  st.ph = phase::persisting;
+  st.journal->write(std::move(w), [a = me(self), token](expected<void> r) {
+    caf::anon_send(a, write_done{token, std::move(r)});
+  });
+}
+
+void answer_state_query(entity_actor* self, caf::response_promise& rp) {
+  deliver(rp, reply_result{self->state.model->state_copy()});
+}
+
+/// Handles one command on the running entity.
+void process(entity_actor* self, command_ptr cmd, caf::response_promise rp) {
+  auto& st = self->state;
+  if (!cmd) {
+    answer_state_query(self, rp);
+    return;
+  }
+  st.metrics->commands.inc();
+  st.encoded.clear();
+  auto h = st.model->handle(*cmd, st.encoded);
+  switch (h.what) {
+    case handle_result::kind::complete:
+      finish(self, rp, st.model->complete());
+      return;
+    case handle_result::kind::persist:
+      start_write(self, std::move(rp));
+      return;
+    case handle_result::kind::unhandled:
+      st.log->debug(st.label, "{}", h.failure.message());
+      deliver(rp, h.failure);
+      return;
+    case handle_result::kind::rejected:
+      st.metrics->persist_rejected.inc();
+      st.log->warn(st.label, "persist rejected: {}", h.failure.message());
+      deliver(rp, h.failure);
+      return;
+    case handle_result::kind::failed:
+      deliver(rp, h.failure);
+      fail(self, h.failure);
+      return;
+  }
+}
+
+void on_command(entity_actor* self, command_ptr cmd) {
+  auto& st = self->state;
+  auto rp = self->make_response_promise();
+  if (st.ph == phase::running && st.stash.empty()) {
+    process(self, std::move(cmd), std::move(rp));
+    return;
+  }
+  if (st.ph == phase::stopped) {
+    deliver(rp, st.stop_reason);
+    return;
+  }
+  if (st.stash.size() >= st.stash_capacity) {
+    st.metrics->stash_overflow.inc();
+    auto what = cmd ? cmd->name() : std::string{"a state query"};
+    auto e = error{errc::overloaded,
+                   fmt::format("{} is busy and its stash of {} commands is full; {} refused",
+                               *st.pid, st.stash_capacity, what)};
+    if (!st.overflow_logged) {  // once per burst: the metric counts them all
+      st.overflow_logged = true;
+      st.log->warn(st.label, "{}", e.message());
+    }
+    deliver(rp, e);
+    return;
+  }
+  st.stash.push_back(stashed{std::move(cmd), std::move(rp)});
+}
+
+void drain(entity_actor* self) {
+  auto& st = self->state;
+  auto budget = drain_budget;
+  while (st.ph == phase::running && !st.stash.empty()) {
+    if (budget-- == 0) {
+      self->send(self, drain_stash{});
+      return;
+    }
+    auto next = std::move(st.stash.front());
+    st.stash.pop_front();
+    process(self, std::move(next.cmd), std::move(next.rp));
+  }
+  if (st.stash.size() < st.stash_capacity / 2)
+    st.overflow_logged = false;
+}
+
+// -- snapshots -------------------------------------------------------------------------
+
+void retention(entity_actor* self, sequence_nr snapshot_seq) {
+  auto& st = self->state;
+  auto& opts = st.bp->options;
+  auto span = static_cast<sequence_nr>(std::max<std::uint32_t>(opts.keep_snapshots, 1))
+              * opts.snapshot_every;
+  if (snapshot_seq <= span)
+    return;
+  auto upper = snapshot_seq - span;
+  auto report = [a = me(self)](std::string what) {
+    return [a, what = std::move(what)](expected<void> r) {
+      if (!r)
+        caf::anon_send(a, housekeeping_failed{what, r.error()});
+    };
+  };
+  snapshot_criteria older;
+  older.max_seq = upper;
+  st.journal->delete_snapshots(*st.pid, older,
+                               report(fmt::format("deleting snapshots up to seq {}", upper)));
+  if (opts.delete_events_on_snapshot)
+    st.journal->delete_events_to(*st.pid, upper,
+                                 report(fmt::format("deleting events up to seq {}", upper)));
+}
+
+/// Saves a snapshot if the last persist crossed a multiple of snapshot_every;
+/// returns whether one is being saved (the entity then waits for it).
+bool maybe_snapshot(entity_actor* self, sequence_nr before) {
+  auto& st = self->state;
+  auto every = st.bp->options.snapshot_every;
+  if (every == 0 || st.last_seq / every == before / every)
+    return false;
+  snapshot_record s;
+  s.persistence_id = *st.pid;
+  s.seq = st.last_seq;
+  s.timestamp_ms = now_ms();
+  if (auto r = st.model->encode_state(s); !r) {
+    st.metrics->snapshot_failures.inc();
+    st.log->warn(st.label, "snapshot at seq {} not saved: {}", s.seq, r.error().to_string());
+    return false;
+  }
+  st.ph = phase::snapshotting;
+  st.journal->save_snapshot(std::move(s), [a = me(self), seq = st.last_seq](expected<void> r) {
+    caf::anon_send(a, snapshot_saved{seq, std::move(r)});
+  });
+  return true;
+}
+
+// -- persist results -------------------------------------------------------------------
+
+void on_write_done(entity_actor* self, write_done& m) {
+  auto& st = self->state;
+  if (st.ph != phase::persisting || m.token != st.write_token)
+    return;
+  auto rp = std::move(st.in_flight);
+  st.in_flight = caf::response_promise{};
+  auto first = st.last_seq + 1;
+  auto last = st.last_seq + st.in_flight_events;
+  if (m.result) {
+    auto before = st.last_seq;
+    st.last_seq = last;
+    st.metrics->events_persisted.inc(st.in_flight_events);
+    auto c = st.model->complete();
+    auto stop = c.stop || static_cast<bool>(c.failure);
+    finish(self, rp, std::move(c));
+    if (stop)
+      return;
+    if (!maybe_snapshot(self, before)) {
+      st.ph = phase::running;
+      drain(self);
+    }
+    return;
+  }
+  st.model->discard();
+  const auto& err = m.result.error();
+  auto range = first == last ? fmt::format("seq {}", first)
+                             : fmt::format("seq {}..{}", first, last);
+  if (err.code() == errc::journal_rejected) {
+    st.metrics->persist_rejected.inc();
+    auto e = error{errc::journal_rejected,
+                   fmt::format("{}: the journal rejected {} (nothing was stored; the entity "
+                               "goes on): {}",
+                               *st.pid, range, err.message())};
+    st.log->warn(st.label, "{}", e.message());
+    deliver(rp, e);
+    st.ph = phase::running;
+    drain(self);
+    return;
+  }
+  st.metrics->persist_failed.inc();
+  error e;
+  if (err.code() == errc::sequence_conflict)
+    e = error{errc::sequence_conflict,
+              fmt::format("{}: {} was already written by another writer; stopping (single "
+                          "writer): {}",
+                          *st.pid, range, err.message())};
+  else
+    e = error{err.code(), fmt::format("{}: persisting {} failed, the outcome is unknown; "
+                                      "stopping: {}",
+                                      *st.pid, range, err.message())};
+  deliver(rp, e);
+  fail(self, std::move(e));
+}
+
+void on_snapshot_saved(entity_actor* self, snapshot_saved& m) {
+  auto& st = self->state;
+  if (st.ph != phase::snapshotting)
+    return;
+  if (m.result) {
+    st.metrics->snapshots_saved.inc();
+    retention(self, m.seq);
+  } else {
+    st.metrics->snapshot_failures.inc();
+    st.log->warn(st.label, "saving the snapshot at seq {} failed (the entity goes on): {}",
+                 m.seq, m.result.error().to_string());
+  }
+  st.ph = phase::running;
+  drain(self);
+}
+
+// -- recovery --------------------------------------------------------------------------
+
+void recovery_failed(entity_actor* self, error reason) {
+  self->state.metrics->recovery_failures.inc();
+  fail(self, error{reason.code(), "recovery failed: " + reason.message()});
+}
+
+void request_page(entity_actor* self) {
+  auto& st = self->state;
+  auto step = ++st.step;
+  st.journal->read_events(*st.pid, st.last_seq + 1, max_sequence_nr, st.page_size,
+                          [a = me(self), step](expected<std::vector<event_record>> r) {
+                            caf::anon_send(a, page_loaded{step, std::move(r)});
+                          });
+}
+
+void request_highest(entity_actor* self) {
+  auto& st = self->state;
+  auto step = ++st.step;
+  st.journal->highest_sequence_nr(*st.pid, [a = me(self), step](expected<sequence_nr> r) {
+    caf::anon_send(a, highest_loaded{step, std::move(r)});
+  });
+}
+
+void arm_recovery_check(entity_actor* self) {
+  auto& st = self->state;
+  self->delayed_send(self, std::chrono::duration_cast<caf::timespan>(st.rt->recovery_timeout),
+                     recovery_check{st.step});
+}
+
+void on_permit(entity_actor* self, permit_granted& m) {
+  auto& st = self->state;
+  if (st.ph != phase::waiting_permit)
+    return;  // m.permit goes back when the message is destroyed
+  st.ticket = 0;
+  st.permit = std::move(m.permit);
+  st.ph = phase::recovering;
+  st.recovery_started = std::chrono::steady_clock::now();
+  auto step = ++st.step;
+  arm_recovery_check(self);
+  st.journal->load_snapshot(*st.pid, snapshot_criteria::latest(),
+                            [a = me(self), step](expected<std::optional<snapshot_record>> r) {
+                              caf::anon_send(a, snapshot_loaded{step, std::move(r)});
+                            });
+}
+
+void on_snapshot_loaded(entity_actor* self, snapshot_loaded& m) {
+  auto& st = self->state;
+  if (st.ph != phase::recovering || m.step != st.step)
+    return;
+  if (!m.result)
+    return recovery_failed(self, error{m.result.error().code(),
+                                       fmt::format("{} (loading the latest snapshot): {}",
+                                                   *st.pid, m.result.error().message())});
+  if (auto& snap = *m.result) {
+    if (auto r = st.model->restore(*snap); !r)
+      return recovery_failed(self, r.error());
+    st.last_seq = snap->seq;
+  }
+  request_page(self);
+}
+
+void on_page_loaded(entity_actor* self, page_loaded& m) {
+  auto& st = self->state;
+  if (st.ph != phase::recovering || m.step != st.step)
+    return;
+  if (!m.result)
+    return recovery_failed(self, error{m.result.error().code(),
+                                       fmt::format("{} seq {} (replay): {}", *st.pid,
+                                                   st.last_seq + 1, m.result.error().message())});
+  auto& page = *m.result;
+  for (auto& rec : page) {
+    if (rec.seq != st.last_seq + 1)
+      return recovery_failed(self,
+                             error{errc::journal_failure,
+                                   fmt::format("{} seq {}: missing from the journal (replay "
+                                               "found seq {} next)",
+                                               *st.pid, st.last_seq + 1, rec.seq)});
+    if (auto r = st.model->apply(rec); !r)
+      return recovery_failed(self, r.error());
+    st.last_seq = rec.seq;
+  }
+  st.replayed += page.size();
+  st.metrics->events_replayed.inc(page.size());
+  if (page.size() >= st.page_size)
+    request_page(self);
+  else
+    request_highest(self);
+}
+
+void on_highest_loaded(entity_actor* self, highest_loaded& m) {
+  auto& st = self->state;
+  if (st.ph != phase::recovering || m.step != st.step)
+    return;
+  if (!m.result)
+    return recovery_failed(self, error{m.result.error().code(),
+                                       fmt::format("{} (reading the highest seq): {}", *st.pid,
+                                                   m.result.error().message())});
+  if (*m.result > st.last_seq)
+    return recovery_failed(
+      self, error{errc::journal_failure,
+                  fmt::format("{} seq {}: missing from the journal (its highest seq is {}, "
+                              "but replay ended at seq {})",
+                              *st.pid, st.last_seq + 1, *m.result, st.last_seq)});
+  st.permit.reset();
+  st.ph = phase::running;
+  st.metrics->recoveries.inc();
+  auto took = std::chrono::steady_clock::now() - st.recovery_started;
+  st.log->debug(st.label, "recovered at seq {} ({} events replayed in {} us)", st.last_seq,
+                st.replayed,
+                std::chrono::duration_cast<std::chrono::microseconds>(took).count());
+  st.model->recovery_completed();
+  drain(self);
+}
+
+void on_recovery_check(entity_actor* self, recovery_check m) {
+  auto& st = self->state;
+  if (st.ph != phase::recovering)
+    return;
+  if (m.step != st.step) {  // progress since the check was armed
+    arm_recovery_check(self);
+    return;
+  }
+  recovery_failed(self, error{errc::timeout,
+                              fmt::format("{} seq {}: the journal did not answer within {}",
+                                          *st.pid, st.last_seq + 1,
+                                          format_duration(st.rt->recovery_timeout))});
+}
+
+void begin_recovery(entity_actor* self) {
+  auto& st = self->state;
+  st.ph = phase::waiting_permit;
+  st.ticket = st.rt->permits->acquire([a = me(self)](recovery_permits::permit_ptr p) {
+    caf::anon_send(a, permit_granted{std::move(p)});
+  });
+}
+
+// -- the actor -------------------------------------------------------------------------
+
+expected<std::shared_ptr<journal_service>> journal_of(node_context& ctx) {
+  if (auto j = ctx.extension<journal_service>())
+    return j;
+  return error{errc::not_found,
+               fmt::format("node '{}' has no journal: call persistence::install_journal first",
+                           ctx.name())};
+}
+
+caf::behavior entity_behavior(entity_actor* self, blueprint_ptr bp) {
+  auto& st = self->state;
+  auto& ctx = node_of(self);
+  st.bp = bp;
+  st.pid = &bp->persistence_id;
+  st.log = &ctx.log();
+  st.label = "entity/" + bp->persistence_id;
+  st.rt = entity_runtime::of(ctx);
+  st.metrics = &st.rt->metrics_for(bp->entity_type);
+  st.writer = st.rt->next_writer_id();
+  st.stash_capacity = bp->options.stash_capacity > 0 ? bp->options.stash_capacity
+                                                     : st.rt->stash_capacity;
+  st.page_size = bp->options.recovery_page_size > 0 ? bp->options.recovery_page_size
+                                                     : st.rt->recovery_page_size;
+  auto journal = journal_of(ctx);
+  auto model = journal ? bp->make_model(ctx.shared_codec())
+                       : expected<std::unique_ptr<entity_model>>{journal.error()};
+  if (!model) {
+    auto e = error{model.error().code(),
+                   fmt::format("{} cannot start: {}", bp->persistence_id, model.error().message())};
+    st.ph = phase::stopped;
+    st.stop_reason = e;
+    st.log->error(st.label, "{}", e.message());
+    self->quit(to_caf_error(e));
+    return {};
+  }
+  st.journal = std::move(*journal);
+  st.model = std::move(*model);
+  begin_recovery(self);
+  return {
+    [self](command_envelope& env) { on_command(self, std::move(env.cmd)); },
+    [self](permit_granted& m) { on_permit(self, m); },
+    [self](snapshot_loaded& m) { on_snapshot_loaded(self, m); },
+    [self](page_loaded& m) { on_page_loaded(self, m); },
+    [self](highest_loaded& m) { on_highest_loaded(self, m); },
+    [self](recovery_check m) { on_recovery_check(self, m); },
+    [self](write_done& m) { on_write_done(self, m); },
+    [self](snapshot_saved& m) { on_snapshot_saved(self, m); },
+    [self](housekeeping_failed& m) {
+      self->state.log->warn(self->state.label, "{} failed: {}", m.what, m.reason.to_string());
+    },
+    [self](drain_stash) {
+      if (self->state.ph == phase::running)
+        drain(self);
+    },
+  };
+}
+
+caf::actor spawn_incarnation(caf::actor_system& sys, const blueprint_ptr& bp) {
+  return spawn_actor(sys, "entity/" + bp->persistence_id, entity_behavior, bp);
+}
+
+} // namespace
+
+// -- public entry points -----------------------------------------------------------------
+
+expected<caf::actor> spawn_entity(node& n, blueprint_ptr bp) {
+  if (bp->entity_id.empty())
+    return error{errc::invalid_argument,
+                 fmt::format("entity type '{}': an entity id must not be empty", bp->entity_type)};
+  if (auto j = journal_of(n.context()); !j)
+    return std::move(j).error();
+  // Check the codec registrations now, so the caller gets the error, not a log line.
+  if (auto m = bp->make_model(n.context().shared_codec()); !m)
+    return error{m.error().code(),
+                 fmt::format("{} cannot start: {}", bp->persistence_id, m.error().message())};
+  auto name = bp->persistence_id;
+  return n.adopt(child_spec{std::move(name),
+                            [bp](caf::actor_system& sys) { return spawn_incarnation(sys, bp); },
+                            restart_policy::temporary});
+}
+
+child_spec entity_child(blueprint_ptr bp, restart_policy restart) {
+  auto name = bp->persistence_id;
+  return child_spec{std::move(name),
+                    [bp](caf::actor_system& sys) { return spawn_incarnation(sys, bp); },
+                    restart};
+}
+
+expected<reply_box> ask_entity(caf::actor_system& sys, const caf::actor& dest, duration timeout,
+                               command_ptr cmd) {
+  auto r = troupe::ask<reply_envelope>(sys, dest, timeout, command_envelope{std::move(cmd)});
+  if (!r)
+    return std::move(r).error();
+  return std::move(r->value);
+}
+
+void ask_entity(caf::event_based_actor* self, const caf::actor& dest, duration timeout,
+                command_ptr cmd, std::function<void(expected<reply_box>)> done) {
+  troupe::ask<reply_envelope>(self, dest, timeout, command_envelope{std::move(cmd)})
+    .then([done = std::move(done)](expected<reply_envelope> r) {
+      if (!r)
+        done(std::move(r).error());
+      else
+        done(std::move(r->value));
+    });
+}
+
+void tell_entity(const caf::actor& dest, command_ptr cmd) {
+  if (dest)
+    caf::anon_send(dest, command_envelope{std::move(cmd)});
+}
+
+expected<std::shared_ptr<void>> query_state(caf::actor_system& sys, const caf::actor& dest,
+                                            duration timeout) {
+  return ask_entity(sys, dest, timeout, nullptr);
+}
+
+expected<void> stop_and_wait(caf::actor_system& sys, const caf::actor& dest, duration timeout) {
+  if (!dest)
+    return {};
+  troupe::detail::thread_caf_state_guard release_after;
+  caf::scoped_actor self{sys};
+  self->monitor(dest);
+  self->send_exit(dest, caf::exit_reason::user_shutdown);
+  bool down = false;
+  self->receive([&](caf::down_msg&) { down = true; },
+                caf::after(std::chrono::duration_cast<caf::timespan>(timeout)) >> [] {});
+  if (!down)
+    return error{errc::timeout, "the entity did not stop within " + format_duration(timeout)};
+  return {};
+}
+
+} // namespace troupe::persistence::detail

@@ -1,0 +1,71 @@
+// Internal: node-wide state of the entity runtime, hung on the node as an
+// extension and created on first use: settings read once from the config, the
+// recovery permits, metrics per entity type and writer ids.
+//
+// Thread-safety: every member may be used concurrently.
+#pragma once
+
+#include "recovery_permits.hpp"
+
+#include "troupe/actors/config.hpp"
+#include "troupe/actors/metrics.hpp"
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+namespace troupe {
+class node_context;
+} // namespace troupe
+
+namespace troupe::persistence::detail {
+
+inline constexpr const char* key_stash_capacity = "persistence.entity.stash-capacity";
+inline constexpr const char* key_max_concurrent_recoveries =
+  "persistence.entity.max-concurrent-recoveries";
+inline constexpr const char* key_recovery_page_size = "persistence.entity.recovery-page-size";
+inline constexpr const char* key_recovery_timeout = "persistence.entity.recovery-timeout";
+
+/// Metrics of one entity type (label entity_type); references stay valid for the
+/// node's lifetime.
+struct entity_metrics {
+  counter_metric& commands;
+  counter_metric& events_persisted;
+  counter_metric& persist_rejected;
+  counter_metric& persist_failed;
+  counter_metric& stash_overflow;
+  counter_metric& recoveries;
+  counter_metric& recovery_failures;
+  counter_metric& events_replayed;
+  counter_metric& snapshots_saved;
+  counter_metric& snapshot_failures;
+};
+
+class entity_runtime {
+public:
+  std::size_t stash_capacity = 4096;
+  std::size_t recovery_page_size = 2000;
+  duration recovery_timeout = std::chrono::seconds{30};
+  std::shared_ptr<recovery_permits> permits;
+
+  /// The runtime of a node (created on first use).
+  static std::shared_ptr<entity_runtime> of(node_context& ctx);
+
+  entity_metrics& metrics_for(const std::string& entity_type);
+
+  /// A fresh writer (incarnation) id: "<node>-<random>-<n>".
+  std::string next_writer_id();
+
+private:
+  explicit entity_runtime(node_context& ctx);
+
+  metrics_registry& registry_;
+  std::string writer_prefix_;
+  std::atomic<std::uint64_t> incarnations_{0};
+  std::mutex mtx_;
+  std::map<std::string, std::unique_ptr<entity_metrics>, std::less<>> metrics_;
+};
+
+} // namespace troupe::persistence::detail
