@@ -101,11 +101,6 @@ struct stashed {
   caf::response_promise rp;
 };
 
-std::int64_t now_ms() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-}
-
 void deliver(caf::response_promise& rp, const error& e) {
   if (rp.pending())
     rp.deliver(to_caf_error(e));
@@ -141,8 +136,11 @@ struct entity_state {
 
   // recovery
   std::uint64_t step = 0;      // the recovery step in flight; older answers are stale
+  sequence_nr replay_to = 0;   // the journal's highest seq when the recovery read it
   std::uint64_t ticket = 0;    // waiting for a permit
   recovery_permits::permit_ptr permit;
+  bool counted_waiting = false;     // in rt->waiting_for_permit
+  bool counted_recovering = false;  // in rt->recovering
   std::chrono::steady_clock::time_point recovery_started;
   std::size_t replayed = 0;
 
@@ -164,6 +162,9 @@ struct entity_state {
   ~entity_state() {
     if (rt && ticket != 0)
       rt->permits->cancel(ticket);
+    release_permit();
+    if (counted_waiting)
+      rt->waiting_for_permit->add(-1);
     auto reason = stop_reason ? stop_reason
                               : error{errc::actor_down,
                                       (pid ? *pid : std::string{"entity"}) + " stopped"};
@@ -171,7 +172,30 @@ struct entity_state {
     fail_stash(reason);
   }
 
+  void release_permit() {
+    permit.reset();
+    if (counted_recovering) {
+      counted_recovering = false;
+      rt->recovering->add(-1);
+    }
+  }
+
+  void push_stash(stashed s) {
+    stash.push_back(std::move(s));
+    metrics->stashed.add(1);
+  }
+
+  stashed pop_stash() {
+    auto s = std::move(stash.front());
+    stash.pop_front();
+    metrics->stashed.add(-1);
+    return s;
+  }
+
   void fail_stash(const error& reason) {
+    if (stash.empty())
+      return;
+    metrics->stashed.add(-static_cast<double>(stash.size()));
     for (auto& s : stash) {
       auto what = s.cmd ? s.cmd->name() : std::string{"a state query"};
       deliver(s.rp, error{reason.code() == errc::stopped ? errc::stopped : errc::actor_down,
@@ -200,7 +224,7 @@ void fail(entity_actor* self, error reason) {
   st.stop_reason = reason;
   deliver(st.in_flight, reason);
   st.fail_stash(reason);
-  st.permit.reset();
+  st.release_permit();
   self->quit(to_caf_error(reason));
 }
 
@@ -233,13 +257,12 @@ void start_write(entity_actor* self, caf::response_promise rp) {
   w.persistence_id = *st.pid;
   w.events = std::move(st.encoded);
   st.encoded = {};
-  auto ts = now_ms();
+  // Events leave persistence_id empty (it is the write's) and timestamp_ms 0 (the
+  // journal stamps the time of the write).
   auto seq = st.last_seq;
   for (auto& e : w.events) {
-    e.persistence_id = *st.pid;
     e.seq = ++seq;
     e.writer = st.writer;
-    e.timestamp_ms = ts;
   }
   st.in_flight = std::move(rp);
   st.in_flight_events = w.events.size();
@@ -311,7 +334,7 @@ void on_command(entity_actor* self, command_ptr cmd) {
     deliver(rp, e);
     return;
   }
-  st.stash.push_back(stashed{std::move(cmd), std::move(rp)});
+  st.push_stash(stashed{std::move(cmd), std::move(rp)});
 }
 
 void drain(entity_actor* self) {
@@ -322,8 +345,7 @@ void drain(entity_actor* self) {
       self->send(self, drain_stash{});
       return;
     }
-    auto next = std::move(st.stash.front());
-    st.stash.pop_front();
+    auto next = st.pop_stash();
     process(self, std::move(next.cmd), std::move(next.rp));
   }
   if (st.stash.size() < st.stash_capacity / 2)
@@ -457,27 +479,32 @@ void recovery_failed(entity_actor* self, error reason) {
   fail(self, error{reason.code(), "recovery failed: " + reason.message()});
 }
 
+void arm_recovery_check(entity_actor* self) {
+  auto& st = self->state;
+  self->delayed_send(self, std::chrono::duration_cast<caf::timespan>(st.rt->recovery_timeout),
+                     recovery_check{st.step});
+}
+
 void request_page(entity_actor* self) {
   auto& st = self->state;
   auto step = ++st.step;
-  st.journal->read_events(*st.pid, st.last_seq + 1, max_sequence_nr, st.page_size,
+  st.journal->read_events(*st.pid, st.last_seq + 1, st.replay_to, st.page_size,
                           [a = me(self), step](expected<std::vector<event_record>> r) {
                             caf::anon_send(a, page_loaded{step, std::move(r)});
                           });
 }
 
-void request_highest(entity_actor* self) {
+void recovery_done(entity_actor* self) {
   auto& st = self->state;
-  auto step = ++st.step;
-  st.journal->highest_sequence_nr(*st.pid, [a = me(self), step](expected<sequence_nr> r) {
-    caf::anon_send(a, highest_loaded{step, std::move(r)});
-  });
-}
-
-void arm_recovery_check(entity_actor* self) {
-  auto& st = self->state;
-  self->delayed_send(self, std::chrono::duration_cast<caf::timespan>(st.rt->recovery_timeout),
-                     recovery_check{st.step});
+  st.release_permit();
+  st.ph = phase::running;
+  st.metrics->recoveries.inc();
+  auto took = std::chrono::steady_clock::now() - st.recovery_started;
+  st.log->debug(st.label, "recovered at seq {} ({} events replayed in {} us)", st.last_seq,
+                st.replayed,
+                std::chrono::duration_cast<std::chrono::microseconds>(took).count());
+  st.model->recovery_completed();
+  drain(self);
 }
 
 void on_permit(entity_actor* self, permit_granted& m) {
@@ -485,7 +512,13 @@ void on_permit(entity_actor* self, permit_granted& m) {
   if (st.ph != phase::waiting_permit)
     return;  // m.permit goes back when the message is destroyed
   st.ticket = 0;
+  if (st.counted_waiting) {
+    st.counted_waiting = false;
+    st.rt->waiting_for_permit->add(-1);
+  }
   st.permit = std::move(m.permit);
+  st.counted_recovering = true;
+  st.rt->recovering->add(1);
   st.ph = phase::recovering;
   st.recovery_started = std::chrono::steady_clock::now();
   auto step = ++st.step;
@@ -509,6 +542,29 @@ void on_snapshot_loaded(entity_actor* self, snapshot_loaded& m) {
       return recovery_failed(self, r.error());
     st.last_seq = snap->seq;
   }
+  // The service answers only after every write submitted before has completed, so
+  // a write of the previous incarnation still in flight is either part of the
+  // replay or failed.
+  auto step = ++st.step;
+  st.journal->highest_sequence_nr(*st.pid, [a = me(self), step](expected<sequence_nr> r) {
+    caf::anon_send(a, highest_loaded{step, std::move(r)});
+  });
+}
+
+void on_highest_loaded(entity_actor* self, highest_loaded& m) {
+  auto& st = self->state;
+  if (st.ph != phase::recovering || m.step != st.step)
+    return;
+  if (!m.result)
+    return recovery_failed(self, error{m.result.error().code(),
+                                       fmt::format("{} (reading the highest seq): {}", *st.pid,
+                                                   m.result.error().message())});
+  if (*m.result < st.last_seq)
+    st.log->warn(st.label, "the journal's highest seq {} is below the snapshot's seq {}",
+                 *m.result, st.last_seq);
+  st.replay_to = *m.result;
+  if (st.last_seq >= st.replay_to)
+    return recovery_done(self);
   request_page(self);
 }
 
@@ -521,6 +577,11 @@ void on_page_loaded(entity_actor* self, page_loaded& m) {
                                        fmt::format("{} seq {} (replay): {}", *st.pid,
                                                    st.last_seq + 1, m.result.error().message())});
   auto& page = *m.result;
+  if (page.empty())
+    return recovery_failed(
+      self, error{errc::journal_failure,
+                  fmt::format("{} seq {}: missing from the journal (its highest seq is {})",
+                              *st.pid, st.last_seq + 1, st.replay_to)});
   for (auto& rec : page) {
     if (rec.seq != st.last_seq + 1)
       return recovery_failed(self,
@@ -534,35 +595,12 @@ void on_page_loaded(entity_actor* self, page_loaded& m) {
   }
   st.replayed += page.size();
   st.metrics->events_replayed.inc(page.size());
-  if (page.size() >= st.page_size)
-    request_page(self);
+  // The next page is requested only now that this one is applied: an entity holds
+  // at most one page, however long its journal.
+  if (st.last_seq >= st.replay_to)
+    recovery_done(self);
   else
-    request_highest(self);
-}
-
-void on_highest_loaded(entity_actor* self, highest_loaded& m) {
-  auto& st = self->state;
-  if (st.ph != phase::recovering || m.step != st.step)
-    return;
-  if (!m.result)
-    return recovery_failed(self, error{m.result.error().code(),
-                                       fmt::format("{} (reading the highest seq): {}", *st.pid,
-                                                   m.result.error().message())});
-  if (*m.result > st.last_seq)
-    return recovery_failed(
-      self, error{errc::journal_failure,
-                  fmt::format("{} seq {}: missing from the journal (its highest seq is {}, "
-                              "but replay ended at seq {})",
-                              *st.pid, st.last_seq + 1, *m.result, st.last_seq)});
-  st.permit.reset();
-  st.ph = phase::running;
-  st.metrics->recoveries.inc();
-  auto took = std::chrono::steady_clock::now() - st.recovery_started;
-  st.log->debug(st.label, "recovered at seq {} ({} events replayed in {} us)", st.last_seq,
-                st.replayed,
-                std::chrono::duration_cast<std::chrono::microseconds>(took).count());
-  st.model->recovery_completed();
-  drain(self);
+    request_page(self);
 }
 
 void on_recovery_check(entity_actor* self, recovery_check m) {
@@ -585,6 +623,10 @@ void begin_recovery(entity_actor* self) {
   st.ticket = st.rt->permits->acquire([a = me(self)](recovery_permits::permit_ptr p) {
     caf::anon_send(a, permit_granted{std::move(p)});
   });
+  if (st.ticket != 0) {
+    st.counted_waiting = true;
+    st.rt->waiting_for_permit->add(1);
+  }
 }
 
 // -- the actor -------------------------------------------------------------------------

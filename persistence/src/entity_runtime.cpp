@@ -32,6 +32,10 @@ entity_runtime::entity_runtime(node_context& ctx) : registry_(ctx.metrics()) {
   recovery_timeout = duration_or(cfg, key_recovery_timeout, recovery_timeout);
   permits = recovery_permits::make(
     static_cast<std::size_t>(std::max<std::int64_t>(1, int_or(cfg, key_max_concurrent_recoveries, 50))));
+  recovering = &registry_.gauge("troupe_persistence_entity_recoveries_in_progress", {},
+                                "Entity recoveries holding a permit.");
+  waiting_for_permit = &registry_.gauge("troupe_persistence_entity_recoveries_waiting", {},
+                                        "Entities waiting for a recovery permit.");
   std::random_device rd;
   writer_prefix_ = fmt::format("{}-{:08x}{:08x}", ctx.name(), rd(), rd());
 }
@@ -74,6 +78,8 @@ entity_metrics& entity_runtime::metrics_for(const std::string& entity_type) {
     c("troupe_persistence_entity_snapshots_saved_total", "Snapshots saved."),
     c("troupe_persistence_entity_snapshot_failures_total",
       "Snapshots that could not be encoded or saved (the entity went on)."),
+    registry_.gauge("troupe_persistence_entity_stashed_commands", labels,
+                    "Commands waiting in entity stashes."),
   }};
   auto& ref = *m;
   metrics_.emplace(entity_type, std::move(m));

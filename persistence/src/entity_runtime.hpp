@@ -41,6 +41,7 @@ struct entity_metrics {
   counter_metric& events_replayed;
   counter_metric& snapshots_saved;
   counter_metric& snapshot_failures;
+  gauge_metric& stashed;  ///< commands waiting in the stashes of this type's entities
 };
 
 class entity_runtime {
@@ -49,6 +50,8 @@ public:
   std::size_t recovery_page_size = 2000;
   duration recovery_timeout = std::chrono::seconds{30};
   std::shared_ptr<recovery_permits> permits;
+  gauge_metric* recovering = nullptr;          ///< recoveries holding a permit
+  gauge_metric* waiting_for_permit = nullptr;  ///< entities queued for a permit
 
   /// The runtime of a node (created on first use).
   static std::shared_ptr<entity_runtime> of(node_context& ctx);

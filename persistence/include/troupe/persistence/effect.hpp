@@ -112,7 +112,7 @@ public:
     return reply_error(c, error{errc::invalid_argument, std::move(message)});
   }
   template <class Command>
-  static effect reply_error(const Command& c, error e) {
+  static effect reply_error(const Command&, error e) {
     effect x{kind::none};
     x.steps_.push_back(step{typeid(typename Command::reply),
                             [e = std::move(e)](const state_type&) -> detail::reply_result {
