@@ -5,7 +5,8 @@
 
 #include <caf/all.hpp>
 
-#include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <cstdio>
 #include <cstdlib>
 
@@ -20,7 +21,23 @@ namespace {
 }
 
 struct termination_flag {
-  std::atomic<bool> value{false};
+  std::mutex mtx;
+  std::condition_variable cv;
+  bool value = false;
+
+  void set() {
+    std::lock_guard<std::mutex> guard{mtx};
+    value = true;
+    cv.notify_all();
+  }
+  bool get() {
+    std::lock_guard<std::mutex> guard{mtx};
+    return value;
+  }
+  bool wait(duration timeout) {
+    std::unique_lock<std::mutex> lock{mtx};
+    return cv.wait_for(lock, timeout, [this] { return value; });
+  }
 };
 
 } // namespace
@@ -71,7 +88,7 @@ expected<void> testkit_base::start(blueprint_ptr bp) {
     return std::move(a).error();
   actor_ = std::move(*a);
   auto flag = std::make_shared<termination_flag>();
-  actor_->attach_functor([flag] { flag->value = true; });
+  actor_->attach_functor([flag] { flag->set(); });
   terminated_ = flag;
   return {};
 }
@@ -83,7 +100,12 @@ expected<void> testkit_base::stop() {
 
 bool testkit_base::running() const {
   auto flag = std::static_pointer_cast<termination_flag>(terminated_);
-  return actor_ && flag && !flag->value.load();
+  return actor_ && flag && !flag->get();
+}
+
+bool testkit_base::wait_stopped(duration timeout) {
+  auto flag = std::static_pointer_cast<termination_flag>(terminated_);
+  return !actor_ || !flag || flag->wait(timeout);
 }
 
 expected<std::shared_ptr<void>> testkit_base::state() {

@@ -77,6 +77,8 @@ public:
   expected<void> stop();
   /// Whether the entity is still running.
   bool running() const;
+  /// Waits until the entity terminated; false if it still runs after `timeout`.
+  bool wait_stopped(duration timeout);
   /// The boxed state of the running entity.
   expected<std::shared_ptr<void>> state();
   /// The highest sequence nr stored for the entity.
@@ -135,10 +137,12 @@ public:
     auto after = base_.highest(pid);
     if (after > before)
       result.events = decode(base_.events(pid, before + 1, after));
-    if (base_.running()) {
-      if (auto s = fetch_state())
-        last_state_ = std::move(*s);
-    }
+    // The state query is answered after every earlier command; it fails only when
+    // the command stopped the entity (which then terminates promptly).
+    if (auto s = fetch_state())
+      last_state_ = std::move(*s);
+    else
+      base_.wait_stopped(base_.timeout());
     result.stopped = !base_.running();
     result.state = last_state_ ? *last_state_ : state_type{};
     return result;

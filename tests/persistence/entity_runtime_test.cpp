@@ -1,0 +1,384 @@
+// The entity runtime on a node: stash and durability ordering, stash bounds,
+// single writer, recovery failures under a supervisor, recovery permits and stalls,
+// shutdown, and asks from actors.
+#include "entity_fixtures.hpp"
+
+#include "troupe/actors/ask.hpp"
+#include "troupe/actors/supervisor.hpp"
+
+#include <caf/all.hpp>
+
+#include <future>
+
+using namespace troupe;
+using namespace troupe::persistence;
+using namespace troupe::test;
+using namespace std::chrono_literals;
+using fx::counter;
+
+namespace {
+
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+double gauge(node& n, const std::string& name, const metric_labels& labels = {}) {
+  return n.metrics().gauge_value(name, labels).value_or(-1);
+}
+
+double stashed(node& n) {
+  return gauge(n, "troupe_persistence_entity_stashed_commands", {{"entity_type", "counter"}});
+}
+
+template <class Command>
+auto ask_async(const entity_ref<counter>& ref, Command cmd, duration timeout = 30s) {
+  return std::async(std::launch::async, [ref, cmd, timeout] { return ref.ask(cmd, timeout); });
+}
+
+bool answered(auto& future) {
+  return future.wait_for(0s) == std::future_status::ready;
+}
+
+} // namespace
+
+TEST_CASE("entity: commands wait while a persist is in flight; its reply comes once it is durable") {
+  auto j = std::make_shared<memory_journal>();
+  auto n = fx::make_node(j);
+  auto ref = spawn_entity<counter>(*n, "s1");
+  REQUIRE(ref);
+  REQUIRE(ref->ask(fx::add{1}, 10s));
+  j->delay(journal_op::write, 1h, "counter|s1", 1);
+  auto first = ask_async(*ref, fx::add{10});
+  REQUIRE(wait_until([&] { return j->calls(journal_op::write) == 2; }));
+  auto second = ask_async(*ref, fx::get{});
+  REQUIRE(wait_until([&] { return stashed(*n) == 1; }));
+  // The write is held inside the journal: not durable, so no reply yet.
+  CHECK_FALSE(answered(first));
+  CHECK(*j->highest_sequence_nr("counter|s1") == 1);
+  j->clear_faults();
+  auto r1 = first.get();
+  REQUIRE(r1);
+  CHECK(*j->highest_sequence_nr("counter|s1") == 2);
+  auto r2 = second.get();
+  REQUIRE(r2);
+  CHECK(*r2 == 11);  // the stashed command saw the persisted event
+  CHECK(stashed(*n) == 0);
+}
+
+TEST_CASE("entity: a command that finds the stash full gets `overloaded` at once") {
+  auto j = std::make_shared<memory_journal>();
+  auto n = fx::make_node(j);
+  auto ref = spawn_entity<counter>(*n, "s2", entity_options{.stash_capacity = 2});
+  REQUIRE(ref);
+  REQUIRE(ref->ask(fx::add{1}, 10s));
+  j->delay(journal_op::write, 1h, "counter|s2", 1);
+  auto first = ask_async(*ref, fx::add{10});
+  REQUIRE(wait_until([&] { return j->calls(journal_op::write) == 2; }));
+  auto s1 = ask_async(*ref, fx::add{100});
+  REQUIRE(wait_until([&] { return stashed(*n) == 1; }));
+  auto s2 = ask_async(*ref, fx::get{});
+  REQUIRE(wait_until([&] { return stashed(*n) == 2; }));
+  auto refused = ref->ask(fx::get{}, 30s);
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error().code() == errc::overloaded);
+  CHECK(contains(refused.error().message(), "counter|s2"));
+  CHECK(n->metrics().counter_value("troupe_persistence_entity_stash_overflow_total",
+                                   {{"entity_type", "counter"}}) == 1u);
+  j->clear_faults();
+  REQUIRE(first.get());
+  REQUIRE(s1.get());
+  auto total = s2.get();
+  REQUIRE(total);
+  CHECK(*total == 111);  // stashed commands ran in arrival order
+}
+
+TEST_CASE("entity: a sequence conflict stops the entity and every waiting command gets an error") {
+  auto j = std::make_shared<memory_journal>();
+  auto n = fx::make_node(j);
+  auto ref = spawn_entity<counter>(*n, "w1");
+  REQUIRE(ref);
+  REQUIRE(ref->ask(fx::add{1}, 10s));
+  j->delay(journal_op::write, 1h, "counter|w1", 1);
+  auto first = ask_async(*ref, fx::add{10});
+  REQUIRE(wait_until([&] { return j->calls(journal_op::write) == 2; }));
+  auto waiting1 = ask_async(*ref, fx::get{});
+  REQUIRE(wait_until([&] { return stashed(*n) == 1; }));
+  auto waiting2 = ask_async(*ref, fx::add{5});
+  REQUIRE(wait_until([&] { return stashed(*n) == 2; }));
+  // Another writer takes seq 2 while the entity's write of seq 2 is held.
+  fx::store(*j, {fx::added_record("counter|w1", 2, 100)});
+  j->clear_faults();
+  auto r = first.get();
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code() == errc::sequence_conflict);
+  CHECK(contains(r.error().message(), "counter|w1"));
+  CHECK(contains(r.error().message(), "seq 2"));
+  for (auto* f : {&waiting1}) {
+    auto x = f->get();
+    REQUIRE_FALSE(x);
+    CHECK(x.error().code() == errc::actor_down);
+    CHECK(contains(x.error().message(), "counter|w1"));
+  }
+  auto x2 = waiting2.get();
+  REQUIRE_FALSE(x2);
+  CHECK(x2.error().code() == errc::actor_down);
+  CHECK(stashed(*n) == 0);
+}
+
+TEST_CASE("entity: two incarnations of one id cannot both write (single writer)") {
+  auto j = std::make_shared<memory_journal>();
+  auto n = fx::make_node(j);
+  auto a = spawn_entity<counter>(*n, "twin");
+  auto b = spawn_entity<counter>(*n, "twin");
+  REQUIRE(a);
+  REQUIRE(b);
+  REQUIRE(a->ask(fx::get{}, 10s));
+  REQUIRE(b->ask(fx::get{}, 10s));
+  REQUIRE(a->ask(fx::add{1}, 10s));
+  auto r = b->ask(fx::add{2}, 10s);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code() == errc::sequence_conflict);
+  CHECK(contains(r.error().message(), "counter|twin"));
+  auto total = a->ask(fx::get{}, 10s);
+  REQUIRE(total);
+  CHECK(*total == 1);
+  auto stored = j->read_events("counter|twin", 1, 10, 10);
+  REQUIRE(stored);
+  CHECK(stored->size() == 1);
+}
+
+TEST_CASE("entity: a failed recovery stops the entity with an error naming id and seq, and its "
+          "supervisor restarts it with backoff") {
+  std::mutex mtx;  // declared before the node: its sink uses them until shutdown
+  std::vector<std::string> reasons;
+  auto j = std::make_shared<memory_journal>();
+  const std::string pid = "counter|r1";
+  std::string expected_seq;
+  SUBCASE("undecodable event bytes") {
+    auto bad = fx::added_record(pid, 2, 0);
+    bad.payload = {0xff, 0x13, 0x00};
+    fx::store(*j, {fx::added_record(pid, 1, 1), bad});
+    expected_seq = "seq 2";
+  }
+  SUBCASE("an unknown manifest") {
+    auto unknown = fx::added_record(pid, 2, 0);
+    unknown.manifest = "test.from-the-future";
+    fx::store(*j, {fx::added_record(pid, 1, 1), unknown});
+    expected_seq = "seq 2";
+  }
+  SUBCASE("a snapshot that does not decode") {
+    fx::store(*j, {fx::added_record(pid, 1, 1)});
+    REQUIRE(j->save(snapshot_record{.persistence_id = pid, .seq = 1, .timestamp_ms = 1,
+                                    .manifest = "test.counter-state", .version = 1,
+                                    .payload = {0x01, 0x02}}));
+    expected_seq = "seq 1";
+  }
+  SUBCASE("a journal error during replay") {
+    fx::store(*j, {fx::added_record(pid, 1, 1)});
+    j->fail(journal_op::read, pid);
+    expected_seq = "seq 1";
+  }
+  auto n = fx::make_node(j);
+  // The supervisor logs each child's exit reason: that is the error the entity
+  // stopped with.
+  n->log().add_sink([&](const log_record& r) {
+    if (r.component == "supervisor/entities") {
+      std::lock_guard<std::mutex> guard{mtx};
+      reasons.emplace_back(r.message);
+    }
+  });
+  auto reason_logged = [&] {
+    std::lock_guard<std::mutex> guard{mtx};
+    for (auto& text : reasons)
+      if (contains(text, "recovery failed") && contains(text, pid)
+          && contains(text, expected_seq))
+        return true;
+    return false;
+  };
+  supervisor_spec spec{.name = "entities",
+                       .max_restarts = 1000,
+                       .within = 60s,
+                       .backoff = {.min = 1ms, .max = 20ms},
+                       .children = {entity_child<counter>("r1")}};
+  auto sup = n->spawn_supervisor(spec);
+  REQUIRE(sup);
+  auto handle = child_handle(n->system(), *sup, pid, 10s);
+  REQUIRE(handle);
+  entity_ref<counter> ref{*handle};
+  // The requester gets an error at once (the recovery error, or actor_down when it
+  // reached an incarnation that was already stopping), never a timeout.
+  auto r = ref.ask(fx::get{}, 10s);
+  REQUIRE_FALSE(r);
+  INFO(r.error().to_string());
+  CHECK(r.error().code() != errc::timeout);
+  CHECK(wait_until(reason_logged));
+  REQUIRE(wait_until([&] {
+    auto kids = which_children(n->system(), *sup, 10s);
+    return kids && kids->size() == 1 && (*kids)[0].restarts >= 2;
+  }));
+  auto kids = which_children(n->system(), *sup, 10s);
+  REQUIRE(kids);
+  CHECK((*kids)[0].last_backoff > duration{0});
+  // The node keeps serving other entities.
+  auto other = spawn_entity<counter>(*n, "healthy");
+  REQUIRE(other);
+  REQUIRE(other->ask(fx::add{3}, 10s));
+  auto total = other->ask(fx::get{}, 10s);
+  REQUIRE(total);
+  CHECK(*total == 3);
+  j->clear_faults();
+}
+
+TEST_CASE("entity: no more recoveries run at once than the node allows") {
+  auto j = std::make_shared<memory_journal>();
+  auto n = fx::make_node(j, {"persistence.entity.max-concurrent-recoveries=1"});
+  j->delay(journal_op::snapshot_load, 1h);
+  std::vector<entity_ref<counter>> refs;
+  for (auto id : {"p1", "p2", "p3"}) {
+    auto ref = spawn_entity<counter>(*n, id);
+    REQUIRE(ref);
+    refs.push_back(*ref);
+  }
+  REQUIRE(wait_until([&] {
+    return gauge(*n, "troupe_persistence_entity_recoveries_waiting") == 2
+           && j->calls(journal_op::snapshot_load) == 1;
+  }));
+  CHECK(gauge(*n, "troupe_persistence_entity_recoveries_in_progress") == 1);
+  CHECK(j->calls(journal_op::snapshot_load) == 1);
+  j->clear_faults();
+  for (auto& ref : refs) {
+    auto total = ref.ask(fx::get{}, 10s);
+    REQUIRE(total);
+    CHECK(*total == 0);
+  }
+  CHECK(gauge(*n, "troupe_persistence_entity_recoveries_waiting") == 0);
+  CHECK(gauge(*n, "troupe_persistence_entity_recoveries_in_progress") == 0);
+}
+
+TEST_CASE("entity: a recovery the journal does not answer fails instead of hanging") {
+  auto j = std::make_shared<memory_journal>();
+  auto n = fx::make_node(j, {"persistence.entity.recovery-timeout=50ms"});
+  j->delay(journal_op::read_highest_seq, 1h, "counter|stuck");
+  auto ref = spawn_entity<counter>(*n, "stuck");
+  REQUIRE(ref);
+  auto r = ref->ask(fx::get{}, 30s);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code() == errc::actor_down);
+  CHECK(contains(r.error().message(), "counter|stuck seq 1"));
+  CHECK(contains(r.error().message(), "did not answer"));
+  j->clear_faults();
+}
+
+TEST_CASE("entity: commands sent during recovery wait for it and see the recovered state") {
+  auto j = std::make_shared<memory_journal>();
+  fx::store(*j, {fx::added_record("counter|late", 1, 4), fx::added_record("counter|late", 2, 5)});
+  auto n = fx::make_node(j);
+  j->delay(journal_op::read, 1h, "counter|late");
+  auto ref = spawn_entity<counter>(*n, "late");
+  REQUIRE(ref);
+  auto a = ask_async(*ref, fx::add{1});
+  REQUIRE(wait_until([&] { return stashed(*n) == 1; }));
+  auto b = ask_async(*ref, fx::get{});
+  REQUIRE(wait_until([&] { return stashed(*n) == 2; }));
+  j->clear_faults();
+  REQUIRE(a.get());
+  auto total = b.get();
+  REQUIRE(total);
+  CHECK(*total == 10);
+}
+
+TEST_CASE("entity: stopping the node answers the commands an entity still holds") {
+  auto j = std::make_shared<memory_journal>();
+  auto n = fx::make_node(j);
+  auto ref = spawn_entity<counter>(*n, "bye");
+  REQUIRE(ref);
+  REQUIRE(ref->ask(fx::add{1}, 10s));
+  j->delay(journal_op::write, 1h, "counter|bye", 1);
+  auto in_flight = ask_async(*ref, fx::add{1}, 60s);
+  REQUIRE(wait_until([&] { return j->calls(journal_op::write) == 2; }));
+  auto waiting = ask_async(*ref, fx::get{}, 60s);
+  REQUIRE(wait_until([&] { return stashed(*n) == 1; }));
+  n->shutdown();
+  for (auto* f : {&in_flight}) {
+    auto r = f->get();
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code() == errc::actor_down);
+  }
+  auto w = waiting.get();
+  REQUIRE_FALSE(w);
+  CHECK(w.error().code() == errc::actor_down);
+  CHECK(contains(w.error().message(), "counter|bye"));
+}
+
+TEST_CASE("entity: spawning fails clearly without a journal or with unregistered event types") {
+  SUBCASE("a supervised entity on a node without journal stops with the reason") {
+    std::mutex mtx;
+    std::vector<std::string> lines;
+    auto n = make_node();
+    n->log().add_sink([&](const log_record& r) {
+      std::lock_guard<std::mutex> guard{mtx};
+      lines.emplace_back(r.message);
+    });
+    supervisor_spec spec{.name = "lonely", .max_restarts = 0,
+                         .children = {entity_child<counter>("x")}};
+    REQUIRE(n->spawn_supervisor(spec));
+    CHECK(wait_until([&] {
+      std::lock_guard<std::mutex> guard{mtx};
+      for (auto& l : lines)
+        if (contains(l, "counter|x cannot start") && contains(l, "install_journal"))
+          return true;
+      return false;
+    }));
+    n->shutdown();
+  }
+  SUBCASE("no journal") {
+    auto n = make_node();
+    auto ref = spawn_entity<counter>(*n, "x");
+    REQUIRE_FALSE(ref);
+    CHECK(ref.error().code() == errc::not_found);
+    CHECK(contains(ref.error().message(), "install_journal"));
+  }
+  SUBCASE("an unregistered event type") {
+    auto schema = node_config_keys();
+    add_config_keys(schema);
+    auto codec = std::make_shared<codec_registry>();
+    REQUIRE(codec->add<fx::added>("test.added"));
+    auto n = make_node({}, schema, node::options{codec});
+    auto j = std::make_shared<memory_journal>();
+    auto svc = journal_service::start(j, j, {}, n->log(), n->metrics());
+    n->context().set_extension<journal_service>(svc);
+    n->add_stop_hook("journal", [svc] { svc->stop(); });
+    auto ref = spawn_entity<counter>(*n, "x");
+    REQUIRE_FALSE(ref);
+    CHECK(ref.error().code() == errc::unknown_manifest);
+    CHECK(contains(ref.error().message(), "fx::poison"));
+    CHECK(contains(ref.error().message(), "counter|x"));
+  }
+}
+
+TEST_CASE("entity: actors ask entities without blocking; tell sends without a reply") {
+  auto j = std::make_shared<memory_journal>();
+  auto n = fx::make_node(j);
+  auto ref = spawn_entity<counter>(*n, "asked");
+  REQUIRE(ref);
+  ref->tell(fx::add{2});
+  std::promise<expected<std::int64_t>> result;
+  auto asker = n->spawn("asker", [ref = *ref, &result](caf::event_based_actor* self) {
+    troupe::ask<done>(self, ref, 10s, fx::add{3}).then([=, &result](expected<done> r) {
+      if (!r) {
+        result.set_value(r.error());
+        return;
+      }
+      troupe::ask<std::int64_t>(self, ref, 10s, fx::get{}).then(
+        [&result](expected<std::int64_t> total) { result.set_value(std::move(total)); });
+    });
+    return caf::behavior{[](int) {}};
+  });
+  REQUIRE(asker);
+  auto total = result.get_future().get();
+  REQUIRE(total);
+  CHECK(*total == 5);
+  auto blocking = troupe::ask<std::int64_t>(n->system(), *ref, 10s, fx::get{});
+  REQUIRE(blocking);
+  CHECK(*blocking == 5);
+}
