@@ -295,6 +295,7 @@ private:
       log_.error(component, "{}", msg);
       results.assign(writes.size(), error{errc::internal, msg});
     }
+    // Metrics first: whoever sees an ack also sees it counted.
     std::uint64_t ok_events = 0, ok = 0, conflicts = 0, rejected = 0, failed = 0;
     for (std::size_t i = 0; i < writes.size(); ++i) {
       auto& r = results[i];
@@ -305,19 +306,18 @@ private:
         ++conflicts;
       } else if (r.error().code() == errc::journal_rejected) {
         ++rejected;
-      } else {
-        ++failed;
-        if (failed == 1)
-          log_.warn(component, "write of {} failed: {}", writes[i].persistence_id,
-                    r.error().to_string());
+      } else if (++failed == 1) {
+        log_.warn(component, "write of {} failed: {}", writes[i].persistence_id,
+                  r.error().to_string());
       }
-      invoke(dones[i], std::move(r));
     }
     metrics_.events_written.inc(ok_events);
     metrics_.writes_ok.inc(ok);
     metrics_.writes_conflict.inc(conflicts);
     metrics_.writes_rejected.inc(rejected);
     metrics_.writes_failed.inc(failed);
+    for (std::size_t i = 0; i < writes.size(); ++i)
+      invoke(dones[i], std::move(results[i]));
   }
 
   /// Blocks until `n` writes have completed (their callbacks ran).
