@@ -243,10 +243,12 @@ private:
       for (auto& op : ops)
         op(false);
       ops.clear();
-      lock.lock();
-      completed_writes_ += writes.size();
+      // Destroy the batch (payloads, callbacks) outside the lock.
+      auto done_count = writes.size();
       writes.clear();
       dones.clear();
+      lock.lock();
+      completed_writes_ += done_count;
       written_cv_.notify_all();
       if (incoming_writes_.empty()) {
         // Hand the cleared vectors (and their capacity) back as the next queue.

@@ -49,6 +49,8 @@ public:
     sqlite3_reset(s_);
     sqlite3_clear_bindings(s_);
   }
+  /// Reset for a statement whose every parameter is bound before each step.
+  void reset_keep_bindings() { sqlite3_reset(s_); }
 
   std::int64_t int64(int i) const { return sqlite3_column_int64(s_, i); }
   std::uint64_t uint64(int i) const { return static_cast<std::uint64_t>(sqlite3_column_int64(s_, i)); }

@@ -285,7 +285,13 @@ struct sqlite_journal::impl {
     join_tags(e.tags, tags_text);
     int rc;
     {
-      sq::use q{ins};
+      // Every parameter is bound below; the text/blob bindings point into `e`,
+      // which outlives the statement's next reset.
+      struct resetter {
+        sq::statement& s;
+        ~resetter() { s.reset_keep_bindings(); }
+        sq::statement* operator->() { return &s; }
+      } q{ins};
       q->bind(1, static_cast<std::int64_t>(offset));
       q->bind(2, pid);
       q->bind(3, to_db(e.seq));
@@ -578,6 +584,8 @@ expected<std::vector<event_record>> sqlite_journal::read_events(const std::strin
                                                                 sequence_nr from, sequence_nr to,
                                                                 std::size_t max_events) {
   std::vector<event_record> result;
+  if (to >= from)
+    result.reserve(std::min<std::uint64_t>({max_events, to - from + 1, 4096}));
   auto ok = impl_->query(
     sql_read_events, fmt::format("cannot read events of '{}' from seq {}", persistence_id, from),
     [&](sq::statement& s) {
