@@ -243,10 +243,12 @@ private:
       for (auto& op : ops)
         op(false);
       ops.clear();
-      lock.lock();
-      completed_writes_ += writes.size();
+      // Destroy the batch (payloads, callbacks) outside the lock.
+      auto done_count = writes.size();
       writes.clear();
       dones.clear();
+      lock.lock();
+      completed_writes_ += done_count;
       written_cv_.notify_all();
       if (incoming_writes_.empty()) {
         // Hand the cleared vectors (and their capacity) back as the next queue.
@@ -295,6 +297,7 @@ private:
       log_.error(component, "{}", msg);
       results.assign(writes.size(), error{errc::internal, msg});
     }
+    // Metrics first: whoever sees an ack also sees it counted.
     std::uint64_t ok_events = 0, ok = 0, conflicts = 0, rejected = 0, failed = 0;
     for (std::size_t i = 0; i < writes.size(); ++i) {
       auto& r = results[i];
@@ -305,19 +308,18 @@ private:
         ++conflicts;
       } else if (r.error().code() == errc::journal_rejected) {
         ++rejected;
-      } else {
-        ++failed;
-        if (failed == 1)
-          log_.warn(component, "write of {} failed: {}", writes[i].persistence_id,
-                    r.error().to_string());
+      } else if (++failed == 1) {
+        log_.warn(component, "write of {} failed: {}", writes[i].persistence_id,
+                  r.error().to_string());
       }
-      invoke(dones[i], std::move(r));
     }
     metrics_.events_written.inc(ok_events);
     metrics_.writes_ok.inc(ok);
     metrics_.writes_conflict.inc(conflicts);
     metrics_.writes_rejected.inc(rejected);
     metrics_.writes_failed.inc(failed);
+    for (std::size_t i = 0; i < writes.size(); ++i)
+      invoke(dones[i], std::move(results[i]));
   }
 
   /// Blocks until `n` writes have completed (their callbacks ran).

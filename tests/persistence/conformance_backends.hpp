@@ -7,8 +7,11 @@
 
 #include "troupe/persistence/journal.hpp"
 #include "troupe/persistence/memory_journal.hpp"
+#include "troupe/persistence/sqlite_journal.hpp"
 
 #include "support/temp_dir.hpp"
+
+#include <doctest/doctest.h>
 
 #include <fmt/core.h>
 
@@ -32,7 +35,23 @@ struct memory_backend {
   }
 };
 
-#define TROUPE_CONFORMANCE_BACKENDS ::troupe::test::memory_backend
+/// A fresh SQLite journal file in a temp dir. synchronous=OFF: the conformance
+/// suite is about contracts, not durability (the crash and multi-process tests
+/// use FULL).
+struct sqlite_backend {
+  static constexpr const char* name = "sqlite";
+  static backend_under_test make() {
+    auto dir = std::make_shared<temp_dir>();
+    persistence::sqlite_options opts;
+    opts.path = dir->file("journal.db");
+    opts.synchronous = persistence::sync_mode::off;
+    auto j = persistence::sqlite_journal::open(opts);
+    REQUIRE(j);
+    return {*j, *j, dir};
+  }
+};
+
+#define TROUPE_CONFORMANCE_BACKENDS ::troupe::test::memory_backend, ::troupe::test::sqlite_backend
 
 /// "<prefix><n>", e.g. id_of("id-", 7) == "id-7". (Also avoids a false
 /// -Wstringop-overflow of g++ 12 on `"literal" + std::to_string(n)`.)
