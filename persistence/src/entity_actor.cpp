@@ -631,6 +631,8 @@ void begin_recovery(entity_actor* self) {
 
 // -- the actor -------------------------------------------------------------------------
 
+// The service install_journal hung on the node (find_journal needs the node; an
+// actor only has its context).
 expected<std::shared_ptr<journal_service>> journal_of(node_context& ctx) {
   if (auto j = ctx.extension<journal_service>())
     return j;

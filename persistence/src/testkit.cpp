@@ -67,10 +67,8 @@ testkit_base::testkit_base(const std::function<void(codec_registry&)>& register_
   if (!n)
     setup_failed(n.error());
   node_ = std::move(*n);
-  // TODO(M2): install_journal(*node_, journal_, journal_) once persist-storage has it.
-  auto svc = journal_service::start(journal_, journal_, {}, node_->log(), node_->metrics());
-  node_->context().set_extension<journal_service>(svc);
-  node_->add_stop_hook("journal", [svc] { svc->stop(); });
+  if (auto j = install_journal(*node_, journal_, journal_); !j)
+    setup_failed(j.error());
 }
 
 testkit_base::~testkit_base() {

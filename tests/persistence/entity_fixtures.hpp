@@ -203,10 +203,7 @@ inline std::unique_ptr<troupe::node> make_node(std::shared_ptr<troupe::persisten
   register_counter(*codec);
   auto n = troupe::test::make_node(std::move(overrides), std::move(schema),
                                    troupe::node::options{codec});
-  // TODO(M2): troupe::persistence::install_journal(*n, j, j)
-  auto svc = troupe::persistence::journal_service::start(j, j, {}, n->log(), n->metrics());
-  n->context().set_extension<troupe::persistence::journal_service>(svc);
-  n->add_stop_hook("journal", [svc] { svc->stop(); });
+  REQUIRE(troupe::persistence::install_journal(*n, j, j));
   // Runs before the journal's hook: releases calls a test left blocked in a delay.
   n->add_stop_hook("clear faults", [j] { j->clear_faults(); });
   return n;

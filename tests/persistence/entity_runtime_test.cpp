@@ -345,9 +345,7 @@ TEST_CASE("entity: spawning fails clearly without a journal or with unregistered
     REQUIRE(codec->add<fx::added>("test.added"));
     auto n = make_node({}, schema, node::options{codec});
     auto j = std::make_shared<memory_journal>();
-    auto svc = journal_service::start(j, j, {}, n->log(), n->metrics());
-    n->context().set_extension<journal_service>(svc);
-    n->add_stop_hook("journal", [svc] { svc->stop(); });
+    REQUIRE(install_journal(*n, j, j));
     auto ref = spawn_entity<counter>(*n, "x");
     REQUIRE_FALSE(ref);
     CHECK(ref.error().code() == errc::unknown_manifest);
