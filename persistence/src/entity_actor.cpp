@@ -208,6 +208,33 @@ struct entity_state {
 
 using entity_actor = caf::stateful_actor<entity_state>;
 
+/// The entity as seen by a journal callback: one pointer, trivially copyable, so
+/// the callback's std::function stores it without allocating (the write path runs
+/// one callback per write on the journal's writer thread). It holds one strong
+/// reference, given up by post() or drop(): a journal callback runs exactly once.
+class mailbox_ref {
+public:
+  static mailbox_ref of(entity_actor* self) {
+    auto* ctrl = caf::actor_control_block::from(self);
+    intrusive_ptr_add_ref(ctrl);
+    return mailbox_ref{ctrl};
+  }
+
+  /// Sends `msg` to the entity (dropped if it terminated meanwhile).
+  template <class T>
+  void post(T&& msg) const {
+    caf::strong_actor_ptr dest{ctrl_, false};  // adopts our reference
+    dest->enqueue(nullptr, caf::make_message_id(), caf::make_message(std::forward<T>(msg)),
+                  nullptr);
+  }
+
+  void drop() const { intrusive_ptr_release(ctrl_); }
+
+private:
+  explicit mailbox_ref(caf::actor_control_block* ctrl) : ctrl_(ctrl) {}
+  caf::actor_control_block* ctrl_;
+};
+
 caf::actor me(entity_actor* self) {
   return caf::actor_cast<caf::actor>(self);
 }
@@ -268,8 +295,8 @@ void start_write(entity_actor* self, caf::response_promise rp) {
   st.in_flight_events = w.events.size();
   auto token = ++st.write_token;
   st.ph = phase::persisting;
-  st.journal->write(std::move(w), [a = me(self), token](expected<void> r) {
-    caf::anon_send(a, write_done{token, std::move(r)});
+  st.journal->write(std::move(w), [to = mailbox_ref::of(self), token](expected<void> r) {
+    to.post(write_done{token, std::move(r)});
   });
 }
 
@@ -362,10 +389,12 @@ void retention(entity_actor* self, sequence_nr snapshot_seq) {
   if (snapshot_seq <= span)
     return;
   auto upper = snapshot_seq - span;
-  auto report = [a = me(self)](std::string what) {
-    return [a, what = std::move(what)](expected<void> r) {
-      if (!r)
-        caf::anon_send(a, housekeeping_failed{what, r.error()});
+  auto report = [self](std::string what) {
+    return [to = mailbox_ref::of(self), what = std::move(what)](expected<void> r) {
+      if (r)
+        to.drop();
+      else
+        to.post(housekeeping_failed{what, r.error()});
     };
   };
   snapshot_criteria older;
@@ -394,9 +423,10 @@ bool maybe_snapshot(entity_actor* self, sequence_nr before) {
     return false;
   }
   st.ph = phase::snapshotting;
-  st.journal->save_snapshot(std::move(s), [a = me(self), seq = st.last_seq](expected<void> r) {
-    caf::anon_send(a, snapshot_saved{seq, std::move(r)});
-  });
+  st.journal->save_snapshot(std::move(s),
+                            [to = mailbox_ref::of(self), seq = st.last_seq](expected<void> r) {
+                              to.post(snapshot_saved{seq, std::move(r)});
+                            });
   return true;
 }
 
@@ -489,8 +519,8 @@ void request_page(entity_actor* self) {
   auto& st = self->state;
   auto step = ++st.step;
   st.journal->read_events(*st.pid, st.last_seq + 1, st.replay_to, st.page_size,
-                          [a = me(self), step](expected<std::vector<event_record>> r) {
-                            caf::anon_send(a, page_loaded{step, std::move(r)});
+                          [to = mailbox_ref::of(self), step](expected<std::vector<event_record>> r) {
+                            to.post(page_loaded{step, std::move(r)});
                           });
 }
 
@@ -524,8 +554,8 @@ void on_permit(entity_actor* self, permit_granted& m) {
   auto step = ++st.step;
   arm_recovery_check(self);
   st.journal->load_snapshot(*st.pid, snapshot_criteria::latest(),
-                            [a = me(self), step](expected<std::optional<snapshot_record>> r) {
-                              caf::anon_send(a, snapshot_loaded{step, std::move(r)});
+                            [to = mailbox_ref::of(self), step](expected<std::optional<snapshot_record>> r) {
+                              to.post(snapshot_loaded{step, std::move(r)});
                             });
 }
 
@@ -546,9 +576,10 @@ void on_snapshot_loaded(entity_actor* self, snapshot_loaded& m) {
   // a write of the previous incarnation still in flight is either part of the
   // replay or failed.
   auto step = ++st.step;
-  st.journal->highest_sequence_nr(*st.pid, [a = me(self), step](expected<sequence_nr> r) {
-    caf::anon_send(a, highest_loaded{step, std::move(r)});
-  });
+  st.journal->highest_sequence_nr(*st.pid,
+                                  [to = mailbox_ref::of(self), step](expected<sequence_nr> r) {
+                                    to.post(highest_loaded{step, std::move(r)});
+                                  });
 }
 
 void on_highest_loaded(entity_actor* self, highest_loaded& m) {

@@ -37,7 +37,9 @@ entity_runtime::entity_runtime(node_context& ctx) : registry_(ctx.metrics()) {
   waiting_for_permit = &registry_.gauge("troupe_persistence_entity_recoveries_waiting", {},
                                         "Entities waiting for a recovery permit.");
   std::random_device rd;
-  writer_prefix_ = fmt::format("{}-{:08x}{:08x}", ctx.name(), rd(), rd());
+  // Short enough (<= 15 characters with the counter) for the string's inline
+  // buffer: every event carries a copy.
+  writer_prefix_ = fmt::format("{:08x}", rd());
 }
 
 std::shared_ptr<entity_runtime> entity_runtime::of(node_context& ctx) {
@@ -87,7 +89,14 @@ entity_metrics& entity_runtime::metrics_for(const std::string& entity_type) {
 }
 
 std::string entity_runtime::next_writer_id() {
-  return fmt::format("{}-{}", writer_prefix_, ++incarnations_);
+  // "<random per node>-<incarnation in base 36>"
+  auto n = ++incarnations_;
+  std::string suffix;
+  do {
+    suffix.insert(suffix.begin(), "0123456789abcdefghijklmnopqrstuvwxyz"[n % 36]);
+    n /= 36;
+  } while (n > 0);
+  return writer_prefix_ + "-" + suffix;
 }
 
 } // namespace troupe::persistence::detail

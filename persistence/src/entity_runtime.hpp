@@ -58,7 +58,8 @@ public:
 
   entity_metrics& metrics_for(const std::string& entity_type);
 
-  /// A fresh writer (incarnation) id: "<node>-<random>-<n>".
+  /// A fresh writer (incarnation) id, unique per node incarnation and entity
+  /// incarnation: "<random>-<n>".
   std::string next_writer_id();
 
 private:

@@ -61,6 +61,18 @@ namespace detail {
 using reply_box = std::shared_ptr<void>;
 using reply_result = expected<reply_box>;
 
+/// Boxes a reply; every `done` shares one box (most replies are acknowledgements).
+template <class R>
+reply_box box_reply(R&& value) {
+  using type = std::decay_t<R>;
+  if constexpr (std::is_same_v<type, done>) {
+    static const reply_box shared = std::make_shared<done>();
+    return shared;
+  } else {
+    return std::make_shared<type>(std::forward<R>(value));
+  }
+}
+
 template <class T>
 struct is_expected : std::false_type {};
 template <class T>
@@ -140,10 +152,9 @@ public:
                               auto r = f(s);
                               if (!r)
                                 return std::move(r).error();
-                              return detail::reply_box{
-                                std::make_shared<reply_type>(std::move(*r))};
+                              return detail::box_reply(reply_type(std::move(*r)));
                             } else {
-                              return detail::reply_box{std::make_shared<reply_type>(f(s))};
+                              return detail::box_reply(reply_type(f(s)));
                             }
                           },
                           nullptr, false});

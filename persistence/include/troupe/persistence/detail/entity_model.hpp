@@ -260,7 +260,7 @@ public:
     }
     if (!replied) {
       if (reply_is_done_)
-        result.reply = reply_box{std::make_shared<done>()};
+        result.reply = box_reply(done{});
       else
         result.reply = error{errc::unexpected_message,
                              fmt::format("{}: the effect for {} has no reply", pid_,

@@ -1,0 +1,548 @@
+// Event-sourced entities on the SQLite journal versus raw SQLite doing the same
+// storage work, in the same run (WAL + synchronous=FULL everywhere):
+//
+//   persist          10,000 entities, one 100-byte event per command, every entity
+//                    with a command in flight (10,000 in flight), acknowledged
+//                    events/s; baseline: prepared inserts of the same rows into the
+//                    same schema, the best of a few transaction sizes.
+//   replay           recover one entity from 100,000 events (spawn until its first
+//                    reply) in events/s; baseline: one SELECT of the same rows.
+//   persist_latency  one entity, one event per command, one command at a time:
+//                    p50 / p99 of command->reply; baseline: one INSERT per
+//                    durable transaction.
+#include "harness.hpp"
+
+#include "troupe/actors/ask.hpp"
+#include "troupe/actors/node.hpp"
+#include "troupe/persistence/entity.hpp"
+#include "troupe/persistence/journal_service.hpp"
+#include "troupe/persistence/sqlite_journal.hpp"
+
+#include <caf/all.hpp>
+#include <fmt/core.h>
+#include <sqlite3.h>
+
+#include <atomic>
+#include <cstdio>
+#include <filesystem>
+#include <future>
+#include <random>
+#include <thread>
+
+namespace troupe::bench {
+
+namespace {
+
+using namespace troupe::persistence;
+using namespace std::chrono_literals;
+
+constexpr int entity_count = 10'000;
+/// Client actors sending the commands, each keeping 100 asks in flight. (One actor
+/// with 10,000 pending requests is itself the bottleneck in CAF 0.17: each reply
+/// costs it time proportional to its pending requests.)
+constexpr std::size_t driver_count = 1000;
+
+// -- the entity ----------------------------------------------------------------------------
+
+/// A 100-byte event: CBOR {"d": <95 chars>} is 1 + 2 + 2 + 95 bytes.
+struct appended {
+  std::string d;
+};
+inline void to_json(nlohmann::json& j, const appended& e) {
+  j = nlohmann::json{{"d", e.d}};
+}
+inline void from_json(const nlohmann::json& j, appended& e) {
+  j.at("d").get_to(e.d);
+}
+
+struct append {
+  std::string d;
+  using reply = done;
+};
+struct count {
+  using reply = std::uint64_t;
+};
+
+struct log_entity {
+  static constexpr std::string_view entity_type = "bench";
+  using command = std::variant<append, count>;
+  using event = std::variant<appended>;
+  struct state {
+    std::uint64_t events = 0;
+    std::uint64_t bytes = 0;
+  };
+  using effect = persistence::effect<log_entity>;
+
+  static effect on_command(const state&, const append& c) { return effect::persist(appended{c.d}); }
+  static effect on_command(const state& s, const count& c) { return effect::reply(c, s.events); }
+  static state on_event(state s, const appended& e) {
+    ++s.events;
+    s.bytes += e.d.size();
+    return s;
+  }
+};
+
+const std::string& payload_text() {
+  static const std::string text(95, 'x');
+  return text;
+}
+
+std::size_t payload_bytes() {
+  static const auto n = nlohmann::json::to_cbor(nlohmann::json(appended{payload_text()})).size();
+  return n;
+}
+
+[[noreturn]] void die(const std::string& what) {
+  std::fprintf(stderr, "entity bench: %s\n", what.c_str());
+  std::exit(1);
+}
+
+struct scratch_dir {
+  scratch_dir() {
+    std::random_device rd;
+    path = std::filesystem::temp_directory_path() / fmt::format("troupe-bench-entity-{}", rd());
+    std::filesystem::create_directories(path);
+  }
+  ~scratch_dir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  std::string file(const char* name) const { return (path / name).string(); }
+  std::filesystem::path path;
+};
+
+/// A node with the SQLite journal at `path` (WAL + synchronous=FULL).
+std::unique_ptr<node> start_node(const std::string& path) {
+  auto schema = node_config_keys();
+  add_config_keys(schema);
+  config cfg{std::move(schema)};
+  for (auto [k, v] : {std::pair{"log.level", "warn"}, std::pair{"node.name", "bench"},
+                      std::pair{"persistence.journal.synchronous", "full"}})
+    if (!cfg.set_text(k, v))
+      die(std::string{"bad setting "} + k);
+  if (!cfg.set("persistence.journal.path", path))
+    die("bad journal path");
+  auto codec = std::make_shared<codec_registry>();
+  if (!codec->add<appended>("bench.appended"))
+    die("codec");
+  auto n = node::start(std::move(cfg), node::options{codec});
+  if (!n)
+    die(n.error().to_string());
+  if (auto j = install_journal(**n); !j)
+    die(j.error().to_string());
+  return std::move(*n);
+}
+
+// -- raw SQLite ------------------------------------------------------------------------------
+
+struct raw_db {
+  explicit raw_db(const std::string& path) {
+    if (sqlite3_open(path.c_str(), &db) != SQLITE_OK)
+      die("cannot open " + path);
+    exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;");
+  }
+  ~raw_db() {
+    for (auto* s : statements)
+      sqlite3_finalize(s);
+    sqlite3_close(db);
+  }
+  void exec(const char* sql) {
+    if (sqlite3_exec(db, sql, nullptr, nullptr, nullptr) != SQLITE_OK)
+      die(fmt::format("'{}': {}", sql, sqlite3_errmsg(db)));
+  }
+  sqlite3_stmt* prepare(const char* sql) {
+    sqlite3_stmt* s = nullptr;
+    if (sqlite3_prepare_v2(db, sql, -1, &s, nullptr) != SQLITE_OK)
+      die(fmt::format("'{}': {}", sql, sqlite3_errmsg(db)));
+    statements.push_back(s);
+    return s;
+  }
+  sqlite3* db = nullptr;
+  std::vector<sqlite3_stmt*> statements;
+};
+
+/// Creates the journal schema at `path` the way troupe does, then closes it.
+void create_schema(const std::string& path) {
+  sqlite_options o;
+  o.path = path;
+  if (auto j = sqlite_journal::open(o); !j)
+    die(j.error().to_string());
+}
+
+/// Inserts events round-robin over `ids` persistence ids, `batch` rows per durable
+/// transaction, in the journal's schema (as the SQLite backend writes them).
+class raw_writer {
+public:
+  raw_writer(const std::string& path, int ids) : db_{path}, next_seq_(static_cast<std::size_t>(ids), 1) {
+    db_.exec("BEGIN");
+    auto add = db_.prepare("INSERT INTO persistence_ids(id, name) VALUES(?1, ?2)");
+    for (int i = 0; i < ids; ++i) {
+      auto name = fmt::format("bench|e{}", i);
+      sqlite3_bind_int(add, 1, i + 1);
+      sqlite3_bind_text(add, 2, name.c_str(), -1, SQLITE_TRANSIENT);
+      if (sqlite3_step(add) != SQLITE_DONE)
+        die(sqlite3_errmsg(db_.db));
+      sqlite3_reset(add);
+    }
+    db_.exec("COMMIT");
+    insert_ = db_.prepare(
+      "INSERT INTO events(ordering, pid, seq, manifest, version, payload, tags, writer, "
+      "timestamp_ms) VALUES(?1, ?2, ?3, ?4, 1, ?5, NULL, ?6, ?7)");
+    payload_ = nlohmann::json::to_cbor(nlohmann::json(appended{payload_text()}));
+  }
+
+  /// One durable transaction of `rows` inserts.
+  void transaction(int rows) {
+    db_.exec("BEGIN IMMEDIATE");
+    auto ts = now_ms();
+    for (int k = 0; k < rows; ++k) {
+      auto i = cursor_++ % next_seq_.size();
+      sqlite3_bind_int64(insert_, 1, ++ordering_);
+      sqlite3_bind_int64(insert_, 2, static_cast<std::int64_t>(i) + 1);
+      sqlite3_bind_int64(insert_, 3, next_seq_[i]++);
+      sqlite3_bind_text(insert_, 4, "bench.appended", -1, SQLITE_STATIC);
+      sqlite3_bind_blob(insert_, 5, payload_.data(), static_cast<int>(payload_.size()),
+                        SQLITE_STATIC);
+      sqlite3_bind_text(insert_, 6, "bench-writer-0123456789", -1, SQLITE_STATIC);
+      sqlite3_bind_int64(insert_, 7, ts);
+      if (sqlite3_step(insert_) != SQLITE_DONE)
+        die(sqlite3_errmsg(db_.db));
+      sqlite3_reset(insert_);
+    }
+    db_.exec("COMMIT");
+  }
+
+private:
+  raw_db db_;
+  sqlite3_stmt* insert_ = nullptr;
+  std::vector<std::int64_t> next_seq_;
+  std::size_t cursor_ = 0;
+  std::int64_t ordering_ = 0;
+  bytes payload_;
+};
+
+/// Rows per second of `rows_per_txn`-row transactions over `seconds`.
+double raw_rate(raw_writer& w, int rows_per_txn, double seconds) {
+  std::int64_t rows = 0;
+  auto start = now_seconds();
+  while (now_seconds() - start < seconds) {
+    w.transaction(rows_per_txn);
+    rows += rows_per_txn;
+  }
+  return static_cast<double>(rows) / (now_seconds() - start);
+}
+
+// -- persist -------------------------------------------------------------------------------
+
+/// Keeps one append in flight per entity: the next command to an entity leaves as
+/// soon as the previous one was acknowledged (durable).
+/// First asks every entity once (so that all of them recovered), then starts the
+/// appends.
+struct driver_state {
+  std::vector<entity_ref<log_entity>> refs;
+  std::shared_ptr<std::atomic<std::uint64_t>> acked;
+  std::shared_ptr<std::atomic<std::uint64_t>> failed;
+  std::shared_ptr<std::atomic<bool>> running;
+  std::shared_ptr<std::promise<void>> ready;
+  std::size_t waiting = 0;
+};
+
+void send_next(caf::stateful_actor<driver_state>* self, std::size_t i) {
+  auto& st = self->state;
+  troupe::ask<done>(self, st.refs[i], 60s, append{payload_text()})
+    .then([self, i](expected<done> r) {
+      auto& st = self->state;
+      if (!r) {
+        st.failed->fetch_add(1);
+        return;
+      }
+      st.acked->fetch_add(1, std::memory_order_relaxed);
+      if (st.running->load(std::memory_order_relaxed))
+        send_next(self, i);
+    });
+}
+
+caf::behavior driver(caf::stateful_actor<driver_state>* self, driver_state init) {
+  self->state = std::move(init);
+  self->state.waiting = self->state.refs.size();
+  for (auto& ref : self->state.refs)
+    troupe::ask<std::uint64_t>(self, ref, 120s, count{}).then([self](expected<std::uint64_t> r) {
+      auto& st = self->state;
+      if (!r)
+        die("recovery before the benchmark failed: " + r.error().to_string());
+      if (--st.waiting > 0)
+        return;
+      st.ready->set_value();
+      for (std::size_t i = 0; i < st.refs.size(); ++i)
+        send_next(self, i);
+    });
+  return {[](int) {}};
+}
+
+std::vector<result> persist(const options& opts) {
+  scratch_dir dir;
+  result r;
+  r.bench = "persist";
+  r.unit = "events/s";
+  {
+    auto n = start_node(dir.file("troupe.db"));
+    std::vector<entity_ref<log_entity>> refs;
+    for (int i = 0; i < entity_count; ++i) {
+      auto ref = spawn_entity<log_entity>(*n, fmt::format("e{}", i));
+      if (!ref)
+        die(ref.error().to_string());
+      refs.push_back(*ref);
+    }
+    auto acked = std::make_shared<std::atomic<std::uint64_t>>(0);
+    auto failed = std::make_shared<std::atomic<std::uint64_t>>(0);
+    auto running = std::make_shared<std::atomic<bool>>(true);
+    std::vector<std::future<void>> recovered;
+    for (std::size_t k = 0; k < driver_count; ++k) {
+      auto ready = std::make_shared<std::promise<void>>();
+      recovered.push_back(ready->get_future());
+      std::vector<entity_ref<log_entity>> mine;
+      for (std::size_t i = k; i < refs.size(); i += driver_count)
+        mine.push_back(refs[i]);
+      auto d = n->spawn("bench-driver", driver,
+                        driver_state{mine, acked, failed, running, ready});
+      if (!d)
+        die(d.error().to_string());
+    }
+    for (auto& f : recovered)
+      f.wait();
+    // Warm up: the first rows of every id.
+    auto warm_until = now_seconds() + std::min(1.0, opts.seconds / 3);
+    while (now_seconds() < warm_until)
+      std::this_thread::sleep_for(10ms);
+    auto a0 = acked->load();
+    auto t0 = now_seconds();
+    std::this_thread::sleep_for(std::chrono::duration<double>(opts.seconds));
+    auto a1 = acked->load();
+    auto t1 = now_seconds();
+    running->store(false);
+    r.troupe = static_cast<double>(a1 - a0) / (t1 - t0);
+    auto batches = n->metrics()
+                     .histogram("troupe_persistence_journal_batch_events", {})
+                     .read();
+    r.extra["mean_batch_events"] =
+      batches.count ? batches.sum / static_cast<double>(batches.count) : 0.0;
+    if (failed->load() != 0)
+      die(fmt::format("{} commands failed", failed->load()));
+    n->shutdown();
+  }
+  // Baseline: the best of a few transaction sizes (each probed briefly on a fresh
+  // file), then the winner measured like troupe: a fresh file, the same warm-up.
+  int best_batch = 0;
+  double best = 0;
+  for (int batch : {1024, 4096, 16384}) {
+    auto probe = dir.file(fmt::format("probe-{}.db", batch).c_str());
+    create_schema(probe);
+    raw_writer w{probe, entity_count};
+    raw_rate(w, batch, std::min(0.3, opts.seconds / 10));
+    auto rate = raw_rate(w, batch, std::min(1.0, opts.seconds / 3));
+    if (rate > best) {
+      best = rate;
+      best_batch = batch;
+    }
+  }
+  create_schema(dir.file("raw.db"));
+  raw_writer w{dir.file("raw.db"), entity_count};
+  raw_rate(w, best_batch, std::min(1.0, opts.seconds / 3));
+  r.baseline = raw_rate(w, best_batch, opts.seconds);
+  r.extra["entities"] = entity_count;
+  r.extra["in_flight"] = entity_count;
+  r.extra["clients"] = driver_count;
+  r.extra["event_bytes"] = payload_bytes();
+  r.extra["synchronous"] = "full";
+  r.extra["baseline_batch_rows"] = best_batch;
+  return {r};
+}
+
+// -- replay --------------------------------------------------------------------------------
+
+constexpr sequence_nr replay_events = 100'000;
+
+std::vector<result> replay(const options& opts) {
+  scratch_dir dir;
+  auto path = dir.file("replay.db");
+  auto n = start_node(path);
+  const std::string entity_id = "replayed";
+  const std::string pid = persistence_id_of("bench", entity_id);
+  {
+    // Setup: 100,000 events of one id, written straight into the journal.
+    auto& j = find_journal(*n)->journal();
+    auto payload = nlohmann::json::to_cbor(nlohmann::json(appended{payload_text()}));
+    for (sequence_nr s = 1; s <= replay_events; s += 1000) {
+      atomic_write w;
+      w.persistence_id = pid;
+      for (sequence_nr k = 0; k < 1000; ++k) {
+        auto& e = w.events.emplace_back();
+        e.seq = s + k;
+        e.manifest = "bench.appended";
+        e.payload = payload;
+        e.writer = "bench-writer";
+      }
+      for (auto& res : j.write(std::span<const atomic_write>{&w, 1}))
+        if (!res)
+          die(res.error().to_string());
+    }
+  }
+  // One recovery: spawn, wait for the first reply (commands wait for recovery),
+  // stop. Returns the seconds it took.
+  auto recover_once = [&] {
+    auto t0 = now_seconds();
+    auto ref = spawn_entity<log_entity>(*n, entity_id);
+    if (!ref)
+      die(ref.error().to_string());
+    auto c = ref->ask(count{}, 60s);
+    auto t1 = now_seconds();
+    if (!c || *c != replay_events)
+      die("replay recovered the wrong state");
+    caf::anon_send_exit(ref->actor(), caf::exit_reason::user_shutdown);
+    return t1 - t0;
+  };
+  auto measure = [&](auto&& one_pass) {
+    one_pass();  // warm the page cache
+    double busy = 0;
+    std::uint64_t events = 0;
+    auto start = now_seconds();
+    while (now_seconds() - start < opts.seconds) {
+      busy += one_pass();
+      events += replay_events;
+    }
+    return static_cast<double>(events) / busy;
+  };
+  result r;
+  r.bench = "replay";
+  r.unit = "events/s";
+  r.troupe = measure(recover_once);
+  n->shutdown();
+
+  raw_db raw{path};
+  auto sel = raw.prepare(
+    "SELECT e.seq, e.manifest, e.version, e.payload, e.tags, e.writer, e.timestamp_ms, "
+    "e.ordering FROM events e WHERE e.pid = (SELECT id FROM persistence_ids WHERE name = ?1) "
+    "ORDER BY e.seq");
+  r.baseline = measure([&] {
+    auto t0 = now_seconds();
+    std::uint64_t rows = 0;
+    std::size_t seen = 0;
+    sqlite3_bind_text(sel, 1, pid.c_str(), -1, SQLITE_STATIC);
+    while (sqlite3_step(sel) == SQLITE_ROW) {
+      // Touch every column recovery reads.
+      seen += static_cast<std::size_t>(sqlite3_column_bytes(sel, 3));
+      (void) sqlite3_column_blob(sel, 3);
+      (void) sqlite3_column_text(sel, 1);
+      (void) sqlite3_column_text(sel, 5);
+      (void) sqlite3_column_int64(sel, 0);
+      (void) sqlite3_column_int64(sel, 2);
+      (void) sqlite3_column_int64(sel, 6);
+      (void) sqlite3_column_int64(sel, 7);
+      ++rows;
+    }
+    sqlite3_reset(sel);
+    if (rows != replay_events || seen != replay_events * payload_bytes())
+      die("raw replay read the wrong rows");
+    return now_seconds() - t0;
+  });
+  r.extra["events"] = replay_events;
+  r.extra["event_bytes"] = payload_bytes();
+  return {r};
+}
+
+// -- persist_latency -----------------------------------------------------------------------
+
+/// Sends one command at a time from inside an actor and records each round trip.
+struct latency_state {
+  entity_ref<log_entity> ref;
+  std::vector<double>* samples;
+  double deadline;
+  double sent = 0;
+  std::promise<void>* finished;
+};
+
+void next_latency(caf::stateful_actor<latency_state>* self) {
+  self->state.sent = now_seconds();
+  troupe::ask<done>(self, self->state.ref, 60s, append{payload_text()})
+    .then([self](expected<done> r) {
+      auto& st = self->state;
+      if (!r)
+        die(r.error().to_string());
+      auto now = now_seconds();
+      st.samples->push_back((now - st.sent) * 1e6);
+      if (now < st.deadline) {
+        next_latency(self);
+      } else {
+        st.finished->set_value();
+        self->quit();
+      }
+    });
+}
+
+std::vector<result> persist_latency(const options& opts) {
+  scratch_dir dir;
+  std::vector<double> troupe_us;
+  {
+    auto n = start_node(dir.file("troupe.db"));
+    auto ref = spawn_entity<log_entity>(*n, "latency");
+    if (!ref || !ref->ask(count{}, 60s))
+      die("cannot start the entity");
+    for (int i = 0; i < 50; ++i)  // warm up
+      if (!ref->ask(append{payload_text()}, 60s))
+        die("warm-up append failed");
+    std::promise<void> finished;
+    auto deadline = now_seconds() + opts.seconds;
+    auto a = n->spawn("latency-driver",
+                      [&](caf::stateful_actor<latency_state>* self) -> caf::behavior {
+                        self->state = latency_state{*ref, &troupe_us, deadline, 0, &finished};
+                        next_latency(self);
+                        return {[](int) {}};
+                      });
+    if (!a)
+      die(a.error().to_string());
+    finished.get_future().wait();
+    n->shutdown();
+  }
+  std::vector<double> raw_us;
+  {
+    create_schema(dir.file("raw.db"));
+    raw_writer w{dir.file("raw.db"), 1};
+    for (int i = 0; i < 50; ++i)
+      w.transaction(1);
+    auto deadline = now_seconds() + opts.seconds;
+    while (now_seconds() < deadline) {
+      auto t0 = now_seconds();
+      w.transaction(1);
+      raw_us.push_back((now_seconds() - t0) * 1e6);
+    }
+  }
+  std::vector<result> out;
+  for (double p : {50.0, 99.0}) {
+    result r;
+    r.bench = fmt::format("persist_latency_p{}", static_cast<int>(p));
+    r.unit = "us";
+    r.lower_is_better = true;
+    auto t = troupe_us;
+    auto b = raw_us;
+    r.troupe = percentile(t, p);
+    r.baseline = percentile(b, p);
+    r.extra["samples"] = troupe_us.size();
+    r.extra["baseline_samples"] = raw_us.size();
+    r.extra["synchronous"] = "full";
+    out.push_back(r);
+  }
+  return out;
+}
+
+} // namespace
+
+TROUPE_BENCHMARK("persist",
+                 "10k entities, 100 B events, 10k commands in flight, WAL+FULL, vs raw SQLite",
+                 persist);
+TROUPE_BENCHMARK("replay", "recover one entity from 100k events vs a raw SELECT of them",
+                 replay);
+TROUPE_BENCHMARK("persist_latency",
+                 "one entity, one event per command: p50/p99 vs a raw durable 1-row commit",
+                 persist_latency);
+
+} // namespace troupe::bench
