@@ -98,10 +98,15 @@ live_subscription::live_subscription(fetch_fn fetch, position_fn position_of,
   thread_ = std::thread{[this] { run(); }};
 }
 
+namespace {
+/// The subscription whose handler the current thread is running, if any.
+thread_local const live_subscription* current_subscription = nullptr;
+} // namespace
+
 live_subscription::~live_subscription() {
   stop();
-  if (thread_.joinable())
-    thread_.detach();  // only when destroyed from its own handler
+  if (current_subscription == this)
+    thread_.detach();  // destroyed from its own handler: the loop ends by itself
 }
 
 void live_subscription::stop() {
@@ -110,13 +115,16 @@ void live_subscription::stop() {
     stopping_ = true;
   }
   cv_.notify_all();
+  if (current_subscription == this)
+    return;  // from the handler: the loop ends when it returns
   std::lock_guard<std::mutex> guard{join_mtx_};
-  if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id())
+  if (thread_.joinable())
     thread_.join();
   finished_ = true;
 }
 
 void live_subscription::run() {
+  current_subscription = this;
   auto stopping = [this] {
     std::lock_guard<std::mutex> guard{mtx_};
     return stopping_;
