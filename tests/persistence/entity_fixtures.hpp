@@ -1,6 +1,8 @@
-// Test entities for the entity runtime tests: a counter whose commands exercise
-// every effect, and helpers shared by the entity test suites.
+// Helpers shared by the entity test suites (the counter entity is in
+// counter_entity.hpp).
 #pragma once
+
+#include "counter_entity.hpp"
 
 #include "troupe/persistence/entity.hpp"
 #include "troupe/persistence/journal_service.hpp"
@@ -21,176 +23,8 @@
 
 namespace fx {
 
-using troupe::persistence::done;
-
-// -- commands --------------------------------------------------------------------------
-struct add {
-  std::int64_t n = 0;
-  using reply = done;
-};
-/// Persists one `added` per element, atomically; replies the new total.
-struct add_many {
-  std::vector<std::int64_t> ns;
-  using reply = std::int64_t;
-};
-struct get {
-  using reply = std::int64_t;
-};
-/// Persists, then stops the entity.
-struct add_and_stop {
-  std::int64_t n = 0;
-  using reply = done;
-};
-/// Persists an event whose to_json throws.
-struct add_poison {
-  using reply = done;
-};
-/// Persists an event whose to_json / from_json lose the value.
-struct add_lossy {
-  std::int64_t n = 0;
-  using reply = done;
-};
-/// The command handler throws.
-struct boom {
-  using reply = done;
-};
-/// Effect none without a reply, for a non-`done` reply type.
-struct silent {
-  using reply = std::int64_t;
-};
-/// Unhandled.
-struct refuse {
-  using reply = done;
-};
-/// Persists, then runs a side effect (counted in counter::side_effects).
-struct add_and_run {
-  std::int64_t n = 0;
-  using reply = done;
-};
-/// A business rule: n must not be negative.
-struct checked_add {
-  std::int64_t n = 0;
-  using reply = done;
-};
-
-// -- events ----------------------------------------------------------------------------
-struct added {
-  std::int64_t n = 0;
-  friend bool operator==(const added&, const added&) = default;
-};
-struct poison {
-  std::int64_t n = 0;
-};
-struct lossy {
-  std::int64_t n = 0;
-  friend bool operator==(const lossy&, const lossy&) = default;
-};
-
-inline void to_json(nlohmann::json& j, const added& x) {
-  j = nlohmann::json{{"n", x.n}};
-}
-inline void from_json(const nlohmann::json& j, added& x) {
-  j.at("n").get_to(x.n);
-}
-inline void to_json(nlohmann::json&, const poison&) {
-  throw std::runtime_error("poison does not encode");
-}
-inline void from_json(const nlohmann::json& j, poison& x) {
-  j.at("n").get_to(x.n);
-}
-inline void to_json(nlohmann::json& j, const lossy&) {
-  j = nlohmann::json::object();
-}
-inline void from_json(const nlohmann::json&, lossy& x) {
-  x.n = 0;
-}
-
-// -- the entity ------------------------------------------------------------------------
-struct counter {
-  static constexpr std::string_view entity_type = "counter";
-
-  using command = std::variant<add, add_many, get, add_and_stop, add_poison, add_lossy, boom,
-                               silent, refuse, add_and_run, checked_add>;
-  using event = std::variant<added, poison, lossy>;
-
-  struct state {
-    std::int64_t total = 0;
-    std::int64_t events = 0;
-    friend bool operator==(const state&, const state&) = default;
-  };
-
-  using effect = troupe::persistence::effect<counter>;
-
-  static inline std::atomic<int> side_effects{0};
-  static inline std::atomic<int> recoveries{0};
-
-  static effect on_command(const state&, const add& c) { return effect::persist(added{c.n}); }
-  static effect on_command(const state&, const add_many& c) {
-    std::vector<event> events;
-    for (auto n : c.ns)
-      events.push_back(added{n});
-    return effect::persist(std::move(events)).then_reply(c, [](const state& s) {
-      return s.total;
-    });
-  }
-  static effect on_command(const state& s, const get& c) { return effect::reply(c, s.total); }
-  static effect on_command(const state&, const add_and_stop& c) {
-    return effect::persist(added{c.n}).then_stop();
-  }
-  static effect on_command(const state&, const add_poison&) {
-    return effect::persist(poison{1});
-  }
-  static effect on_command(const state&, const add_lossy& c) {
-    return effect::persist(lossy{c.n});
-  }
-  static effect on_command(const state&, const boom&) {
-    throw std::runtime_error("boom");
-  }
-  static effect on_command(const state&, const silent&) { return effect::none(); }
-  static effect on_command(const state&, const refuse&) { return effect::unhandled(); }
-  static effect on_command(const state&, const add_and_run& c) {
-    return effect::persist(added{c.n}).then_run([](const state&) { ++side_effects; });
-  }
-  static effect on_command(const state&, const checked_add& c) {
-    if (c.n < 0)
-      return effect::reply_error(c, "n must not be negative");
-    return effect::persist(added{c.n});
-  }
-
-  static state on_event(state s, const added& e) {
-    s.total += e.n;
-    ++s.events;
-    return s;
-  }
-  static state on_event(state s, const poison&) { return s; }
-  static state on_event(state s, const lossy& e) {
-    s.total += e.n;
-    ++s.events;
-    return s;
-  }
-
-  static void on_recovery_completed(const state&) { ++recoveries; }
-
-  static std::vector<std::string> tags(const event& e) {
-    if (std::holds_alternative<added>(e) && std::get<added>(e).n < 0)
-      return {"negative"};
-    return {};
-  }
-};
-
-inline void to_json(nlohmann::json& j, const counter::state& s) {
-  j = nlohmann::json{{"total", s.total}, {"events", s.events}};
-}
-inline void from_json(const nlohmann::json& j, counter::state& s) {
-  j.at("total").get_to(s.total);
-  j.at("events").get_to(s.events);
-}
-
 inline void register_counter(troupe::codec_registry& codec) {
-  REQUIRE(codec.add<added>("test.added"));
-  REQUIRE(codec.add<poison>("test.poison"));
-  REQUIRE(codec.add<lossy>("test.lossy"));
-  REQUIRE(codec.add<counter::state>("test.counter-state"));
+  REQUIRE(try_register_counter(codec));
 }
 
 /// A test node with the persistence config keys, the counter's types registered
@@ -206,6 +40,23 @@ inline std::unique_ptr<troupe::node> make_node(std::shared_ptr<troupe::persisten
   REQUIRE(troupe::persistence::install_journal(*n, j, j));
   // Runs before the journal's hook: releases calls a test left blocked in a delay.
   n->add_stop_hook("clear faults", [j] { j->clear_faults(); });
+  return n;
+}
+
+/// A test node with the counter's types and the SQLite journal at `path` (default
+/// durability: WAL + synchronous=FULL).
+inline std::unique_ptr<troupe::node> make_sqlite_node(const std::string& path,
+                                                      std::vector<std::string> overrides = {}) {
+  auto schema = troupe::node_config_keys();
+  troupe::persistence::add_config_keys(schema);
+  auto codec = std::make_shared<troupe::codec_registry>();
+  register_counter(*codec);
+  overrides.push_back("persistence.journal.path=" + path);
+  auto n = troupe::test::make_node(std::move(overrides), std::move(schema),
+                                   troupe::node::options{codec});
+  auto j = troupe::persistence::install_journal(*n);
+  INFO((j ? std::string{} : j.error().to_string()));
+  REQUIRE(j);
   return n;
 }
 
