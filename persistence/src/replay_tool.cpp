@@ -126,7 +126,8 @@ int run_replay(const replay_args& args, const std::string& pid, const replay_ste
       return 1;
     }
     if ((*snap)->seq >= args.from)
-      out << nlohmann::json{{"seq", (*snap)->seq}, {"snapshot", true}, {"state", *state}}.dump()
+      out << nlohmann::ordered_json{{"seq", (*snap)->seq}, {"snapshot", true}, {"state", *state}}
+               .dump()
           << "\n";
     from = (*snap)->seq + 1;
   }
@@ -144,10 +145,10 @@ int run_replay(const replay_args& args, const std::string& pid, const replay_ste
       ++expected_seq;
       if (r.seq < args.from)
         return {};
-      out << nlohmann::json{{"seq", r.seq},
-                            {"manifest", r.manifest},
-                            {"event", std::move(step->first)},
-                            {"state", std::move(step->second)}}
+      out << nlohmann::ordered_json{{"seq", r.seq},
+                                    {"manifest", r.manifest},
+                                    {"event", std::move(step->first)},
+                                    {"state", std::move(step->second)}}
                .dump()
           << "\n";
       return {};
