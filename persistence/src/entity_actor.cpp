@@ -509,6 +509,23 @@ void recovery_failed(entity_actor* self, error reason) {
   fail(self, error{reason.code(), "recovery failed: " + reason.message()});
 }
 
+/// The answer to the recovery step in flight; nullptr if it is stale (an older step,
+/// or the entity stopped recovering) or an error (the recovery then failed, the
+/// error naming `what`: the step and the sequence number).
+template <class T>
+T* step_result(entity_actor* self, std::uint64_t step, expected<T>& result,
+               const std::string& what) {
+  auto& st = self->state;
+  if (st.ph != phase::recovering || step != st.step)
+    return nullptr;
+  if (!result) {
+    recovery_failed(self, error{result.error().code(), fmt::format("{} {}: {}", *st.pid, what,
+                                                                   result.error().message())});
+    return nullptr;
+  }
+  return &*result;
+}
+
 void arm_recovery_check(entity_actor* self) {
   auto& st = self->state;
   self->delayed_send(self, std::chrono::duration_cast<caf::timespan>(st.rt->recovery_timeout),
@@ -561,13 +578,10 @@ void on_permit(entity_actor* self, permit_granted& m) {
 
 void on_snapshot_loaded(entity_actor* self, snapshot_loaded& m) {
   auto& st = self->state;
-  if (st.ph != phase::recovering || m.step != st.step)
+  auto* loaded = step_result(self, m.step, m.result, "(loading the latest snapshot)");
+  if (!loaded)
     return;
-  if (!m.result)
-    return recovery_failed(self, error{m.result.error().code(),
-                                       fmt::format("{} (loading the latest snapshot): {}",
-                                                   *st.pid, m.result.error().message())});
-  if (auto& snap = *m.result) {
+  if (auto& snap = *loaded) {
     if (auto r = st.model->restore(*snap); !r)
       return recovery_failed(self, r.error());
     st.last_seq = snap->seq;
@@ -584,16 +598,14 @@ void on_snapshot_loaded(entity_actor* self, snapshot_loaded& m) {
 
 void on_highest_loaded(entity_actor* self, highest_loaded& m) {
   auto& st = self->state;
-  if (st.ph != phase::recovering || m.step != st.step)
+  auto* highest = step_result(
+    self, m.step, m.result, fmt::format("seq {} (reading the highest seq)", st.last_seq + 1));
+  if (!highest)
     return;
-  if (!m.result)
-    return recovery_failed(self, error{m.result.error().code(),
-                                       fmt::format("{} (reading the highest seq): {}", *st.pid,
-                                                   m.result.error().message())});
-  if (*m.result < st.last_seq)
+  if (*highest < st.last_seq)
     st.log->warn(st.label, "the journal's highest seq {} is below the snapshot's seq {}",
-                 *m.result, st.last_seq);
-  st.replay_to = *m.result;
+                 *highest, st.last_seq);
+  st.replay_to = *highest;
   if (st.last_seq >= st.replay_to)
     return recovery_done(self);
   request_page(self);
@@ -601,13 +613,11 @@ void on_highest_loaded(entity_actor* self, highest_loaded& m) {
 
 void on_page_loaded(entity_actor* self, page_loaded& m) {
   auto& st = self->state;
-  if (st.ph != phase::recovering || m.step != st.step)
+  auto* loaded = step_result(self, m.step, m.result,
+                             fmt::format("seq {} (replay)", st.last_seq + 1));
+  if (!loaded)
     return;
-  if (!m.result)
-    return recovery_failed(self, error{m.result.error().code(),
-                                       fmt::format("{} seq {} (replay): {}", *st.pid,
-                                                   st.last_seq + 1, m.result.error().message())});
-  auto& page = *m.result;
+  auto& page = *loaded;
   if (page.empty())
     return recovery_failed(
       self, error{errc::journal_failure,

@@ -23,6 +23,10 @@
 
 namespace fx {
 
+inline bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
 inline void register_counter(troupe::codec_registry& codec) {
   REQUIRE(try_register_counter(codec));
 }

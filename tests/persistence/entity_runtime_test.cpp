@@ -14,13 +14,10 @@ using namespace troupe;
 using namespace troupe::persistence;
 using namespace troupe::test;
 using namespace std::chrono_literals;
+using fx::contains;
 using fx::counter;
 
 namespace {
-
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
 
 double gauge(node& n, const std::string& name, const metric_labels& labels = {}) {
   return n.metrics().gauge_value(name, labels).value_or(-1);
@@ -39,53 +36,68 @@ bool answered(auto& future) {
   return future.wait_for(0s) == std::future_status::ready;
 }
 
+/// An entity with one persisted event whose next write is held inside the journal:
+/// `held` waits for the reply to that write (add{10}); commands sent meanwhile go
+/// to the stash. clear_faults() lets the write complete.
+struct held_write {
+  std::shared_ptr<memory_journal> j = std::make_shared<memory_journal>();
+  std::unique_ptr<node> n;
+  entity_ref<counter> ref;
+  std::future<expected<done>> held;
+
+  explicit held_write(const std::string& id, entity_options opts = {}) : n(fx::make_node(j)) {
+    auto r = spawn_entity<counter>(*n, id, opts);
+    REQUIRE(r);
+    ref = *r;
+    REQUIRE(ref.ask(fx::add{1}, 10s));
+    j->delay(journal_op::write, 1h, persistence_id_of("counter", id), 1);
+    held = ask_async(ref, fx::add{10}, 60s);
+    REQUIRE(wait_until([&] { return j->calls(journal_op::write) == 2; }));
+  }
+
+  // Runs before the members are destroyed: `held` (a std::async future) would
+  // otherwise wait for a write that a failed test left held.
+  ~held_write() { j->clear_faults(); }
+
+  /// Sends a command that lands in the stash (after the ones sent before).
+  template <class Command>
+  auto stash(Command cmd) {
+    auto before = stashed(*n);
+    auto f = ask_async(ref, cmd, 60s);
+    REQUIRE(wait_until([&] { return stashed(*n) == before + 1; }));
+    return f;
+  }
+};
+
 } // namespace
 
 TEST_CASE("entity: commands wait while a persist is in flight; its reply comes once it is durable") {
-  auto j = std::make_shared<memory_journal>();
-  auto n = fx::make_node(j);
-  auto ref = spawn_entity<counter>(*n, "s1");
-  REQUIRE(ref);
-  REQUIRE(ref->ask(fx::add{1}, 10s));
-  j->delay(journal_op::write, 1h, "counter|s1", 1);
-  auto first = ask_async(*ref, fx::add{10});
-  REQUIRE(wait_until([&] { return j->calls(journal_op::write) == 2; }));
-  auto second = ask_async(*ref, fx::get{});
-  REQUIRE(wait_until([&] { return stashed(*n) == 1; }));
+  held_write h{"s1"};
+  auto second = h.stash(fx::get{});
   // The write is held inside the journal: not durable, so no reply yet.
-  CHECK_FALSE(answered(first));
-  CHECK(*j->highest_sequence_nr("counter|s1") == 1);
-  j->clear_faults();
-  auto r1 = first.get();
-  REQUIRE(r1);
-  CHECK(*j->highest_sequence_nr("counter|s1") == 2);
+  CHECK_FALSE(answered(h.held));
+  CHECK(*h.j->highest_sequence_nr("counter|s1") == 1);
+  h.j->clear_faults();
+  REQUIRE(h.held.get());
+  CHECK(*h.j->highest_sequence_nr("counter|s1") == 2);
   auto r2 = second.get();
   REQUIRE(r2);
   CHECK(*r2 == 11);  // the stashed command saw the persisted event
-  CHECK(stashed(*n) == 0);
+  CHECK(stashed(*h.n) == 0);
 }
 
 TEST_CASE("entity: a command that finds the stash full gets `overloaded` at once") {
-  auto j = std::make_shared<memory_journal>();
-  auto n = fx::make_node(j);
-  auto ref = spawn_entity<counter>(*n, "s2", entity_options{.stash_capacity = 2});
-  REQUIRE(ref);
-  REQUIRE(ref->ask(fx::add{1}, 10s));
-  j->delay(journal_op::write, 1h, "counter|s2", 1);
-  auto first = ask_async(*ref, fx::add{10});
-  REQUIRE(wait_until([&] { return j->calls(journal_op::write) == 2; }));
-  auto s1 = ask_async(*ref, fx::add{100});
-  REQUIRE(wait_until([&] { return stashed(*n) == 1; }));
-  auto s2 = ask_async(*ref, fx::get{});
-  REQUIRE(wait_until([&] { return stashed(*n) == 2; }));
-  auto refused = ref->ask(fx::get{}, 30s);
+  held_write h{"s2", entity_options{.stash_capacity = 2}};
+  auto s1 = h.stash(fx::add{100});
+  auto s2 = h.stash(fx::get{});
+  auto refused = h.ref.ask(fx::get{}, 30s);
   REQUIRE_FALSE(refused);
   CHECK(refused.error().code() == errc::overloaded);
   CHECK(contains(refused.error().message(), "counter|s2"));
-  CHECK(n->metrics().counter_value("troupe_persistence_entity_stash_overflow_total",
-                                   {{"entity_type", "counter"}}) == 1u);
-  j->clear_faults();
-  REQUIRE(first.get());
+  CHECK(h.n->metrics().counter_value("troupe_persistence_entity_stash_overflow_total",
+                                     {{"entity_type", "counter"}}) == 1u);
+  h.j->clear_faults();
+  REQUIRE(h.held.get());
   REQUIRE(s1.get());
   auto total = s2.get();
   REQUIRE(total);
@@ -93,36 +105,25 @@ TEST_CASE("entity: a command that finds the stash full gets `overloaded` at once
 }
 
 TEST_CASE("entity: a sequence conflict stops the entity and every waiting command gets an error") {
-  auto j = std::make_shared<memory_journal>();
-  auto n = fx::make_node(j);
-  auto ref = spawn_entity<counter>(*n, "w1");
-  REQUIRE(ref);
-  REQUIRE(ref->ask(fx::add{1}, 10s));
-  j->delay(journal_op::write, 1h, "counter|w1", 1);
-  auto first = ask_async(*ref, fx::add{10});
-  REQUIRE(wait_until([&] { return j->calls(journal_op::write) == 2; }));
-  auto waiting1 = ask_async(*ref, fx::get{});
-  REQUIRE(wait_until([&] { return stashed(*n) == 1; }));
-  auto waiting2 = ask_async(*ref, fx::add{5});
-  REQUIRE(wait_until([&] { return stashed(*n) == 2; }));
+  held_write h{"w1"};
+  auto waiting1 = h.stash(fx::get{});
+  auto waiting2 = h.stash(fx::add{5});
   // Another writer takes seq 2 while the entity's write of seq 2 is held.
-  fx::store(*j, {fx::added_record("counter|w1", 2, 100)});
-  j->clear_faults();
-  auto r = first.get();
+  fx::store(*h.j, {fx::added_record("counter|w1", 2, 100)});
+  h.j->clear_faults();
+  auto r = h.held.get();
   REQUIRE_FALSE(r);
   CHECK(r.error().code() == errc::sequence_conflict);
   CHECK(contains(r.error().message(), "counter|w1"));
   CHECK(contains(r.error().message(), "seq 2"));
-  for (auto* f : {&waiting1}) {
-    auto x = f->get();
-    REQUIRE_FALSE(x);
-    CHECK(x.error().code() == errc::actor_down);
-    CHECK(contains(x.error().message(), "counter|w1"));
-  }
+  auto x1 = waiting1.get();
+  REQUIRE_FALSE(x1);
+  CHECK(x1.error().code() == errc::actor_down);
+  CHECK(contains(x1.error().message(), "counter|w1"));
   auto x2 = waiting2.get();
   REQUIRE_FALSE(x2);
   CHECK(x2.error().code() == errc::actor_down);
-  CHECK(stashed(*n) == 0);
+  CHECK(stashed(*h.n) == 0);
 }
 
 TEST_CASE("entity: two incarnations of one id cannot both write (single writer)") {
@@ -288,22 +289,12 @@ TEST_CASE("entity: commands sent during recovery wait for it and see the recover
 }
 
 TEST_CASE("entity: stopping the node answers the commands an entity still holds") {
-  auto j = std::make_shared<memory_journal>();
-  auto n = fx::make_node(j);
-  auto ref = spawn_entity<counter>(*n, "bye");
-  REQUIRE(ref);
-  REQUIRE(ref->ask(fx::add{1}, 10s));
-  j->delay(journal_op::write, 1h, "counter|bye", 1);
-  auto in_flight = ask_async(*ref, fx::add{1}, 60s);
-  REQUIRE(wait_until([&] { return j->calls(journal_op::write) == 2; }));
-  auto waiting = ask_async(*ref, fx::get{}, 60s);
-  REQUIRE(wait_until([&] { return stashed(*n) == 1; }));
-  n->shutdown();
-  for (auto* f : {&in_flight}) {
-    auto r = f->get();
-    REQUIRE_FALSE(r);
-    CHECK(r.error().code() == errc::actor_down);
-  }
+  held_write h{"bye"};
+  auto waiting = h.stash(fx::get{});
+  h.n->shutdown();
+  auto r = h.held.get();
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code() == errc::actor_down);
   auto w = waiting.get();
   REQUIRE_FALSE(w);
   CHECK(w.error().code() == errc::actor_down);

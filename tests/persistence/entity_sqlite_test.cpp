@@ -20,13 +20,10 @@ using namespace troupe;
 using namespace troupe::persistence;
 using namespace troupe::test;
 using namespace std::chrono_literals;
+using fx::contains;
 using fx::counter;
 
 namespace {
-
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
 
 /// Runs SQL on a journal file while no node has it open.
 void sql(const std::string& path, const std::string& statement) {

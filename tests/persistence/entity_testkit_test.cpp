@@ -7,15 +7,12 @@
 using namespace troupe;
 using namespace troupe::persistence;
 using namespace std::chrono_literals;
+using fx::contains;
 using fx::counter;
 
 namespace {
 
 using kit_type = testkit<counter>;
-
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
 
 } // namespace
 

@@ -95,9 +95,6 @@ private:
   duration timeout_;
 };
 
-template <class T>
-concept json_comparable = requires(const T& x) { nlohmann::json(x); };
-
 } // namespace detail
 
 template <class Entity>
@@ -218,14 +215,14 @@ private:
   static bool same(const state_type& a, const state_type& b) {
     if constexpr (std::equality_comparable<state_type>)
       return a == b;
-    else if constexpr (detail::json_comparable<state_type>)
+    else if constexpr (detail::json_encodable<state_type>)
       return nlohmann::json(a) == nlohmann::json(b);
     else
       return true;
   }
 
   static std::string describe(const state_type& a, const state_type& b) {
-    if constexpr (detail::json_comparable<state_type>)
+    if constexpr (detail::json_encodable<state_type>)
       return ": before " + nlohmann::json(a).dump() + ", after " + nlohmann::json(b).dump();
     else
       return {};
