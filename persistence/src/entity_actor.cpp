@@ -129,6 +129,7 @@ struct entity_state {
   std::string writer;
   std::size_t stash_capacity = 0;
   std::size_t page_size = 0;
+  bool read_ahead = true;
   bool overflow_logged = false;
 
   phase ph = phase::waiting_permit;
@@ -532,10 +533,11 @@ void arm_recovery_check(entity_actor* self) {
                      recovery_check{st.step});
 }
 
-void request_page(entity_actor* self) {
+/// Requests the page that starts at `from` (the answer is the next recovery step).
+void request_page(entity_actor* self, sequence_nr from) {
   auto& st = self->state;
   auto step = ++st.step;
-  st.journal->read_events(*st.pid, st.last_seq + 1, st.replay_to, st.page_size,
+  st.journal->read_events(*st.pid, from, st.replay_to, st.page_size,
                           [to = mailbox_ref::of(self), step](expected<std::vector<event_record>> r) {
                             to.post(page_loaded{step, std::move(r)});
                           });
@@ -608,7 +610,7 @@ void on_highest_loaded(entity_actor* self, highest_loaded& m) {
   st.replay_to = *highest;
   if (st.last_seq >= st.replay_to)
     return recovery_done(self);
-  request_page(self);
+  request_page(self, st.last_seq + 1);
 }
 
 void on_page_loaded(entity_actor* self, page_loaded& m) {
@@ -617,12 +619,19 @@ void on_page_loaded(entity_actor* self, page_loaded& m) {
                              fmt::format("seq {} (replay)", st.last_seq + 1));
   if (!loaded)
     return;
-  auto& page = *loaded;
+  auto page = std::move(*loaded);
   if (page.empty())
     return recovery_failed(
       self, error{errc::journal_failure,
                   fmt::format("{} seq {}: missing from the journal (its highest seq is {})",
                               *st.pid, st.last_seq + 1, st.replay_to)});
+  // Read-ahead: the journal reads the next page while this one is decoded and
+  // applied, so I/O and decoding overlap. Still bounded: one page being applied,
+  // at most one being read, however long the journal.
+  auto next = page.back().seq + 1;
+  bool ahead = st.read_ahead && next <= st.replay_to;
+  if (ahead)
+    request_page(self, next);
   for (auto& rec : page) {
     if (rec.seq != st.last_seq + 1)
       return recovery_failed(self,
@@ -636,12 +645,10 @@ void on_page_loaded(entity_actor* self, page_loaded& m) {
   }
   st.replayed += page.size();
   st.metrics->events_replayed.inc(page.size());
-  // The next page is requested only now that this one is applied: an entity holds
-  // at most one page, however long its journal.
   if (st.last_seq >= st.replay_to)
-    recovery_done(self);
-  else
-    request_page(self);
+    recovery_done(self);  // a read-ahead answer (none expected here) would be stale
+  else if (!ahead)
+    request_page(self, st.last_seq + 1);  // strict: the next page only now
 }
 
 void on_recovery_check(entity_actor* self, recovery_check m) {
@@ -696,6 +703,7 @@ caf::behavior entity_behavior(entity_actor* self, blueprint_ptr bp) {
                                                      : st.rt->stash_capacity;
   st.page_size = bp->options.recovery_page_size > 0 ? bp->options.recovery_page_size
                                                      : st.rt->recovery_page_size;
+  st.read_ahead = st.rt->replay_read_ahead;
   auto journal = journal_of(ctx);
   auto model = journal ? bp->make_model(ctx.shared_codec())
                        : expected<std::unique_ptr<entity_model>>{journal.error()};

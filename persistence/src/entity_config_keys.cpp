@@ -19,6 +19,10 @@ void add_entity_config_keys(config_schema& s) {
   s.add(key_recovery_page_size, config_type::integer, std::int64_t{2000},
         "Events per replay page during recovery, unless the entity's options say "
         "otherwise; an entity holds at most one page in memory.");
+  s.add(key_replay_read_ahead, config_type::boolean, true,
+        "During recovery, read the next page while the previous one is decoded and "
+        "applied (an entity then holds at most two pages); false: request each page only "
+        "after the previous one was applied (at most one page, slower).");
   s.add(key_recovery_timeout, config_type::duration, duration{30s},
         "A recovery step (snapshot load, replay page, highest sequence nr) that gets no "
         "answer from the journal for this long fails the recovery.");

@@ -15,6 +15,11 @@ std::int64_t int_or(const config& cfg, const char* key, std::int64_t fallback) {
   return k && k->type == config_type::integer ? cfg.get_int(key) : fallback;
 }
 
+bool bool_or(const config& cfg, const char* key, bool fallback) {
+  auto* k = cfg.schema().find(key);
+  return k && k->type == config_type::boolean ? cfg.get_bool(key) : fallback;
+}
+
 duration duration_or(const config& cfg, const char* key, duration fallback) {
   auto* k = cfg.schema().find(key);
   return k && k->type == config_type::duration ? cfg.get_duration(key) : fallback;
@@ -30,6 +35,7 @@ entity_runtime::entity_runtime(node_context& ctx) : registry_(ctx.metrics()) {
   recovery_page_size = static_cast<std::size_t>(std::max<std::int64_t>(
     1, int_or(cfg, key_recovery_page_size, static_cast<std::int64_t>(recovery_page_size))));
   recovery_timeout = duration_or(cfg, key_recovery_timeout, recovery_timeout);
+  replay_read_ahead = bool_or(cfg, key_replay_read_ahead, replay_read_ahead);
   permits = recovery_permits::make(
     static_cast<std::size_t>(std::max<std::int64_t>(1, int_or(cfg, key_max_concurrent_recoveries, 50))));
   recovering = &registry_.gauge("troupe_persistence_entity_recoveries_in_progress", {},

@@ -27,6 +27,7 @@ inline constexpr const char* key_max_concurrent_recoveries =
   "persistence.entity.max-concurrent-recoveries";
 inline constexpr const char* key_recovery_page_size = "persistence.entity.recovery-page-size";
 inline constexpr const char* key_recovery_timeout = "persistence.entity.recovery-timeout";
+inline constexpr const char* key_replay_read_ahead = "persistence.entity.replay-read-ahead";
 
 /// Metrics of one entity type (label entity_type); references stay valid for the
 /// node's lifetime.
@@ -49,6 +50,7 @@ public:
   std::size_t stash_capacity = 4096;
   std::size_t recovery_page_size = 2000;
   duration recovery_timeout = std::chrono::seconds{30};
+  bool replay_read_ahead = true;
   std::shared_ptr<recovery_permits> permits;
   gauge_metric* recovering = nullptr;          ///< recoveries holding a permit
   gauge_metric* waiting_for_permit = nullptr;  ///< entities queued for a permit

@@ -371,3 +371,127 @@ TEST_CASE("entity: actors ask entities without blocking; tell sends without a re
   REQUIRE(blocking);
   CHECK(*blocking == 5);
 }
+
+namespace {
+
+/// A journal whose replay reads wait at a gate the test opens one read at a time,
+/// and which records how many reads were in flight at once.
+class gated_journal final : public journal_backend, public snapshot_backend {
+public:
+  std::shared_ptr<memory_journal> inner = std::make_shared<memory_journal>();
+
+  void open_one() {
+    std::lock_guard<std::mutex> guard{mtx_};
+    ++permits_;
+    cv_.notify_all();
+  }
+  int calls() const {
+    std::lock_guard<std::mutex> guard{mtx_};
+    return calls_;
+  }
+  int waiting() const {
+    std::lock_guard<std::mutex> guard{mtx_};
+    return waiting_;
+  }
+  int max_in_flight() const {
+    std::lock_guard<std::mutex> guard{mtx_};
+    return max_in_flight_;
+  }
+  void open_all() {
+    std::lock_guard<std::mutex> guard{mtx_};
+    permits_ = 1 << 30;
+    cv_.notify_all();
+  }
+
+  expected<std::vector<event_record>> read_events(const std::string& id, sequence_nr from,
+                                                  sequence_nr to, std::size_t max) override {
+    {
+      std::unique_lock<std::mutex> lock{mtx_};
+      ++calls_;
+      ++waiting_;
+      max_in_flight_ = std::max(max_in_flight_, waiting_);
+      cv_.wait(lock, [this] { return permits_ > 0; });
+      --permits_;
+    }
+    auto r = inner->read_events(id, from, to, max);
+    std::lock_guard<std::mutex> guard{mtx_};
+    --waiting_;
+    return r;
+  }
+  std::vector<write_result> write(std::span<const atomic_write> b) override {
+    return inner->write(b);
+  }
+  expected<sequence_nr> highest_sequence_nr(const std::string& id) override {
+    return inner->highest_sequence_nr(id);
+  }
+  expected<void> delete_events_to(const std::string& id, sequence_nr to) override {
+    return inner->delete_events_to(id, to);
+  }
+  expected<std::vector<event_record>> events_by_tag(const std::string& t, offset_type a,
+                                                    std::size_t m) override {
+    return inner->events_by_tag(t, a, m);
+  }
+  expected<std::vector<std::string>> persistence_ids(const std::string& a,
+                                                     std::size_t m) override {
+    return inner->persistence_ids(a, m);
+  }
+  expected<offset_type> highest_offset() override { return inner->highest_offset(); }
+  expected<void> save(const snapshot_record& s) override { return inner->save(s); }
+  expected<std::optional<snapshot_record>> load(const std::string& id,
+                                                const snapshot_criteria& c) override {
+    return inner->load(id, c);
+  }
+  expected<void> delete_matching(const std::string& id, const snapshot_criteria& c) override {
+    return inner->delete_matching(id, c);
+  }
+
+private:
+  mutable std::mutex mtx_;
+  std::condition_variable cv_;
+  int permits_ = 0;
+  int calls_ = 0;
+  int waiting_ = 0;
+  int max_in_flight_ = 0;
+};
+
+} // namespace
+
+TEST_CASE("entity: replay holds a bounded number of pages however long the journal") {
+  auto j = std::make_shared<gated_journal>();
+  std::vector<event_record> events;
+  for (sequence_nr s = 1; s <= 50; ++s)
+    events.push_back(fx::added_record("counter|long", s, 1));
+  fx::store(*j->inner, events);
+  auto schema = node_config_keys();
+  add_config_keys(schema);
+  auto codec = std::make_shared<codec_registry>();
+  fx::register_counter(*codec);
+  auto n = make_node({"persistence.entity.recovery-page-size=10"}, schema, node::options{codec});
+  REQUIRE(install_journal(*n, j, j));
+  n->add_stop_hook("open the gate", [j] { j->open_all(); });
+  auto replayed = [&] {
+    return n->metrics()
+      .counter_value("troupe_persistence_entity_events_replayed_total",
+                     {{"entity_type", "counter"}})
+      .value_or(0);
+  };
+  auto ref = spawn_entity<counter>(*n, "long");
+  REQUIRE(ref);
+  REQUIRE(wait_until([&] { return j->calls() == 1 && j->waiting() == 1; }));
+  for (int k = 1; k <= 4; ++k) {
+    j->open_one();
+    // Page k is applied while page k + 1 is being read (read-ahead), and no page
+    // beyond it is requested before page k + 1 arrived.
+    REQUIRE(wait_until([&] {
+      return replayed() == static_cast<std::uint64_t>(10 * k) && j->calls() == k + 1
+             && j->waiting() == 1;
+    }));
+    CHECK(j->calls() == k + 1);
+  }
+  j->open_one();
+  auto total = ref->ask(fx::get{}, 10s);
+  REQUIRE(total);
+  CHECK(*total == 50);
+  CHECK(j->calls() == 5);
+  CHECK(j->max_in_flight() == 1);
+}
