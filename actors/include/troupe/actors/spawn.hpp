@@ -21,6 +21,7 @@
 
 #include <string>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 
 namespace troupe {
@@ -54,7 +55,10 @@ auto with_defaults(std::string name, F fun, Ts&&... xs) {
   using self_ptr = typename first_arg<std::decay_t<F>>::type;
   return [name = std::move(name), fun = std::move(fun),
           args = std::make_tuple(std::forward<Ts>(xs)...)](self_ptr self) mutable {
-    init_actor(self, name);
+    // Blocking actors have none of these handlers (and must handle exit_msg in
+    // their receive loops themselves).
+    if constexpr (std::is_convertible_v<self_ptr, caf::scheduled_actor*>)
+      init_actor(self, name);
     return std::apply([&](auto&... a) { return fun(self, a...); }, args);
   };
 }
