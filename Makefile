@@ -15,7 +15,7 @@ build: deps
 	@cmake --build $(BUILD) -j $(JOBS)
 
 demo: build
-	@$(BUILD)/samples/troupe-demo
+	@$(BUILD)/samples/supervised_tree/troupe-demo
 
 test: build
 	@cd $(BUILD) && ctest -j $(JOBS) --output-on-failure --timeout 300 $(CTEST_ARGS)
