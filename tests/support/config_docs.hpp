@@ -10,7 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <regex>
+#include <sstream>
 #include <string>
 
 namespace troupe::test {
@@ -26,10 +26,27 @@ inline void check_documented(const config_schema& schema) {
   REQUIRE_MESSAGE(!docs.empty(), "docs/configuration.md not found above the test directory");
   std::ifstream in{docs};
   std::string text{std::istreambuf_iterator<char>{in}, {}};
-  std::regex row{R"(\|\s*`([a-z0-9.\-]+)`\s*\|\s*([a-z ]+?)\s*\|\s*`([^`]*)`\s*\|)"};
+  // Rows look like: | `key` | type | `default` | description |
+  auto trim = [](std::string x) {
+    auto b = x.find_first_not_of(' ');
+    auto e = x.find_last_not_of(' ');
+    return b == std::string::npos ? std::string{} : x.substr(b, e - b + 1);
+  };
+  auto unquote = [](const std::string& x) {
+    return x.size() >= 2 && x.front() == '`' && x.back() == '`' ? x.substr(1, x.size() - 2) : x;
+  };
   std::map<std::string, std::pair<std::string, std::string>> documented;
-  for (std::sregex_iterator i{text.begin(), text.end(), row}, end; i != end; ++i)
-    documented[(*i)[1]] = {(*i)[2], (*i)[3]};
+  std::istringstream lines{text};
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("| `", 0) != 0)
+      continue;
+    std::vector<std::string> cells;
+    std::istringstream row{line.substr(1)};
+    for (std::string cell; std::getline(row, cell, '|');)
+      cells.push_back(trim(cell));
+    if (cells.size() >= 3)
+      documented[unquote(cells[0])] = {cells[1], unquote(cells[2])};
+  }
   config defaults{schema};
   auto dump = nlohmann::json::parse(defaults.dump());
   for (auto* key : schema.keys()) {
