@@ -118,9 +118,11 @@ TEST_CASE("shutdown returns in bounded time even when an actor outside the tree 
   // A blocking actor nobody told the node about, ignoring exit messages: CAF's
   // actor system would wait for it forever.
   auto release = std::make_shared<std::atomic<bool>>(false);
-  auto stray = n->system().spawn<caf::detached>([release](caf::blocking_actor* self) {
-    self->receive_while([&] { return !release->load(); })([](poke_atom) {});
-  });
+  auto stray = n->system().spawn<caf::detached>(
+    [](caf::blocking_actor* self, std::shared_ptr<std::atomic<bool>> release) {
+      self->receive_while([&] { return !release->load(); })([](poke_atom) {});
+    },
+    release);
   auto report = n->shutdown();
   CHECK_FALSE(report.clean);
   REQUIRE(report.problems.size() == 1);
