@@ -1,32 +1,7 @@
-# The entry points a new user runs (see README.md). Each installs missing Debian
-# packages, configures and builds into build/ (or build-asan/), then runs.
-JOBS      ?= $(shell nproc)
-BUILD     ?= build
-ASAN_BUILD ?= build-asan
-CTEST_ARGS ?=
-
-.PHONY: deps build demo test bench asan-test clean
-
-deps:
-	@scripts/install-deps.sh
-
-build: deps
-	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
-	@cmake --build $(BUILD) -j $(JOBS)
-
-demo: build
-	@$(BUILD)/samples/troupe-demo
-
-test: build
-	@cd $(BUILD) && ctest -j $(JOBS) --output-on-failure --timeout 300 $(CTEST_ARGS)
-
-bench: build
-	@$(BUILD)/bench/troupe-bench all
-
-asan-test: deps
-	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTROUPE_SANITIZE=ON -DTROUPE_BUILD_BENCH=OFF >/dev/null
-	@cmake --build $(ASAN_BUILD) -j $(JOBS)
-	@cd $(ASAN_BUILD) && ctest -j $(JOBS) --output-on-failure --timeout 600 $(CTEST_ARGS)
-
+# Convenience targets; ./run (README.md) is the real entry point, so that a machine
+# without make can start from it too.
+.PHONY: demo test bench asan-test build clean
+demo test bench asan-test build:
+	@./run $@
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf build build-asan
