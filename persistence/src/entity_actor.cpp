@@ -4,7 +4,7 @@
 // user's entity types only instantiate the model templates.
 //
 // Life of an incarnation:
-//   waiting_permit -> recovering (latest snapshot, paged replay, highest seq check)
+//   waiting_permit -> recovering (latest snapshot, highest seq, paged replay)
 //   -> running <-> persisting / snapshotting -> stopped
 // Commands that arrive while the entity is not `running`, or while older commands
 // still wait, go to the bounded stash and are handled in arrival order.

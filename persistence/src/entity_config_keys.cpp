@@ -18,7 +18,7 @@ void add_entity_config_keys(config_schema& s) {
         "time; the others wait for a permit, first come first served.");
   s.add(key_recovery_page_size, config_type::integer, std::int64_t{2000},
         "Events per replay page during recovery, unless the entity's options say "
-        "otherwise; an entity holds at most one page in memory.");
+        "otherwise.");
   s.add(key_replay_read_ahead, config_type::boolean, true,
         "During recovery, read the next page while the previous one is decoded and "
         "applied (an entity then holds at most two pages); false: request each page only "

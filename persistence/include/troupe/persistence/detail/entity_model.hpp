@@ -389,6 +389,7 @@ private:
     auto* entry = codec_->entries[i];
     rec.manifest = entry->manifest;
     rec.version = entry->version;
+    rec.payload.reserve(128);  // typical events: one allocation instead of a doubling series
     auto r = std::visit(
       [&](const auto& x) -> expected<void> {
         if (auto ok = codec_->registry->encode_into(x, rec.payload); !ok)
