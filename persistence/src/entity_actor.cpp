@@ -17,6 +17,7 @@
 #include "troupe/persistence/journal_service.hpp"
 #include "troupe/persistence/detail/entity_control.hpp"
 
+#include "entity_messages.hpp"
 #include "entity_runtime.hpp"
 
 #include "troupe/actors/ask.hpp"
@@ -34,12 +35,6 @@ namespace troupe::persistence::detail {
 
 // -- messages (local only; private types no user message can match) --------------------
 
-struct command_envelope {
-  command_ptr cmd;  ///< null: a state query (testkit)
-};
-struct reply_envelope {
-  reply_box value;
-};
 struct permit_granted {
   recovery_permits::permit_ptr permit;
 };
@@ -74,8 +69,6 @@ struct drain_stash {};
 
 } // namespace troupe::persistence::detail
 
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::persistence::detail::command_envelope)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::persistence::detail::reply_envelope)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::persistence::detail::permit_granted)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::persistence::detail::snapshot_loaded)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::persistence::detail::page_loaded)
@@ -767,35 +760,6 @@ child_spec entity_child(blueprint_ptr bp, restart_policy restart) {
   return child_spec{std::move(name),
                     [bp](caf::actor_system& sys) { return spawn_incarnation(sys, bp); },
                     restart};
-}
-
-expected<reply_box> ask_entity(caf::actor_system& sys, const caf::actor& dest, duration timeout,
-                               command_ptr cmd) {
-  auto r = troupe::ask<reply_envelope>(sys, dest, timeout, command_envelope{std::move(cmd)});
-  if (!r)
-    return std::move(r).error();
-  return std::move(r->value);
-}
-
-void ask_entity(caf::event_based_actor* self, const caf::actor& dest, duration timeout,
-                command_ptr cmd, std::function<void(expected<reply_box>)> done) {
-  troupe::ask<reply_envelope>(self, dest, timeout, command_envelope{std::move(cmd)})
-    .then([done = std::move(done)](expected<reply_envelope> r) {
-      if (!r)
-        done(std::move(r).error());
-      else
-        done(std::move(r->value));
-    });
-}
-
-void tell_entity(const caf::actor& dest, command_ptr cmd) {
-  if (dest)
-    caf::anon_send(dest, command_envelope{std::move(cmd)});
-}
-
-expected<std::shared_ptr<void>> query_state(caf::actor_system& sys, const caf::actor& dest,
-                                            duration timeout) {
-  return ask_entity(sys, dest, timeout, nullptr);
 }
 
 expected<void> stop_and_wait(caf::actor_system& sys, const caf::actor& dest, duration timeout) {

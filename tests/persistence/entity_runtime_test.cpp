@@ -495,3 +495,54 @@ TEST_CASE("entity: replay holds a bounded number of pages however long the journ
   CHECK(j->calls() == 5);
   CHECK(j->max_in_flight() == 1);
 }
+
+TEST_CASE("entity: an ask from an actor ends at its deadline; a late reply is dropped") {
+  held_write h{"slow"};
+  struct outcome {
+    std::mutex mtx;
+    std::vector<std::pair<std::string, expected<std::int64_t>>> results;
+    void add(std::string which, expected<std::int64_t> r) {
+      std::lock_guard<std::mutex> guard{mtx};
+      results.emplace_back(std::move(which), std::move(r));
+    }
+    std::size_t count() {
+      std::lock_guard<std::mutex> guard{mtx};
+      return results.size();
+    }
+  };
+  auto out = std::make_shared<outcome>();
+  // The long ask first: a later, shorter ask must still end at its own deadline.
+  auto asker = h.n->spawn("asker", [ref = h.ref, out](caf::event_based_actor* self) {
+    troupe::ask<std::int64_t>(self, ref, 60s, fx::get{}).then([out](expected<std::int64_t> r) {
+      out->add("long", std::move(r));
+    });
+    troupe::ask<std::int64_t>(self, ref, 50ms, fx::get{}).then([out](expected<std::int64_t> r) {
+      out->add("short", std::move(r));
+    });
+    return caf::behavior{[out](int) { out->add("marker", 0); }};
+  });
+  REQUIRE(asker);
+  REQUIRE(wait_until([&] { return out->count() == 1; }));
+  {
+    std::lock_guard<std::mutex> guard{out->mtx};
+    CHECK(out->results[0].first == "short");
+    REQUIRE_FALSE(out->results[0].second);
+    CHECK(out->results[0].second.error().code() == errc::timeout);
+  }
+  h.j->clear_faults();
+  REQUIRE(h.held.get());
+  REQUIRE(wait_until([&] { return out->count() == 2; }));
+  // The entity answered the timed-out ask too (before this ask, so its reply is in
+  // the asker's mailbox before the marker): its continuation must not run again.
+  auto total = h.ref.ask(fx::get{}, 10s);
+  REQUIRE(total);
+  CHECK(*total == 11);
+  caf::anon_send(*asker, 1);
+  REQUIRE(wait_until([&] { return out->count() == 3; }));
+  std::lock_guard<std::mutex> guard{out->mtx};
+  REQUIRE(out->results.size() == 3);
+  CHECK(out->results[2].first == "marker");
+  CHECK(out->results[1].first == "long");
+  REQUIRE(out->results[1].second);
+  CHECK(*out->results[1].second == 11);
+}

@@ -1,0 +1,223 @@
+// Asking entities: blocking (troupe::ask on a scoped actor), from inside an actor,
+// and one-way.
+//
+// The in-actor ask keeps its deadlines itself instead of giving every request a
+// CAF timeout. In CAF 0.17 each timed request costs two trips through the actor
+// clock's thread (set, then cancel the timeout; the cancel scans the asking actor's
+// pending timeouts), which halved entity throughput when an actor kept thousands of
+// asks in flight (bench/entity_persist.cpp). Here the request itself has no CAF
+// timeout; the asking actor keeps a table of its pending asks ordered by deadline,
+// and one timed "probe" request per asking actor wakes it at the earliest deadline
+// to fail what is overdue with `timeout`. Every ask therefore still completes exactly
+// once, with the reply, the error, or `timeout` at its deadline (give or take the
+// clock's granularity). A reply arriving after its ask timed out is dropped. (A
+// reply that never arrives at all would leave one CAF response handler behind in
+// the asking actor; entities always answer or are known dead, so that does not
+// happen for them.)
+#include "troupe/persistence/detail/entity_control.hpp"
+#include "troupe/persistence/entity.hpp"
+
+#include "entity_messages.hpp"
+
+#include "troupe/actors/ask.hpp"
+#include "troupe/actors/caf_error.hpp"
+#include "troupe/actors/spawn.hpp"
+
+#include <caf/all.hpp>
+
+#include <map>
+#include <mutex>
+#include <set>
+#include <unordered_map>
+
+namespace troupe::persistence::detail {
+
+struct deadline_probe {};
+
+} // namespace troupe::persistence::detail
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::persistence::detail::deadline_probe)
+
+namespace troupe::persistence::detail {
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+using time_point = clock_type::time_point;
+using continuation = std::function<void(expected<reply_box>)>;
+
+/// The pending asks of one asking actor. Used only on that actor's thread (its
+/// handlers run one at a time), except creation and removal in the registry.
+class ask_table {
+public:
+  /// Registers an ask; returns its id.
+  std::uint64_t add(time_point deadline, duration timeout, continuation k) {
+    auto id = next_id_++;
+    auto pos = by_deadline_.emplace(deadline, id);
+    pending_.emplace(id, entry{std::move(k), pos, timeout});
+    return id;
+  }
+
+  /// Completes an ask with its reply; a no-op if it already timed out.
+  void complete(std::uint64_t id, expected<reply_box> r) {
+    auto i = pending_.find(id);
+    if (i == pending_.end())
+      return;
+    auto k = std::move(i->second.k);
+    by_deadline_.erase(i->second.pos);
+    pending_.erase(i);
+    k(std::move(r));
+  }
+
+  /// Fails the asks whose deadline is at or before `now` with timeout.
+  void expire(time_point now) {
+    while (!by_deadline_.empty() && by_deadline_.begin()->first <= now) {
+      auto id = by_deadline_.begin()->second;
+      auto timeout = pending_.at(id).timeout;
+      complete(id, error{errc::timeout, "the entity did not reply within "
+                                          + format_duration(timeout)});
+    }
+  }
+
+  /// Fails every pending ask with `e`.
+  void fail_all(const error& e) {
+    while (!pending_.empty())
+      complete(pending_.begin()->first, e);
+  }
+
+  /// The earliest deadline that no armed probe covers yet (a probe armed for t
+  /// covers every deadline >= t: it re-arms for them when it fires).
+  std::optional<time_point> uncovered() const {
+    if (by_deadline_.empty())
+      return std::nullopt;
+    auto earliest = by_deadline_.begin()->first;
+    if (!probes_.empty() && *probes_.begin() <= earliest)
+      return std::nullopt;
+    return earliest;
+  }
+
+  void probe_armed(time_point t) { probes_.insert(t); }
+  void probe_fired(time_point t) {
+    if (auto i = probes_.find(t); i != probes_.end())
+      probes_.erase(i);
+  }
+
+private:
+  struct entry {
+    continuation k;
+    std::multimap<time_point, std::uint64_t>::iterator pos;
+    duration timeout;
+  };
+  std::uint64_t next_id_ = 1;
+  std::unordered_map<std::uint64_t, entry> pending_;
+  std::multimap<time_point, std::uint64_t> by_deadline_;
+  std::multiset<time_point> probes_;
+};
+
+using table_ptr = std::shared_ptr<ask_table>;
+
+/// The table of each actor that asked entities; an entry is removed when its
+/// actor terminates.
+class table_registry {
+public:
+  table_ptr of(caf::event_based_actor* self) {
+    std::lock_guard<std::mutex> guard{mtx_};
+    auto& t = tables_[self];
+    if (!t) {
+      t = std::make_shared<ask_table>();
+      self->attach_functor([this, self] { forget(self); });
+    }
+    return t;
+  }
+
+private:
+  void forget(caf::event_based_actor* self) {
+    table_ptr doomed;  // its continuations are destroyed outside the lock
+    std::lock_guard<std::mutex> guard{mtx_};
+    if (auto i = tables_.find(self); i != tables_.end()) {
+      doomed = std::move(i->second);
+      tables_.erase(i);
+    }
+  }
+
+  std::mutex mtx_;
+  std::unordered_map<const void*, table_ptr> tables_;
+};
+
+table_registry& registry() {
+  static table_registry instance;  // outlives every actor system (function static)
+  return instance;
+}
+
+/// Receives one probe and quits without answering: CAF 0.17 then sends no reply
+/// at all, so the probe request ends exactly at its timeout.
+caf::behavior probe_behavior(caf::event_based_actor* self) {
+  return {[self](deadline_probe) {
+    auto never_delivered = self->make_response_promise();
+    self->quit();
+  }};
+}
+
+void arm_probe(caf::event_based_actor* self, const table_ptr& table) {
+  auto t = table->uncovered();
+  if (!t)
+    return;
+  table->probe_armed(*t);
+  auto probe = spawn_actor(self->system(), "entity-ask/deadline", probe_behavior);
+  auto wait = std::max(clock_type::duration{0}, *t - clock_type::now());
+  self
+    ->request(probe, std::chrono::duration_cast<caf::timespan>(wait) + std::chrono::microseconds{1},
+              deadline_probe{})
+    .then([] {},
+          [self, table, at = *t](caf::error& e) {
+            table->probe_fired(at);
+            if (e == caf::sec::request_timeout) {
+              // Deadlines within a millisecond count as due: no re-arm ping-pong.
+              table->expire(clock_type::now() + std::chrono::milliseconds{1});
+              arm_probe(self, table);
+            } else {
+              // The probe could not run (the system is going down): nothing would
+              // enforce the deadlines any more.
+              table->fail_all(error{errc::shutting_down,
+                                    "entity asks of this actor cannot be timed any more: "
+                                      + self->system().render(e)});
+            }
+          });
+}
+
+} // namespace
+
+expected<reply_box> ask_entity(caf::actor_system& sys, const caf::actor& dest, duration timeout,
+                               command_ptr cmd) {
+  auto r = troupe::ask<reply_envelope>(sys, dest, timeout, command_envelope{std::move(cmd)});
+  if (!r)
+    return std::move(r).error();
+  return std::move(r->value);
+}
+
+void ask_entity(caf::event_based_actor* self, const caf::actor& dest, duration timeout,
+                command_ptr cmd, std::function<void(expected<reply_box>)> done) {
+  if (!dest) {
+    done(error{errc::actor_down, "ask to an invalid (null) entity handle"});
+    return;
+  }
+  auto table = registry().of(self);
+  auto id = table->add(clock_type::now() + timeout, timeout, std::move(done));
+  arm_probe(self, table);
+  // No CAF timeout on the request itself: the table enforces the deadline.
+  self->request(dest, caf::infinite, command_envelope{std::move(cmd)})
+    .then([table, id](reply_envelope& r) { table->complete(id, std::move(r.value)); },
+          [table, id](caf::error& e) { table->complete(id, from_caf_error(e)); });
+}
+
+void tell_entity(const caf::actor& dest, command_ptr cmd) {
+  if (dest)
+    caf::anon_send(dest, command_envelope{std::move(cmd)});
+}
+
+expected<std::shared_ptr<void>> query_state(caf::actor_system& sys, const caf::actor& dest,
+                                            duration timeout) {
+  return ask_entity(sys, dest, timeout, nullptr);
+}
+
+} // namespace troupe::persistence::detail
