@@ -25,7 +25,7 @@
 
 #include <caf/all.hpp>
 
-#include <map>
+#include <algorithm>
 #include <mutex>
 #include <set>
 #include <unordered_map>
@@ -48,49 +48,75 @@ using continuation = std::function<void(expected<reply_box>)>;
 
 /// The pending asks of one asking actor. Used only on that actor's thread (its
 /// handlers run one at a time), except creation and removal in the registry.
+/// Slots are reused and deadlines kept in a heap, so an ask allocates nothing here
+/// once the table has grown; heap entries of asks that completed are skipped (and
+/// dropped in bulk when they outnumber the live ones).
 class ask_table {
 public:
   /// Registers an ask; returns its id.
   std::uint64_t add(time_point deadline, duration timeout, continuation k) {
-    auto id = next_id_++;
-    auto pos = by_deadline_.emplace(deadline, id);
-    pending_.emplace(id, entry{std::move(k), pos, timeout});
-    return id;
+    std::uint32_t index;
+    if (free_.empty()) {
+      index = static_cast<std::uint32_t>(slots_.size());
+      slots_.emplace_back();
+    } else {
+      index = free_.back();
+      free_.pop_back();
+    }
+    auto& s = slots_[index];
+    s.k = std::move(k);
+    s.deadline = deadline;
+    s.timeout = timeout;
+    s.live = true;
+    ++live_;
+    push_heap(heap_entry{deadline, index, s.generation});
+    return id_of(index, s.generation);
   }
 
   /// Completes an ask with its reply; a no-op if it already timed out.
   void complete(std::uint64_t id, expected<reply_box> r) {
-    auto i = pending_.find(id);
-    if (i == pending_.end())
+    auto index = static_cast<std::uint32_t>(id >> 32);
+    auto generation = static_cast<std::uint32_t>(id);
+    if (index >= slots_.size() || !slots_[index].live || slots_[index].generation != generation)
       return;
-    auto k = std::move(i->second.k);
-    by_deadline_.erase(i->second.pos);
-    pending_.erase(i);
+    auto& s = slots_[index];
+    auto k = std::move(s.k);  // k may add asks (and grow slots_): take it out first
+    s.k = nullptr;
+    s.live = false;
+    ++s.generation;
+    free_.push_back(index);
+    --live_;
     k(std::move(r));
   }
 
   /// Fails the asks whose deadline is at or before `now` with timeout.
   void expire(time_point now) {
-    while (!by_deadline_.empty() && by_deadline_.begin()->first <= now) {
-      auto id = by_deadline_.begin()->second;
-      auto timeout = pending_.at(id).timeout;
-      complete(id, error{errc::timeout, "the entity did not reply within "
-                                          + format_duration(timeout)});
+    drop_stale();
+    while (!heap_.empty() && heap_.front().deadline <= now) {
+      auto top = pop_heap();
+      auto& s = slots_[top.index];
+      if (s.live && s.generation == top.generation)
+        complete(id_of(top.index, top.generation),
+                 error{errc::timeout,
+                       "the entity did not reply within " + format_duration(s.timeout)});
+      drop_stale();
     }
   }
 
   /// Fails every pending ask with `e`.
   void fail_all(const error& e) {
-    while (!pending_.empty())
-      complete(pending_.begin()->first, e);
+    for (std::uint32_t i = 0; i < slots_.size(); ++i)
+      if (slots_[i].live)
+        complete(id_of(i, slots_[i].generation), e);
   }
 
   /// The earliest deadline that no armed probe covers yet (a probe armed for t
   /// covers every deadline >= t: it re-arms for them when it fires).
-  std::optional<time_point> uncovered() const {
-    if (by_deadline_.empty())
+  std::optional<time_point> uncovered() {
+    drop_stale();
+    if (heap_.empty())
       return std::nullopt;
-    auto earliest = by_deadline_.begin()->first;
+    auto earliest = heap_.front().deadline;
     if (!probes_.empty() && *probes_.begin() <= earliest)
       return std::nullopt;
     return earliest;
@@ -103,14 +129,55 @@ public:
   }
 
 private:
-  struct entry {
+  struct slot {
     continuation k;
-    std::multimap<time_point, std::uint64_t>::iterator pos;
-    duration timeout;
+    time_point deadline;
+    duration timeout{0};
+    std::uint32_t generation = 0;
+    bool live = false;
   };
-  std::uint64_t next_id_ = 1;
-  std::unordered_map<std::uint64_t, entry> pending_;
-  std::multimap<time_point, std::uint64_t> by_deadline_;
+  struct heap_entry {
+    time_point deadline;
+    std::uint32_t index;
+    std::uint32_t generation;
+  };
+  static bool later(const heap_entry& a, const heap_entry& b) { return a.deadline > b.deadline; }
+
+  static std::uint64_t id_of(std::uint32_t index, std::uint32_t generation) {
+    return (static_cast<std::uint64_t>(index) << 32) | generation;
+  }
+
+  void push_heap(heap_entry e) {
+    heap_.push_back(e);
+    std::push_heap(heap_.begin(), heap_.end(), later);
+    // Entries of completed asks stay until they surface; rebuild when they dominate.
+    if (heap_.size() > 64 && heap_.size() > 4 * live_) {
+      std::erase_if(heap_, [this](const heap_entry& h) { return stale(h); });
+      std::make_heap(heap_.begin(), heap_.end(), later);
+    }
+  }
+
+  heap_entry pop_heap() {
+    std::pop_heap(heap_.begin(), heap_.end(), later);
+    auto e = heap_.back();
+    heap_.pop_back();
+    return e;
+  }
+
+  bool stale(const heap_entry& h) const {
+    auto& s = slots_[h.index];
+    return !s.live || s.generation != h.generation;
+  }
+
+  void drop_stale() {
+    while (!heap_.empty() && stale(heap_.front()))
+      pop_heap();
+  }
+
+  std::vector<slot> slots_;
+  std::vector<std::uint32_t> free_;
+  std::vector<heap_entry> heap_;
+  std::size_t live_ = 0;
   std::multiset<time_point> probes_;
 };
 
