@@ -1,5 +1,8 @@
 // Event-sourced entities on the SQLite journal versus raw SQLite doing the same
-// storage work, in the same run (WAL + synchronous=FULL everywhere):
+// storage work, in the same run (WAL + synchronous=FULL everywhere). troupe and the
+// baseline are measured in alternating windows, so that both see the same machine
+// (on a shared machine others' load drifts within seconds). The node runs one CAF
+// worker per core but one, leaving a core to the journal's writer thread.
 //
 //   persist          10,000 entities, one 100-byte event per command, every entity
 //                    with a command in flight (10,000 in flight), acknowledged
@@ -41,6 +44,10 @@ constexpr int entity_count = 10'000;
 /// with 10,000 pending requests is itself the bottleneck in CAF 0.17: each reply
 /// costs it time proportional to its pending requests.)
 constexpr std::size_t driver_count = 1000;
+/// Commands each entity has in flight.
+constexpr int commands_per_entity = 1;
+/// Alternating troupe / raw measuring windows.
+constexpr int rounds = 3;
 
 // -- the entity ----------------------------------------------------------------------------
 
@@ -111,6 +118,11 @@ struct scratch_dir {
   std::filesystem::path path;
 };
 
+unsigned scheduler_threads() {
+  auto cores = std::thread::hardware_concurrency();
+  return cores > 1 ? cores - 1 : 1;
+}
+
 /// A node with the SQLite journal at `path` (WAL + synchronous=FULL).
 std::unique_ptr<node> start_node(const std::string& path) {
   auto schema = node_config_keys();
@@ -122,6 +134,14 @@ std::unique_ptr<node> start_node(const std::string& path) {
       die(std::string{"bad setting "} + k);
   if (!cfg.set("persistence.journal.path", path))
     die("bad journal path");
+  // One CAF worker per core but one: the journal's writer thread (SQLite) gets a
+  // core of its own. On 2 cores, two work-stealing workers that poll while idle
+  // halved the persist rate.
+  if (!cfg.set("scheduler.threads", static_cast<std::int64_t>(scheduler_threads())))
+    die("bad scheduler.threads");
+  // Group commits as large as the raw baseline's best transactions.
+  if (!cfg.set("persistence.journal.max-batch-events", std::int64_t{16384}))
+    die("bad max-batch-events");
   auto codec = std::make_shared<codec_registry>();
   if (!codec->add<appended>("bench.appended"))
     die("codec");
@@ -234,14 +254,14 @@ double raw_rate(raw_writer& w, int rows_per_txn, double seconds) {
 
 // -- persist -------------------------------------------------------------------------------
 
-/// Keeps one append in flight per entity: the next command to an entity leaves as
-/// soon as the previous one was acknowledged (durable).
-/// First asks every entity once (so that all of them recovered), then starts the
-/// appends.
+/// Keeps `depth` appends in flight per entity: the next command to an entity leaves
+/// as soon as one was acknowledged (durable). First asks every entity once (so that
+/// all of them recovered); appends start and stop with the shared `running` flag
+/// and a resume message (1).
 struct driver_state {
   std::vector<entity_ref<log_entity>> refs;
   std::shared_ptr<std::atomic<std::uint64_t>> acked;
-  std::shared_ptr<std::atomic<std::uint64_t>> failed;
+  std::shared_ptr<std::atomic<std::int64_t>> in_flight;
   std::shared_ptr<std::atomic<bool>> running;
   std::shared_ptr<std::promise<void>> ready;
   std::size_t waiting = 0;
@@ -249,13 +269,13 @@ struct driver_state {
 
 void send_next(caf::stateful_actor<driver_state>* self, std::size_t i) {
   auto& st = self->state;
+  st.in_flight->fetch_add(1, std::memory_order_relaxed);
   troupe::ask<done>(self, st.refs[i], 60s, append{payload_text()})
     .then([self, i](expected<done> r) {
       auto& st = self->state;
-      if (!r) {
-        st.failed->fetch_add(1);
-        return;
-      }
+      st.in_flight->fetch_sub(1, std::memory_order_relaxed);
+      if (!r)
+        die("append failed: " + r.error().to_string());
       st.acked->fetch_add(1, std::memory_order_relaxed);
       if (st.running->load(std::memory_order_relaxed))
         send_next(self, i);
@@ -267,16 +287,21 @@ caf::behavior driver(caf::stateful_actor<driver_state>* self, driver_state init)
   self->state.waiting = self->state.refs.size();
   for (auto& ref : self->state.refs)
     troupe::ask<std::uint64_t>(self, ref, 120s, count{}).then([self](expected<std::uint64_t> r) {
-      auto& st = self->state;
       if (!r)
         die("recovery before the benchmark failed: " + r.error().to_string());
-      if (--st.waiting > 0)
-        return;
-      st.ready->set_value();
-      for (std::size_t i = 0; i < st.refs.size(); ++i)
-        send_next(self, i);
+      if (--self->state.waiting == 0)
+        self->state.ready->set_value();
     });
-  return {[](int) {}};
+  return {[self](int depth) {
+    for (int d = 0; d < depth; ++d)
+      for (std::size_t i = 0; i < self->state.refs.size(); ++i)
+        send_next(self, i);
+  }};
+}
+
+/// Waits without busy-polling (the benchmark's own clock, not a test).
+void pause_for(double seconds) {
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
 }
 
 std::vector<result> persist(const options& opts) {
@@ -284,54 +309,7 @@ std::vector<result> persist(const options& opts) {
   result r;
   r.bench = "persist";
   r.unit = "events/s";
-  {
-    auto n = start_node(dir.file("troupe.db"));
-    std::vector<entity_ref<log_entity>> refs;
-    for (int i = 0; i < entity_count; ++i) {
-      auto ref = spawn_entity<log_entity>(*n, fmt::format("e{}", i));
-      if (!ref)
-        die(ref.error().to_string());
-      refs.push_back(*ref);
-    }
-    auto acked = std::make_shared<std::atomic<std::uint64_t>>(0);
-    auto failed = std::make_shared<std::atomic<std::uint64_t>>(0);
-    auto running = std::make_shared<std::atomic<bool>>(true);
-    std::vector<std::future<void>> recovered;
-    for (std::size_t k = 0; k < driver_count; ++k) {
-      auto ready = std::make_shared<std::promise<void>>();
-      recovered.push_back(ready->get_future());
-      std::vector<entity_ref<log_entity>> mine;
-      for (std::size_t i = k; i < refs.size(); i += driver_count)
-        mine.push_back(refs[i]);
-      auto d = n->spawn("bench-driver", driver,
-                        driver_state{mine, acked, failed, running, ready});
-      if (!d)
-        die(d.error().to_string());
-    }
-    for (auto& f : recovered)
-      f.wait();
-    // Warm up: the first rows of every id.
-    auto warm_until = now_seconds() + std::min(1.0, opts.seconds / 3);
-    while (now_seconds() < warm_until)
-      std::this_thread::sleep_for(10ms);
-    auto a0 = acked->load();
-    auto t0 = now_seconds();
-    std::this_thread::sleep_for(std::chrono::duration<double>(opts.seconds));
-    auto a1 = acked->load();
-    auto t1 = now_seconds();
-    running->store(false);
-    r.troupe = static_cast<double>(a1 - a0) / (t1 - t0);
-    auto batches = n->metrics()
-                     .histogram("troupe_persistence_journal_batch_events", {})
-                     .read();
-    r.extra["mean_batch_events"] =
-      batches.count ? batches.sum / static_cast<double>(batches.count) : 0.0;
-    if (failed->load() != 0)
-      die(fmt::format("{} commands failed", failed->load()));
-    n->shutdown();
-  }
-  // Baseline: the best of a few transaction sizes (each probed briefly on a fresh
-  // file), then the winner measured like troupe: a fresh file, the same warm-up.
+  // The raw baseline's best transaction size, each probed briefly on a fresh file.
   int best_batch = 0;
   double best = 0;
   for (int batch : {1024, 4096, 16384}) {
@@ -346,15 +324,80 @@ std::vector<result> persist(const options& opts) {
     }
   }
   create_schema(dir.file("raw.db"));
-  raw_writer w{dir.file("raw.db"), entity_count};
-  raw_rate(w, best_batch, std::min(1.0, opts.seconds / 3));
-  r.baseline = raw_rate(w, best_batch, opts.seconds);
+  raw_writer raw{dir.file("raw.db"), entity_count};
+
+  auto n = start_node(dir.file("troupe.db"));
+  std::vector<entity_ref<log_entity>> refs;
+  for (int i = 0; i < entity_count; ++i) {
+    auto ref = spawn_entity<log_entity>(*n, fmt::format("e{}", i));
+    if (!ref)
+      die(ref.error().to_string());
+    refs.push_back(*ref);
+  }
+  auto acked = std::make_shared<std::atomic<std::uint64_t>>(0);
+  auto in_flight = std::make_shared<std::atomic<std::int64_t>>(0);
+  auto running = std::make_shared<std::atomic<bool>>(false);
+  std::vector<std::future<void>> recovered;
+  std::vector<caf::actor> drivers;
+  for (std::size_t k = 0; k < driver_count; ++k) {
+    auto ready = std::make_shared<std::promise<void>>();
+    recovered.push_back(ready->get_future());
+    std::vector<entity_ref<log_entity>> mine;
+    for (std::size_t i = k; i < refs.size(); i += driver_count)
+      mine.push_back(refs[i]);
+    auto d = n->spawn("bench-driver", driver, driver_state{mine, acked, in_flight, running, ready});
+    if (!d)
+      die(d.error().to_string());
+    drivers.push_back(*d);
+  }
+  for (auto& f : recovered)
+    f.wait();
+  auto resume = [&] {
+    running->store(true);
+    for (auto& d : drivers)
+      caf::anon_send(d, commands_per_entity);
+  };
+  auto stop = [&] {
+    running->store(false);
+    while (in_flight->load() > 0)
+      pause_for(0.001);
+  };
+  // Warm up both: the first rows of every id.
+  auto warm = std::min(1.0, opts.seconds / 3);
+  resume();
+  pause_for(warm);
+  stop();
+  raw_rate(raw, best_batch, warm);
+  // Alternate troupe and raw windows, so that both see the same machine (others'
+  // load on a shared machine drifts within seconds).
+  double troupe_events = 0, troupe_time = 0, raw_events = 0, raw_time = 0;
+  for (int round = 0; round < rounds; ++round) {
+    resume();
+    pause_for(0.2);  // ramp up: every entity has a command in flight again
+    auto a0 = acked->load();
+    auto t0 = now_seconds();
+    pause_for(opts.seconds / rounds);
+    troupe_events += static_cast<double>(acked->load() - a0);
+    troupe_time += now_seconds() - t0;
+    stop();
+    auto window = opts.seconds / rounds;
+    raw_events += raw_rate(raw, best_batch, window) * window;
+    raw_time += window;
+  }
+  r.troupe = troupe_events / troupe_time;
+  r.baseline = raw_events / raw_time;
+  auto batches = n->metrics().histogram("troupe_persistence_journal_batch_events", {}).read();
+  r.extra["mean_batch_events"] =
+    batches.count ? batches.sum / static_cast<double>(batches.count) : 0.0;
+  n->shutdown();
   r.extra["entities"] = entity_count;
-  r.extra["in_flight"] = entity_count;
+  r.extra["in_flight"] = entity_count * commands_per_entity;
   r.extra["clients"] = driver_count;
   r.extra["event_bytes"] = payload_bytes();
   r.extra["synchronous"] = "full";
   r.extra["baseline_batch_rows"] = best_batch;
+  r.extra["max_batch_events"] = 16384;
+  r.extra["scheduler_threads"] = scheduler_threads();
   return {r};
 }
 
@@ -401,29 +444,12 @@ std::vector<result> replay(const options& opts) {
     caf::anon_send_exit(ref->actor(), caf::exit_reason::user_shutdown);
     return t1 - t0;
   };
-  auto measure = [&](auto&& one_pass) {
-    one_pass();  // warm the page cache
-    double busy = 0;
-    std::uint64_t events = 0;
-    auto start = now_seconds();
-    while (now_seconds() - start < opts.seconds) {
-      busy += one_pass();
-      events += replay_events;
-    }
-    return static_cast<double>(events) / busy;
-  };
-  result r;
-  r.bench = "replay";
-  r.unit = "events/s";
-  r.troupe = measure(recover_once);
-  n->shutdown();
-
   raw_db raw{path};
   auto sel = raw.prepare(
     "SELECT e.seq, e.manifest, e.version, e.payload, e.tags, e.writer, e.timestamp_ms, "
     "e.ordering FROM events e WHERE e.pid = (SELECT id FROM persistence_ids WHERE name = ?1) "
     "ORDER BY e.seq");
-  r.baseline = measure([&] {
+  auto select_once = [&] {
     auto t0 = now_seconds();
     std::uint64_t rows = 0;
     std::size_t seen = 0;
@@ -444,7 +470,26 @@ std::vector<result> replay(const options& opts) {
     if (rows != replay_events || seen != replay_events * payload_bytes())
       die("raw replay read the wrong rows");
     return now_seconds() - t0;
-  });
+  };
+  // Warm the page cache, then alternate recoveries and raw SELECTs so that both
+  // see the same machine.
+  recover_once();
+  select_once();
+  double troupe_busy = 0, raw_busy = 0;
+  int passes = 0;
+  for (auto start = now_seconds(); now_seconds() - start < 2 * opts.seconds; ++passes) {
+    troupe_busy += recover_once();
+    raw_busy += select_once();
+  }
+  result r;
+  r.bench = "replay";
+  r.unit = "events/s";
+  r.troupe = static_cast<double>(passes * replay_events) / troupe_busy;
+  r.baseline = static_cast<double>(passes * replay_events) / raw_busy;
+  r.extra["passes"] = passes;
+  r.extra["page_size"] = 2000;
+  r.extra["scheduler_threads"] = scheduler_threads();
+  n->shutdown();
   r.extra["events"] = replay_events;
   r.extra["event_bytes"] = payload_bytes();
   return {r};
@@ -481,17 +526,24 @@ void next_latency(caf::stateful_actor<latency_state>* self) {
 
 std::vector<result> persist_latency(const options& opts) {
   scratch_dir dir;
+  auto n = start_node(dir.file("troupe.db"));
+  auto ref = spawn_entity<log_entity>(*n, "latency");
+  if (!ref || !ref->ask(count{}, 60s))
+    die("cannot start the entity");
+  create_schema(dir.file("raw.db"));
+  raw_writer w{dir.file("raw.db"), 1};
+  for (int i = 0; i < 50; ++i) {  // warm up both
+    if (!ref->ask(append{payload_text()}, 60s))
+      die("warm-up append failed");
+    w.transaction(1);
+  }
+  // Alternating blocks of one-at-a-time commands and of raw 1-row commits.
   std::vector<double> troupe_us;
-  {
-    auto n = start_node(dir.file("troupe.db"));
-    auto ref = spawn_entity<log_entity>(*n, "latency");
-    if (!ref || !ref->ask(count{}, 60s))
-      die("cannot start the entity");
-    for (int i = 0; i < 50; ++i)  // warm up
-      if (!ref->ask(append{payload_text()}, 60s))
-        die("warm-up append failed");
+  std::vector<double> raw_us;
+  constexpr int blocks = 6;
+  for (int b = 0; b < blocks; ++b) {
     std::promise<void> finished;
-    auto deadline = now_seconds() + opts.seconds;
+    auto deadline = now_seconds() + opts.seconds / blocks;
     auto a = n->spawn("latency-driver",
                       [&](caf::stateful_actor<latency_state>* self) -> caf::behavior {
                         self->state = latency_state{*ref, &troupe_us, deadline, 0, &finished};
@@ -501,21 +553,14 @@ std::vector<result> persist_latency(const options& opts) {
     if (!a)
       die(a.error().to_string());
     finished.get_future().wait();
-    n->shutdown();
-  }
-  std::vector<double> raw_us;
-  {
-    create_schema(dir.file("raw.db"));
-    raw_writer w{dir.file("raw.db"), 1};
-    for (int i = 0; i < 50; ++i)
-      w.transaction(1);
-    auto deadline = now_seconds() + opts.seconds;
+    deadline = now_seconds() + opts.seconds / blocks;
     while (now_seconds() < deadline) {
       auto t0 = now_seconds();
       w.transaction(1);
       raw_us.push_back((now_seconds() - t0) * 1e6);
     }
   }
+  n->shutdown();
   std::vector<result> out;
   for (double p : {50.0, 99.0}) {
     result r;
@@ -529,6 +574,7 @@ std::vector<result> persist_latency(const options& opts) {
     r.extra["samples"] = troupe_us.size();
     r.extra["baseline_samples"] = raw_us.size();
     r.extra["synchronous"] = "full";
+    r.extra["scheduler_threads"] = scheduler_threads();
     out.push_back(r);
   }
   return out;
