@@ -753,7 +753,8 @@ void engine_impl::on_read(connection& c, std::size_t n) {
   c.last_heard = clock_type::now();
   bytes_received_.inc(n);
   std::uint64_t frames = 0;
-  while (!c.closed) {
+  // A closing connection (refused, or saying goodbye) reads no further frames.
+  while (!c.closed && !c.close_after_write) {
     wire::frame_view f;
     std::size_t consumed = 0;
     error err;
