@@ -51,14 +51,14 @@ struct blackhole_state {
   std::vector<caf::response_promise> held;
 };
 
-/// Accepts pings and never answers them; counts them in `seen` if given.
+/// Accepts pings and never answers them; calls `on_ping` (if set) for each.
 inline caf::behavior blackhole_actor(caf::stateful_actor<blackhole_state>* self,
-                                     std::shared_ptr<std::atomic<int>> seen) {
+                                     std::function<void()> on_ping) {
   return {
     [=](const ping&) -> caf::result<pong> {
       self->state.held.push_back(self->make_response_promise());
-      if (seen)
-        ++*seen;
+      if (on_ping)
+        on_ping();
       return caf::delegated<pong>{};
     },
   };

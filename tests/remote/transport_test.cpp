@@ -204,7 +204,7 @@ TEST_CASE("pending asks fail at once with node_unreachable when the peer goes aw
   auto b = std::make_unique<remote_node>(std::vector<std::string>{"node.name=b"});
   auto seen = std::make_shared<std::atomic<int>>(0);
   b->serve("blackhole", [seen](caf::stateful_actor<blackhole_state>* self) {
-    return blackhole_actor(self, seen);
+    return blackhole_actor(self, [seen] { ++*seen; });
   });
   event_log events{*a.t};
   auto b_id = b->t->identity();

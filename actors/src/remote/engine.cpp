@@ -169,8 +169,7 @@ struct connection : std::enable_shared_from_this<connection> {
   std::size_t rbeg = 0;
   std::size_t rend = 0;
   std::size_t partial = 0;  ///< total size of the incomplete frame at rbeg, if known
-  clock_type::time_point last_heard;
-  clock_type::time_point last_progress;
+  clock_type::time_point last_heard;  ///< last time any byte arrived
   std::shared_ptr<reply_channel> replies;
 };
 
@@ -652,7 +651,7 @@ void engine_impl::start_connect(const std::shared_ptr<peer_state>& p, conn_id id
 void engine_impl::on_connected(const std::shared_ptr<connection>& c) {
   boost::system::error_code ec;
   c->sock.set_option(tcp::no_delay(true), ec);
-  c->last_heard = c->last_progress = clock_type::now();
+  c->last_heard = clock_type::now();
   c->hs->start(c->control);
   flush(*c);
   start_read(c);
@@ -705,7 +704,7 @@ void engine_impl::accept_next() {
     }());
     c->counted_handshake = true;
     ++pending_handshakes_;
-    c->last_heard = c->last_progress = clock_type::now();
+    c->last_heard = clock_type::now();
     connections_.insert(c);
     arm_handshake_deadline(c, fmt::format("connection from {}", c->remote));
     start_read(c);
@@ -783,13 +782,7 @@ void engine_impl::on_frame(connection& c, wire::frame_view f) {
   }
   switch (f.type) {
     case frame_type::heartbeat:
-      if (c.outbound)
-        break;
-      wire::put_empty(c.control, frame_type::heartbeat_ack);
-      flush(c);
-      return;
-    case frame_type::heartbeat_ack:
-      return;
+      return;  // its arrival (last_heard) is the point
     case frame_type::goodbye: {
       auto bye = wire::decode_goodbye(f);
       if (!bye) {
@@ -962,7 +955,11 @@ void engine_impl::arm_heartbeat(const std::shared_ptr<connection>& c) {
 }
 
 void engine_impl::on_heartbeat(connection& c) {
-  auto silent = clock_type::now() - std::max(c.last_heard, c.last_progress);
+  // Liveness is what arrives from the peer: both sides send heartbeats on every
+  // connection, independently of their queues, so a live peer is heard even while
+  // our own writes to it are backed up (and a stopped one is not, even while the
+  // kernel still accepts our bytes).
+  auto silent = clock_type::now() - c.last_heard;
   if (settings_.failure_timeout > duration{0} && silent > settings_.failure_timeout) {
     count_connection_error("heartbeat_timeout");
     auto why = fmt::format("no traffic from {} for {} (transport.failure-timeout)",
@@ -972,10 +969,8 @@ void engine_impl::on_heartbeat(connection& c) {
     close(c, error{errc::node_unreachable, why}, close_kind::failure);
     return;
   }
-  if (c.outbound) {
-    wire::put_empty(c.control, frame_type::heartbeat);
-    flush(c);
-  }
+  wire::put_empty(c.control, frame_type::heartbeat);
+  flush(c);
 }
 
 // -- writing (I/O thread) -----------------------------------------------------------------
@@ -1041,7 +1036,6 @@ void engine_impl::write_some(const std::shared_ptr<connection>& c) {
 }
 
 void engine_impl::on_written(connection& c, std::size_t n) {
-  c.last_progress = clock_type::now();
   c.w_done += n;
   bytes_sent_.inc(n);
   if (c.w_done < c.w_control.size() + c.w_data.size()) {

@@ -20,12 +20,11 @@ void add_transport_config_keys(config_schema& s) {
         "Bound of each connection's outbound queue (bytes not yet handed to the kernel). A send "
         "that does not fit fails with errc::overloaded.");
   s.add("transport.heartbeat-interval", config_type::duration, duration{1s},
-        "How often a connection's initiator sends a heartbeat (the acceptor answers); 0 "
-        "disables heartbeats.");
+        "How often both ends of every connection send a heartbeat; 0 disables heartbeats.");
   s.add("transport.failure-timeout", config_type::duration, duration{5s},
-        "A connection that neither received bytes nor got bytes written for this long is "
-        "closed and its peer reported lost; 0 disables the check. Use the same value on every "
-        "node.");
+        "A connection that received nothing (not even a heartbeat) for this long is closed and "
+        "its peer reported lost; 0 disables the check. Must exceed "
+        "transport.heartbeat-interval; use the same values on every node.");
   s.add("transport.handshake-timeout", config_type::duration, duration{3s},
         "Deadline for connecting plus the handshake, on both sides.");
   s.add("transport.reconnect-backoff-min", config_type::duration, duration{100ms},

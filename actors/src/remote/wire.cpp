@@ -16,7 +16,6 @@ std::string_view to_string(frame_type t) noexcept {
     case frame_type::request: return "request";
     case frame_type::response: return "response";
     case frame_type::heartbeat: return "heartbeat";
-    case frame_type::heartbeat_ack: return "heartbeat_ack";
     case frame_type::goodbye: return "goodbye";
   }
   return "unknown";

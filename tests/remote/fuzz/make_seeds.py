@@ -13,7 +13,7 @@ OUT = os.path.join(HERE, "corpus")
 MAGIC = 0x54525045
 HELLO, WELCOME, AUTH, REFUSE = 1, 2, 3, 4
 MESSAGE, REQUEST, RESPONSE = 16, 17, 18
-HEARTBEAT, HEARTBEAT_ACK, GOODBYE = 32, 33, 34
+HEARTBEAT, GOODBYE = 32, 34
 
 
 def varint(x):
@@ -54,7 +54,7 @@ APP = (frame(MESSAGE, string("echo") + elements(element("test.ping", CBOR_PING))
                + elements(element("troupe.string", b"\x62hi"), element("troupe.i64", b"\x07")))
        + frame(RESPONSE, varint(5) + b"\x00" + elements(element("test.pong", CBOR_PING)))
        + frame(RESPONSE, varint(6) + b"\x01" + b"\x12" + string("invalid"))
-       + frame(HEARTBEAT) + frame(HEARTBEAT_ACK)
+       + frame(HEARTBEAT) + frame(HEARTBEAT)
        + frame(GOODBYE, b"\x01" + string("node shutting down")))
 
 SEEDS = {

@@ -54,8 +54,7 @@ enum class frame_type : std::uint8_t {
   message = 16,        ///< one-way message to a named actor
   request = 17,        ///< request to a named actor, answered by a response
   response = 18,       ///< the answer to a request (values or an error)
-  heartbeat = 32,      ///< initiator -> acceptor, every heartbeat interval
-  heartbeat_ack = 33,  ///< acceptor -> initiator, answers a heartbeat
+  heartbeat = 32,      ///< both ways, every heartbeat interval
   goodbye = 34,        ///< orderly close, with a reason
 };
 
@@ -227,7 +226,7 @@ struct goodbye_msg {
 };
 expected<goodbye_msg> decode_goodbye(frame_view f);
 void put_goodbye(bytes& out, bool node_stopping, std::string_view reason);
-/// heartbeat / heartbeat_ack have empty bodies.
+/// heartbeat has an empty body.
 void put_empty(bytes& out, frame_type type);
 
 } // namespace troupe::remote::wire
