@@ -20,6 +20,7 @@
 #include <unordered_set>
 
 #include <sys/random.h>
+#include <sys/socket.h>
 
 namespace troupe::remote::detail {
 
@@ -36,6 +37,12 @@ constexpr std::size_t read_chunk = 256 * 1024;
 constexpr std::size_t keep_buffer_limit = 1 << 20;
 /// Inbound connections still in their handshake; more are closed at once.
 constexpr int max_pending_handshakes = 256;
+/// A sender whose previous frame to a queue came longer ago than this writes to
+/// the socket itself when nothing else is queued or being written: a lone request
+/// or response then costs no hand-off to the I/O thread (latency). Frames that
+/// follow each other faster are queued and the I/O thread writes them in batches
+/// (throughput: one write per batch, not per frame).
+constexpr auto direct_write_gap = std::chrono::microseconds{20};
 
 void random_bytes(void* out, std::size_t n) {
   auto p = static_cast<std::uint8_t*>(out);
@@ -96,26 +103,13 @@ struct send_queue {
   std::uint64_t incarnation = 0;
   bool up = false;
   std::size_t inbound_count = 0;
+  // Direct writes by senders (see direct_write_gap).
+  bool io_writing = false;     ///< the I/O thread has a write in flight
+  int fd = -1;                 ///< the socket while the connection is established
+  clock_type::time_point last_enqueue{};
 };
 
-enum class admit_result { queued, queued_flush, oversize, overloaded };
-
-/// Appends `frame` if it fits; precondition: q.mtx held and q accepts frames.
-admit_result admit_locked(send_queue& q, wire::byte_span frame) {
-  if (frame.size() > std::size_t{q.max_frame} + wire::length_size)
-    return admit_result::oversize;
-  if (q.pending.size() + q.inflight + frame.size() > q.capacity) {
-    q.refused = true;
-    return admit_result::overloaded;
-  }
-  q.pending.insert(q.pending.end(), frame.begin(), frame.end());
-  ++q.pending_frames;
-  if (q.state == send_queue::st::open && !q.flush_posted) {
-    q.flush_posted = true;
-    return admit_result::queued_flush;
-  }
-  return admit_result::queued;
-}
+enum class admit_result { written, queued, queued_flush, oversize, overloaded };
 
 class engine_impl;
 struct connection;
@@ -190,6 +184,8 @@ public:
                              "Frames handed to the kernel.")),
       bytes_sent_(m.counter("troupe_transport_bytes_sent_total", {},
                             "Bytes handed to the kernel.")),
+      writes_(m.counter("troupe_transport_writes_total", {},
+                        "Write system calls (frames_sent / writes = frames per write).")),
       frames_received_(m.counter("troupe_transport_frames_received_total", {},
                                  "Frames decoded from peers.")),
       bytes_received_(m.counter("troupe_transport_bytes_received_total", {},
@@ -256,6 +252,11 @@ public:
   /// Sender threads: queues a response on an inbound connection's queue.
   expected<void> reply(send_queue& q, const std::weak_ptr<connection>& conn,
                        const node_identity& peer, wire::byte_span frame);
+
+  /// Writes `frame` to the socket at once if the queue is idle and the sender is
+  /// not streaming, else appends it if it fits. Precondition: q.mtx held and the
+  /// queue accepts frames.
+  admit_result admit_locked(send_queue& q, wire::byte_span frame);
 
 private:
   counter_metric& rejected_counter(std::string_view reason) {
@@ -329,6 +330,7 @@ private:
 
   counter_metric& frames_sent_;
   counter_metric& bytes_sent_;
+  counter_metric& writes_;
   counter_metric& frames_received_;
   counter_metric& bytes_received_;
   counter_metric& dropped_frames_;
@@ -357,6 +359,40 @@ private:
   std::weak_ptr<connection> conn_;
   node_identity peer_;
 };
+
+admit_result engine_impl::admit_locked(send_queue& q, wire::byte_span frame) {
+  if (frame.size() > std::size_t{q.max_frame} + wire::length_size)
+    return admit_result::oversize;
+  if (q.pending.size() + q.inflight + frame.size() > q.capacity) {
+    q.refused = true;
+    return admit_result::overloaded;
+  }
+  auto now = clock_type::now();
+  auto lone = now - q.last_enqueue > direct_write_gap;
+  q.last_enqueue = now;
+  if (lone && q.fd >= 0 && q.state == send_queue::st::open && !q.io_writing
+      && q.pending.empty()) {
+    auto n = ::send(q.fd, frame.data(), frame.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n > 0) {
+      writes_.inc();
+      bytes_sent_.inc(static_cast<std::uint64_t>(n));
+      if (static_cast<std::size_t>(n) == frame.size()) {
+        frames_sent_.inc();
+        return admit_result::written;
+      }
+      frame = frame.subspan(static_cast<std::size_t>(n));
+    }
+    // A partial write, a full socket or an error: the I/O thread takes over (and
+    // reports the error when it writes).
+  }
+  q.pending.insert(q.pending.end(), frame.begin(), frame.end());
+  ++q.pending_frames;
+  if (q.state == send_queue::st::open && !q.flush_posted) {
+    q.flush_posted = true;
+    return admit_result::queued_flush;
+  }
+  return admit_result::queued;
+}
 
 void engine_impl::run() {
   for (;;) {
@@ -474,6 +510,7 @@ expected<void> engine_impl::reply(send_queue& q, const std::weak_ptr<connection>
       });
       break;
     case admit_result::queued:
+    case admit_result::written:
       break;
   }
   return {};
@@ -867,6 +904,7 @@ void engine_impl::established_outbound(connection& c) {
   {
     std::lock_guard<std::mutex> guard{p.out.mtx};
     p.out.state = send_queue::st::open;
+    p.out.fd = c.sock.native_handle();
     p.out.max_frame = std::min(settings_.max_frame, c.hs->peer_max_frame());
     p.out.last_error.clear();
     // The queue filled while connecting; flush() below takes it.
@@ -887,6 +925,7 @@ void engine_impl::established_inbound(connection& c) {
   {
     std::lock_guard<std::mutex> guard{c.own_queue->mtx};
     c.own_queue->state = send_queue::st::open;
+    c.own_queue->fd = c.sock.native_handle();
     c.own_queue->max_frame = std::min(settings_.max_frame, c.hs->peer_max_frame());
   }
   c.replies = std::make_shared<reply_channel_impl>(*this, c.own_queue, c.weak_from_this(),
@@ -997,6 +1036,7 @@ void engine_impl::flush(connection& c) {
     } else {
       // While a write is in flight its completion looks at the queue again.
       c.q->flush_posted = true;
+      c.q->io_writing = true;
     }
   }
   if (c.w_data.empty() && c.control.empty()) {
@@ -1036,6 +1076,7 @@ void engine_impl::write_some(const std::shared_ptr<connection>& c) {
 }
 
 void engine_impl::on_written(connection& c, std::size_t n) {
+  writes_.inc();
   c.w_done += n;
   bytes_sent_.inc(n);
   if (c.w_done < c.w_control.size() + c.w_data.size()) {
@@ -1054,6 +1095,7 @@ void engine_impl::on_written(connection& c, std::size_t n) {
   {
     std::lock_guard<std::mutex> guard{c.q->mtx};
     c.q->inflight = 0;
+    c.q->io_writing = false;
     if (c.q->refused && c.q->pending.size() <= c.q->capacity / 2) {
       c.q->refused = false;
       writable = true;
@@ -1071,6 +1113,12 @@ void engine_impl::close(connection& c, const error& reason, close_kind kind) {
     return;
   c.closed = true;
   auto self = c.shared_from_this();  // keeps `c` alive through the bookkeeping below
+  {
+    // Senders write to the socket directly under this lock: after it, none will.
+    std::lock_guard<std::mutex> guard{c.q->mtx};
+    c.q->fd = -1;
+    c.q->io_writing = false;
+  }
   boost::system::error_code ignored;
   c.sock.close(ignored);
   c.timer.cancel();

@@ -7,6 +7,7 @@
 #include <fmt/core.h>
 
 #include <mutex>
+#include <unordered_map>
 
 namespace troupe::remote::detail {
 
@@ -36,32 +37,32 @@ T builtin_from_json(const nlohmann::json& j) {
 }
 
 template <class T>
-expected<void> encode_builtin(const codec_registry&, const void* value, wire::bytes& out) {
+expected<void> encode_builtin(const void* value, wire::bytes& out) {
   nlohmann::json::to_cbor(builtin_to_json(*static_cast<const T*>(value)), out);
   return {};
 }
 
 template <class T>
-expected<T> decode_builtin_value(std::string_view manifest, std::uint32_t version,
+expected<T> decode_builtin_value(const message_adapter& self, std::uint32_t version,
                                  wire::byte_span payload) {
   if (version != 1)
     return error{errc::unsupported_version,
-                 fmt::format("'{}' has only version 1, got {}", manifest, version)};
+                 fmt::format("'{}' has only version 1, got {}", self.manifest, version)};
   auto doc = nlohmann::json::from_cbor(payload.begin(), payload.end(), true, false);
   if (doc.is_discarded())
-    return error{errc::decode_failed, fmt::format("'{}': malformed CBOR", manifest)};
+    return error{errc::decode_failed, fmt::format("'{}': malformed CBOR", self.manifest)};
   try {
     return builtin_from_json<T>(doc);
   } catch (const std::exception& ex) {
-    return error{errc::decode_failed, fmt::format("'{}': {}", manifest, ex.what())};
+    return error{errc::decode_failed, fmt::format("'{}': {}", self.manifest, ex.what())};
   }
 }
 
 template <class T>
-expected<void> decode_builtin(const codec_registry&, std::string_view manifest,
+expected<void> decode_builtin(const message_adapter& self, const codec_registry&,
                               std::uint32_t version, wire::byte_span payload,
                               caf::message_builder& out) {
-  auto x = decode_builtin_value<T>(manifest, version, payload);
+  auto x = decode_builtin_value<T>(self, version, payload);
   if (!x)
     return std::move(x).error();
   out.append(std::move(*x));
@@ -69,76 +70,110 @@ expected<void> decode_builtin(const codec_registry&, std::string_view manifest,
 }
 
 template <class T>
-expected<caf::message> decode_builtin_one(const codec_registry&, std::string_view manifest,
+expected<caf::message> decode_builtin_one(const message_adapter& self, const codec_registry&,
                                           std::uint32_t version, wire::byte_span payload) {
-  auto x = decode_builtin_value<T>(manifest, version, payload);
+  auto x = decode_builtin_value<T>(self, version, payload);
   if (!x)
     return std::move(x).error();
   return caf::make_message(std::move(*x));
 }
 
+struct string_hash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const noexcept {
+    return std::hash<std::string_view>{}(s);
+  }
+};
+
+} // namespace
+
+struct message_types::tables {
+  std::unordered_map<const std::type_info*, const message_adapter*> by_type_info;
+  std::unordered_map<std::type_index, const message_adapter*> by_type;  // if type_infos differ
+  std::unordered_map<std::uint16_t, const message_adapter*> by_builtin;
+  std::unordered_map<std::string, const message_adapter*, string_hash, std::equal_to<>>
+    by_manifest;
+};
+
+namespace {
+
 template <class T>
-std::pair<std::uint16_t, std::shared_ptr<const message_adapter>> builtin(std::string manifest) {
+void add_builtin(message_types::tables& t, std::vector<std::unique_ptr<message_adapter>>& all,
+                 std::string manifest) {
   static_assert(caf::type_nr<T>::value != 0);
-  return {caf::type_nr<T>::value,
-          std::make_shared<const message_adapter>(message_adapter{
-            std::move(manifest), 1, &encode_builtin<T>, &decode_builtin<T>,
-            &decode_builtin_one<T>})};
+  all.push_back(std::make_unique<message_adapter>(message_adapter{
+    std::move(manifest), 1, &encode_builtin<T>, &decode_builtin<T>, &decode_builtin_one<T>}));
+  t.by_builtin[caf::type_nr<T>::value] = all.back().get();
+  t.by_manifest[all.back()->manifest] = all.back().get();
 }
 
 } // namespace
 
 message_types::message_types() {
-  for (auto [nr, a] : {builtin<caf::atom_value>("troupe.atom"),
-                       builtin<std::string>("troupe.string"), builtin<bool>("troupe.bool"),
-                       builtin<double>("troupe.f64"), builtin<std::int32_t>("troupe.i32"),
-                       builtin<std::int64_t>("troupe.i64"), builtin<std::uint64_t>("troupe.u64"),
-                       builtin<caf::unit_t>("troupe.unit")}) {
-    by_builtin_[nr] = a;
-    by_manifest_[a->manifest] = a;
-  }
+  auto t = std::make_unique<tables>();
+  add_builtin<caf::atom_value>(*t, adapters_, "troupe.atom");
+  add_builtin<std::string>(*t, adapters_, "troupe.string");
+  add_builtin<bool>(*t, adapters_, "troupe.bool");
+  add_builtin<double>(*t, adapters_, "troupe.f64");
+  add_builtin<std::int32_t>(*t, adapters_, "troupe.i32");
+  add_builtin<std::int64_t>(*t, adapters_, "troupe.i64");
+  add_builtin<std::uint64_t>(*t, adapters_, "troupe.u64");
+  add_builtin<caf::unit_t>(*t, adapters_, "troupe.unit");
+  current_.store(t.get());
+  snapshots_.push_back(std::move(t));
 }
 
-expected<void> message_types::add(message_adapter a, std::type_index type) {
-  std::unique_lock<std::shared_mutex> guard{mtx_};
+message_types::~message_types() = default;
+
+expected<void> message_types::add(message_adapter a, const std::type_info& type_info) {
+  std::type_index type{type_info};
+  std::lock_guard<std::mutex> guard{write_mtx_};
+  auto& t = *current_.load();
   if (a.manifest.rfind("troupe.", 0) == 0)
     return error{errc::invalid_argument,
                  fmt::format("manifest '{}': the 'troupe.' prefix is reserved", a.manifest)};
-  if (auto i = by_manifest_.find(a.manifest); i != by_manifest_.end()) {
-    auto t = by_type_.find(type);
-    if (t != by_type_.end() && t->second == i->second && i->second->version == a.version)
+  auto by_manifest = t.by_manifest.find(a.manifest);
+  auto by_type = t.by_type.find(type);
+  if (by_manifest != t.by_manifest.end() || by_type != t.by_type.end()) {
+    if (by_manifest != t.by_manifest.end() && by_type != t.by_type.end()
+        && by_manifest->second == by_type->second && by_manifest->second->version == a.version)
       return {};  // the same registration again
     return error{errc::invalid_argument,
-                 fmt::format("manifest '{}' is already registered for remote messaging",
+                 fmt::format("manifest '{}' or its type is already registered for remote "
+                             "messaging",
                              a.manifest)};
   }
-  if (by_type_.count(type) != 0)
-    return error{errc::invalid_argument,
-                 fmt::format("the type of manifest '{}' is already registered under another "
-                             "manifest",
-                             a.manifest)};
-  auto shared = std::make_shared<const message_adapter>(std::move(a));
-  by_manifest_[shared->manifest] = shared;
-  by_type_.emplace(type, shared);
+  auto copy = std::make_unique<tables>(t);
+  adapters_.push_back(std::make_unique<message_adapter>(std::move(a)));
+  auto* added = adapters_.back().get();
+  copy->by_manifest[added->manifest] = added;
+  copy->by_type[type] = added;
+  copy->by_type_info[&type_info] = added;
+  current_.store(copy.get(), std::memory_order_release);
+  snapshots_.push_back(std::move(copy));
   return {};
 }
 
 const message_adapter* message_types::find(const caf::rtti_pair& type) const {
-  std::shared_lock<std::shared_mutex> guard{mtx_};
+  auto& t = *current_.load(std::memory_order_acquire);
   if (type.first != 0) {
-    auto i = by_builtin_.find(type.first);
-    return i == by_builtin_.end() ? nullptr : i->second.get();
+    auto i = t.by_builtin.find(type.first);
+    return i == t.by_builtin.end() ? nullptr : i->second;
   }
   if (type.second == nullptr)
     return nullptr;
-  auto i = by_type_.find(std::type_index{*type.second});
-  return i == by_type_.end() ? nullptr : i->second.get();
+  // type_info objects are normally unique per type: a pointer lookup avoids
+  // hashing the type's name on every message.
+  if (auto i = t.by_type_info.find(type.second); i != t.by_type_info.end())
+    return i->second;
+  auto i = t.by_type.find(std::type_index{*type.second});
+  return i == t.by_type.end() ? nullptr : i->second;
 }
 
 const message_adapter* message_types::find(std::string_view manifest) const {
-  std::shared_lock<std::shared_mutex> guard{mtx_};
-  auto i = by_manifest_.find(std::string{manifest});
-  return i == by_manifest_.end() ? nullptr : i->second.get();
+  auto& t = *current_.load(std::memory_order_acquire);
+  auto i = t.by_manifest.find(manifest);
+  return i == t.by_manifest.end() ? nullptr : i->second;
 }
 
 std::shared_ptr<message_types> message_types_of(node_context& ctx) {

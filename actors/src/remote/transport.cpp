@@ -141,8 +141,9 @@ struct transport_state final : engine_sink, std::enable_shared_from_this<transpo
   expected<void> encode_message(wire::bytes& out, std::uint64_t correlation,
                                 std::string_view target, const caf::type_erased_tuple& content,
                                 const node_address& to) const;
-  expected<void> encode_values(wire::bytes& out, const caf::type_erased_tuple& content,
-                               std::string_view what) const;
+  /// Appends the values of `content` as elements; the error says which value
+  /// failed and why (the caller adds where the message was going).
+  expected<void> encode_values(wire::bytes& out, const caf::type_erased_tuple& content) const;
 
   /// Sends one CAF message to `target` on `p`: the proxy path (errors go to the
   /// requester or are counted) and the direct path (errors are returned).
@@ -167,6 +168,10 @@ struct transport_state final : engine_sink, std::enable_shared_from_this<transpo
                                        const node_identity& from) const;
   caf::strong_actor_ptr reply_proxy_for(const inbound_frame& f);
   caf::actor find_name(std::string_view name) const;
+  /// find_name for the I/O thread, through a cache that a change of `names`
+  /// invalidates (no shared lock per arriving message).
+  caf::actor find_name_cached(std::string_view name);
+  void names_changed() { names_generation.fetch_add(1, std::memory_order_release); }
 
   void stop();
 
@@ -182,6 +187,9 @@ struct transport_state final : engine_sink, std::enable_shared_from_this<transpo
 
   mutable std::shared_mutex names_mtx;
   std::unordered_map<std::string, caf::actor, string_hash, std::equal_to<>> names;
+  std::atomic<std::uint64_t> names_generation{0};
+  std::uint64_t cached_generation = ~std::uint64_t{0};  // I/O thread
+  std::unordered_map<std::string, caf::actor, string_hash, std::equal_to<>> name_cache;  // I/O
 
   std::mutex proxies_mtx;
   std::map<std::pair<node_address, std::string>, caf::actor> proxies;
@@ -249,19 +257,22 @@ private:
 // -- encoding -----------------------------------------------------------------------
 
 expected<void> transport_state::encode_values(wire::bytes& out,
-                                              const caf::type_erased_tuple& content,
-                                              std::string_view what) const {
+                                              const caf::type_erased_tuple& content) const {
+  if (content.size() > wire::max_elements)
+    return error{errc::encode_failed, fmt::format("{} values, at most {} are allowed",
+                                                  content.size(), wire::max_elements)};
   for (std::size_t i = 0; i < content.size(); ++i) {
     auto type = content.type(i);
     auto adapter = types->find(type);
     if (adapter == nullptr)
       return error{errc::encode_failed,
-                   fmt::format("cannot send {}: value {} has type {}, which is not registered for "
-                               "remote messaging (remote::add_message_type)",
-                               what, i, type_name(type))};
+                   fmt::format("value {} has type {}, which is not registered for remote "
+                               "messaging (remote::add_message_type)",
+                               i, type_name(type))};
     auto at = wire::begin_element(out, adapter->manifest, adapter->version);
-    if (auto r = adapter->encode(*codec, content.get(i), out); !r)
-      return error{errc::encode_failed, fmt::format("cannot send {}: {}", what, r.error().message())};
+    if (auto r = adapter->encode(content.get(i), out); !r)
+      return error{errc::encode_failed,
+                   fmt::format("value {} ('{}'): {}", i, adapter->manifest, r.error().message())};
     wire::end_element(out, at);
   }
   return {};
@@ -271,15 +282,11 @@ expected<void> transport_state::encode_message(wire::bytes& out, std::uint64_t c
                                                std::string_view target,
                                                const caf::type_erased_tuple& content,
                                                const node_address& to) const {
-  if (content.size() > wire::max_elements)
-    return error{errc::encode_failed,
-                 fmt::format("cannot send a message of {} values to {}/{}: at most {} are allowed",
-                             content.size(), to.to_string(), target, wire::max_elements)};
   auto offset = wire::begin_message(out, correlation, target,
                                     static_cast<std::uint8_t>(content.size()));
-  if (auto r = encode_values(out, content, fmt::format("a message to {}/{}", to.to_string(), target));
-      !r)
-    return r;
+  if (auto r = encode_values(out, content); !r)
+    return error{r.error().code(), fmt::format("cannot send a message to {}/{}: {}",
+                                               to.to_string(), target, r.error().message())};
   wire::end_frame(out, offset);
   return {};
 }
@@ -387,17 +394,14 @@ void transport_state::respond(reply_channel& ch, caf::mailbox_element_ptr what) 
                              err.message());
   } else {
     auto offset = wire::begin_response(buf, correlation, static_cast<std::uint8_t>(content.size()));
-    auto r = content.size() > wire::max_elements
-               ? expected<void>{error{errc::encode_failed, "too many values in the response"}}
-               : encode_values(buf, content,
-                               fmt::format("a response to {}", ch.peer().to_string()));
-    if (r) {
+    if (auto r = encode_values(buf, content); r) {
       wire::end_frame(buf, offset);
     } else {
       // The requester learns why instead of waiting for its timeout.
       buf.clear();
       wire::put_error_response(buf, correlation, static_cast<std::uint8_t>(r.error().code()),
-                               r.error().message());
+                               fmt::format("cannot send the response from {}: {}",
+                                           self.address.to_string(), r.error().message()));
     }
   }
   if (auto r = ch.send(buf); !r)
@@ -410,6 +414,20 @@ caf::actor transport_state::find_name(std::string_view name) const {
   std::shared_lock<std::shared_mutex> guard{names_mtx};
   auto i = names.find(name);
   return i == names.end() ? caf::actor{} : i->second;
+}
+
+caf::actor transport_state::find_name_cached(std::string_view name) {
+  auto generation = names_generation.load(std::memory_order_acquire);
+  if (generation != cached_generation) {
+    name_cache.clear();
+    cached_generation = generation;
+  }
+  if (auto i = name_cache.find(name); i != name_cache.end())
+    return i->second;
+  auto found = find_name(name);
+  if (found)
+    name_cache.emplace(std::string{name}, found);
+  return found;
 }
 
 expected<caf::message> transport_state::decode_values(const wire::element_view* els,
@@ -430,14 +448,14 @@ expected<caf::message> transport_state::decode_values(const wire::element_view* 
     auto a = adapter_for(els[0]);
     if (!a)
       return std::move(a).error();
-    return (*a)->decode_one(*codec, els[0].manifest, els[0].version, els[0].payload);
+    return (*a)->decode_one(**a, *codec, els[0].version, els[0].payload);
   }
   caf::message_builder mb;
   for (std::size_t i = 0; i < count; ++i) {
     auto a = adapter_for(els[i]);
     if (!a)
       return std::move(a).error();
-    if (auto r = (*a)->decode(*codec, els[i].manifest, els[i].version, els[i].payload, mb); !r)
+    if (auto r = (*a)->decode(**a, *codec, els[i].version, els[i].payload, mb); !r)
       return std::move(r).error();
   }
   return mb.move_to_message();
@@ -495,7 +513,7 @@ expected<void> transport_state::on_frame(const inbound_frame& f) {
       dropped(why, err);
     }
   };
-  auto dest = find_name(m.target);
+  auto dest = find_name_cached(m.target);
   if (!dest) {
     fail(drop_reason::unknown_target,
          error{errc::not_found, fmt::format("no actor is registered as '{}' on {} (message from "
@@ -574,7 +592,9 @@ void transport_state::stop() {
   {
     std::unique_lock<std::shared_mutex> guard{names_mtx};
     names.clear();
+    names_changed();
   }
+  name_cache.clear();
   {
     std::lock_guard<std::mutex> guard{subs_mtx};
     callbacks.clear();
@@ -680,6 +700,7 @@ expected<void> transport::register_actor(std::string name, caf::actor a) {
       return error{errc::invalid_argument,
                    fmt::format("the name '{}' is already registered on {}", name,
                                state_->self.address.to_string())};
+    state_->names_changed();
   }
   // Outside the lock: attaching to an actor that already stopped runs this now.
   a->attach_functor([w = std::weak_ptr<detail::transport_state>{state_}, name,
@@ -687,8 +708,10 @@ expected<void> transport::register_actor(std::string name, caf::actor a) {
     if (auto st = w.lock()) {
       std::unique_lock<std::shared_mutex> guard{st->names_mtx};
       auto i = st->names.find(name);
-      if (i != st->names.end() && i->second.address() == addr)
+      if (i != st->names.end() && i->second.address() == addr) {
         st->names.erase(i);
+        st->names_changed();
+      }
     }
   });
   return {};
@@ -696,8 +719,10 @@ expected<void> transport::register_actor(std::string name, caf::actor a) {
 
 void transport::unregister_actor(std::string_view name) {
   std::unique_lock<std::shared_mutex> guard{state_->names_mtx};
-  if (auto i = state_->names.find(name); i != state_->names.end())
+  if (auto i = state_->names.find(name); i != state_->names.end()) {
     state_->names.erase(i);
+    state_->names_changed();
+  }
 }
 
 caf::actor transport::registered(std::string_view name) const {

@@ -21,7 +21,7 @@
 // "troupe.atom", "troupe.string", ... A message is a tuple of up to 16 such values.
 //
 // Thread-safety: add_message_type must not race with traffic of the same node
-// (register first); lookups are concurrent.
+// (register first); lookups are concurrent and lock-free.
 #pragma once
 
 #include "troupe/actors/codec.hpp"
@@ -32,12 +32,13 @@
 #include <caf/message_builder.hpp>
 #include <caf/rtti_pair.hpp>
 
+#include <atomic>
 #include <memory>
-#include <shared_mutex>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <typeindex>
-#include <unordered_map>
+#include <vector>
 
 namespace troupe::remote {
 
@@ -48,46 +49,83 @@ struct message_adapter {
   std::string manifest;
   std::uint32_t version = 1;
   /// Appends the payload bytes of the value at `value` (a T) to `out`.
-  expected<void> (*encode)(const codec_registry& codec, const void* value, wire::bytes& out);
-  /// Decodes a payload written under `manifest` at `version` and appends the value.
-  expected<void> (*decode)(const codec_registry& codec, std::string_view manifest,
+  expected<void> (*encode)(const void* value, wire::bytes& out);
+  /// Decodes a payload written at `version` and appends the value to `out`.
+  expected<void> (*decode)(const message_adapter& self, const codec_registry& codec,
                            std::uint32_t version, wire::byte_span payload,
                            caf::message_builder& out);
   /// Same, for the common single-value message (no builder).
-  expected<caf::message> (*decode_one)(const codec_registry& codec, std::string_view manifest,
+  expected<caf::message> (*decode_one)(const message_adapter& self, const codec_registry& codec,
                                        std::uint32_t version, wire::byte_span payload);
 };
 
 /// The adapters of one node, found by the type inside a CAF message (sending) or by
-/// manifest (receiving).
+/// manifest (receiving). Lookups are lock-free: they read an immutable snapshot
+/// that add() replaces (registration is rare and happens before traffic).
 class message_types {
 public:
   message_types();
+  ~message_types();
+  message_types(const message_types&) = delete;
+  message_types& operator=(const message_types&) = delete;
 
-  expected<void> add(message_adapter a, std::type_index type);
+  expected<void> add(message_adapter a, const std::type_info& type);
   const message_adapter* find(const caf::rtti_pair& type) const;
   const message_adapter* find(std::string_view manifest) const;
 
+  struct tables;
+
 private:
-  mutable std::shared_mutex mtx_;
-  std::unordered_map<std::type_index, std::shared_ptr<const message_adapter>> by_type_;
-  std::unordered_map<std::uint16_t, std::shared_ptr<const message_adapter>> by_builtin_;
-  std::unordered_map<std::string, std::shared_ptr<const message_adapter>> by_manifest_;
+  std::mutex write_mtx_;
+  std::atomic<const tables*> current_{nullptr};
+  // Every adapter and snapshot ever published, freed with this object: readers
+  // hold plain pointers into them without reference counts.
+  std::vector<std::unique_ptr<message_adapter>> adapters_;
+  std::vector<std::unique_ptr<const tables>> snapshots_;
 };
 
 /// The node's adapters (created on first use, shared with its transport).
 std::shared_ptr<message_types> message_types_of(node_context& ctx);
 
+// Values of the registered version go straight to and from nlohmann's CBOR, exactly
+// as codec_registry::encode / decode do (a test checks that the bytes match), without
+// the registry's lookups on every message; older versions go through the registry,
+// which applies the upcasters.
+
 template <class T>
-expected<void> encode_value(const codec_registry& codec, const void* value, wire::bytes& out) {
-  return codec.encode_into(*static_cast<const T*>(value), out);
+expected<void> encode_value(const void* value, wire::bytes& out) {
+  try {
+    nlohmann::json doc = *static_cast<const T*>(value);
+    nlohmann::json::to_cbor(doc, out);
+    return {};
+  } catch (const std::exception& ex) {
+    return error{errc::encode_failed, ex.what()};
+  }
 }
 
 template <class T>
-expected<void> decode_value(const codec_registry& codec, std::string_view manifest,
-                            std::uint32_t version, wire::byte_span payload,
-                            caf::message_builder& out) {
-  auto x = codec.decode<T>(manifest, version, payload);
+expected<T> decode_value(const message_adapter& self, const codec_registry& codec,
+                         std::uint32_t version, wire::byte_span payload) {
+  if (version != self.version)
+    return codec.decode<T>(self.manifest, version, payload);
+  auto doc = nlohmann::json::from_cbor(payload.begin(), payload.end(), true, false,
+                                       nlohmann::json::cbor_tag_handler_t::error);
+  if (doc.is_discarded())
+    return error{errc::decode_failed, "codec: cannot decode '" + self.manifest + "' v"
+                                        + std::to_string(version) + ": malformed CBOR"};
+  try {
+    return doc.template get<T>();
+  } catch (const std::exception& ex) {
+    return error{errc::decode_failed, "codec: cannot decode '" + self.manifest + "' v"
+                                        + std::to_string(version) + ": " + ex.what()};
+  }
+}
+
+template <class T>
+expected<void> decode_into(const message_adapter& self, const codec_registry& codec,
+                           std::uint32_t version, wire::byte_span payload,
+                           caf::message_builder& out) {
+  auto x = decode_value<T>(self, codec, version, payload);
   if (!x)
     return std::move(x).error();
   out.append(std::move(*x));
@@ -95,9 +133,9 @@ expected<void> decode_value(const codec_registry& codec, std::string_view manife
 }
 
 template <class T>
-expected<caf::message> decode_one_value(const codec_registry& codec, std::string_view manifest,
-                                        std::uint32_t version, wire::byte_span payload) {
-  auto x = codec.decode<T>(manifest, version, payload);
+expected<caf::message> decode_message(const message_adapter& self, const codec_registry& codec,
+                                      std::uint32_t version, wire::byte_span payload) {
+  auto x = decode_value<T>(self, codec, version, payload);
   if (!x)
     return std::move(x).error();
   return caf::make_message(std::move(*x));
@@ -119,7 +157,7 @@ expected<void> add_message_type(node& n, std::string manifest, std::uint32_t ver
     return r;
   }
   detail::message_adapter a{manifest, version, &detail::encode_value<T>,
-                            &detail::decode_value<T>, &detail::decode_one_value<T>};
+                            &detail::decode_into<T>, &detail::decode_message<T>};
   return detail::message_types_of(n.context())->add(std::move(a), typeid(T));
 }
 
