@@ -30,3 +30,14 @@ asan-test: deps
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
+
+# Fuzz the transport's frame, handshake and CBOR decoders with libFuzzer (clang) for
+# FUZZ_SECONDS; new inputs go to $(BUILD)/fuzz/corpus, crashes to $(BUILD)/fuzz/.
+FUZZ_SECONDS ?= 60
+.PHONY: fuzz
+fuzz: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake --build $(BUILD) --target troupe-fuzz-wire
+	@mkdir -p $(BUILD)/fuzz/corpus
+	@$(BUILD)/fuzz/troupe-fuzz-wire -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+	  -artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus tests/remote/fuzz/corpus

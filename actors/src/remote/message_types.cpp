@@ -38,7 +38,7 @@ T builtin_from_json(const nlohmann::json& j) {
 
 template <class T>
 expected<void> encode_builtin(const void* value, wire::bytes& out) {
-  nlohmann::json::to_cbor(builtin_to_json(*static_cast<const T*>(value)), out);
+  write_cbor(builtin_to_json(*static_cast<const T*>(value)), out);
   return {};
 }
 
@@ -48,9 +48,10 @@ expected<T> decode_builtin_value(const message_adapter& self, std::uint32_t vers
   if (version != 1)
     return error{errc::unsupported_version,
                  fmt::format("'{}' has only version 1, got {}", self.manifest, version)};
-  auto doc = nlohmann::json::from_cbor(payload.begin(), payload.end(), true, false);
-  if (doc.is_discarded())
-    return error{errc::decode_failed, fmt::format("'{}': malformed CBOR", self.manifest)};
+  nlohmann::json doc;
+  std::string why;
+  if (!read_cbor(payload, doc, why))
+    return error{errc::decode_failed, fmt::format("'{}': {}", self.manifest, why)};
   try {
     return builtin_from_json<T>(doc);
   } catch (const std::exception& ex) {

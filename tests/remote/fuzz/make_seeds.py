@@ -75,6 +75,23 @@ SEEDS = {
     "unexpected-frame": b"\x00" + HANDSHAKE + frame(99, b"??"),
 }
 
+# Mode bit 2: one CBOR payload for the differential check against nlohmann.
+CBOR = {
+    "cbor-ping": CBOR_PING,
+    "cbor-ints": bytes.fromhex("88" "00" "17" "1818" "19ffff" "1a00010000" "1b0000000100000000"
+                               "20" "3bfffffffffffffffe"),
+    "cbor-floats": bytes.fromhex("85" "f93c00" "f97e00" "fa3fc00000" "fb400921fb54442d18" "f9fc00"),
+    # {"a": indefinite "bc", "b": indefinite h'010203', "c": indefinite [1]}
+    "cbor-strings": bytes.fromhex("a3" "6161" "7f61626163ff" "6162" "5f4201024103ff"
+                                  "6163" "9f01ff"),
+    "cbor-nested": bytes.fromhex("81" * 40 + "a0"),
+    "cbor-tag": bytes.fromhex("c11a514b67b0"),
+    "cbor-simple": bytes.fromhex("83f4f5f6"),
+    "cbor-duplicate-keys": bytes.fromhex("a2616101616102"),
+}
+for name, payload in CBOR.items():
+    SEEDS[name] = b"\x04" + payload
+
 os.makedirs(OUT, exist_ok=True)
 for name, data in SEEDS.items():
     with open(os.path.join(OUT, "seed-" + name), "wb") as f:

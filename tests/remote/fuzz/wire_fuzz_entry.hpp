@@ -3,19 +3,22 @@
 // test (fuzz_corpus_test.cpp, part of ctest with the normal compiler).
 //
 // Input: byte 0 picks the setting (bit 0: a shared secret is configured; bit 1:
-// play the initiator instead of the acceptor); the rest is a byte stream as a peer
-// would send it. The stream is split into frames exactly as the engine does; each
+// play the initiator instead of the acceptor; bit 2: the rest is one CBOR payload
+// for the differential check of remote/cbor.hpp against nlohmann); the rest is a
+// byte stream as a peer would send it. The stream is split into frames exactly as the engine does; each
 // frame goes through the handshake state machine while it is not established and
 // through the application decoders after, and every decoder is also applied to
 // every frame. Whatever decodes is re-encoded and must decode to the same values.
 // Any crash, sanitizer report or abort() is a finding.
 #pragma once
 
+#include "troupe/actors/remote/cbor.hpp"
 #include "troupe/actors/remote/handshake.hpp"
 #include "troupe/actors/remote/wire.hpp"
 
 #include <cstdio>
 #include <cstdlib>
+#include <cmath>
 #include <cstring>
 
 namespace troupe::test {
@@ -130,6 +133,64 @@ inline void round_trip_control(remote::wire::frame_view f) {
   }
 }
 
+/// Same type and value all the way down (NaNs compare by bits, unlike operator==).
+inline bool same_document(const nlohmann::json& a, const nlohmann::json& b) {
+  if (a.type() != b.type())
+    return false;
+  switch (a.type()) {
+    case nlohmann::json::value_t::number_float: {
+      auto x = a.get<double>();
+      auto y = b.get<double>();
+      return std::memcmp(&x, &y, sizeof(x)) == 0 || (std::isnan(x) && std::isnan(y));
+    }
+    case nlohmann::json::value_t::array:
+      if (a.size() != b.size())
+        return false;
+      for (std::size_t i = 0; i < a.size(); ++i)
+        if (!same_document(a[i], b[i]))
+          return false;
+      return true;
+    case nlohmann::json::value_t::object: {
+      if (a.size() != b.size())
+        return false;
+      for (auto i = a.begin(), j = b.begin(); i != a.end(); ++i, ++j)
+        if (i.key() != j.key() || !same_document(*i, *j))
+          return false;
+      return true;
+    }
+    default:
+      return a == b;
+  }
+}
+
+/// remote::detail::read_cbor / write_cbor against nlohmann's from_cbor / to_cbor.
+inline void differential_cbor(remote::wire::byte_span in) {
+  nlohmann::json fast;
+  std::string why;
+  bool fast_ok = remote::detail::read_cbor(in, fast, why);
+  if (!fast_ok && why.find("nested too deeply") != std::string::npos)
+    return;  // nlohmann would recurse until the stack overflows
+  nlohmann::json slow;
+  try {
+    // Throws even with allow_exceptions = false (e.g. "excessive object size").
+    slow = nlohmann::json::from_cbor(in.begin(), in.end(), true, false,
+                                     nlohmann::json::cbor_tag_handler_t::error);
+  } catch (const std::exception&) {
+    slow = nlohmann::json(nlohmann::json::value_t::discarded);
+  }
+  if (!fast_ok && why.find("below INT64_MIN") != std::string::npos)
+    return;  // nlohmann wraps these around; rejecting them is deliberate
+  require(fast_ok == !slow.is_discarded(), "read_cbor and from_cbor disagree on validity");
+  if (!fast_ok)
+    return;
+  require(same_document(fast, slow), "read_cbor and from_cbor built different documents");
+  remote::wire::bytes mine;
+  remote::wire::bytes theirs;
+  remote::detail::write_cbor(slow, mine);
+  nlohmann::json::to_cbor(slow, theirs);
+  require(mine == theirs, "write_cbor and to_cbor wrote different bytes");
+}
+
 } // namespace fuzz_detail
 
 /// The entry point; always returns 0 (libFuzzer's convention).
@@ -139,6 +200,10 @@ inline int fuzz_wire_one_input(const std::uint8_t* data, std::size_t size) {
     return 0;
   auto mode = data[0];
   wire::byte_span in{data + 1, size - 1};
+  if (mode & 4) {
+    fuzz_detail::differential_cbor(in);
+    return 0;
+  }
   handshake_settings settings{node_identity{node_address{"127.0.0.1", 7000}, 0x1111},
                               "fuzz", (mode & 1) ? "secret" : "", 64 * 1024};
   handshake hs{(mode & 2) ? handshake::role::initiator : handshake::role::acceptor, settings, {}};

@@ -26,6 +26,7 @@
 
 #include "troupe/actors/codec.hpp"
 #include "troupe/actors/node.hpp"
+#include "troupe/actors/remote/cbor.hpp"
 #include "troupe/actors/remote/wire.hpp"
 
 #include <caf/message.hpp>
@@ -96,7 +97,7 @@ template <class T>
 expected<void> encode_value(const void* value, wire::bytes& out) {
   try {
     nlohmann::json doc = *static_cast<const T*>(value);
-    nlohmann::json::to_cbor(doc, out);
+    write_cbor(doc, out);
     return {};
   } catch (const std::exception& ex) {
     return error{errc::encode_failed, ex.what()};
@@ -108,11 +109,11 @@ expected<T> decode_value(const message_adapter& self, const codec_registry& code
                          std::uint32_t version, wire::byte_span payload) {
   if (version != self.version)
     return codec.decode<T>(self.manifest, version, payload);
-  auto doc = nlohmann::json::from_cbor(payload.begin(), payload.end(), true, false,
-                                       nlohmann::json::cbor_tag_handler_t::error);
-  if (doc.is_discarded())
+  nlohmann::json doc;
+  std::string why;
+  if (!read_cbor(payload, doc, why))
     return error{errc::decode_failed, "codec: cannot decode '" + self.manifest + "' v"
-                                        + std::to_string(version) + ": malformed CBOR"};
+                                        + std::to_string(version) + ": " + why};
   try {
     return doc.template get<T>();
   } catch (const std::exception& ex) {
