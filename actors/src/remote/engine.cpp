@@ -37,11 +37,11 @@ constexpr std::size_t read_chunk = 256 * 1024;
 constexpr std::size_t keep_buffer_limit = 1 << 20;
 /// Inbound connections still in their handshake; more are closed at once.
 constexpr int max_pending_handshakes = 256;
-/// A sender whose previous frame to a queue came longer ago than this writes to
-/// the socket itself when nothing else is queued or being written: a lone request
-/// or response then costs no hand-off to the I/O thread (latency). Frames that
-/// follow each other faster are queued and the I/O thread writes them in batches
-/// (throughput: one write per batch, not per frame).
+/// A frame that finds its queue idle (nothing queued or being written) and comes
+/// longer than this after the previous such frame is written to the socket by its
+/// sender: a lone request or response then costs no hand-off to the I/O thread
+/// (latency). Frames that follow each other faster are queued and the I/O thread
+/// writes them in batches (throughput: one write per batch, not per frame).
 constexpr auto direct_write_gap = std::chrono::microseconds{20};
 
 void random_bytes(void* out, std::size_t n) {
@@ -106,7 +106,7 @@ struct send_queue {
   // Direct writes by senders (see direct_write_gap).
   bool io_writing = false;     ///< the I/O thread has a write in flight
   int fd = -1;                 ///< the socket while the connection is established
-  clock_type::time_point last_enqueue{};
+  clock_type::time_point last_enqueue{};  ///< last frame that found the queue idle
 };
 
 enum class admit_result { written, queued, queued_flush, oversize, overloaded };
@@ -163,6 +163,8 @@ struct connection : std::enable_shared_from_this<connection> {
   std::size_t rbeg = 0;
   std::size_t rend = 0;
   std::size_t partial = 0;  ///< total size of the incomplete frame at rbeg, if known
+  wire::byte_span current_raw;  ///< the frame being handled, header included
+  bool read_paused = false;     ///< the sink has enough; resume_reading() restarts
   clock_type::time_point last_heard;  ///< last time any byte arrived
   std::shared_ptr<reply_channel> replies;
 };
@@ -246,6 +248,7 @@ public:
                       function_ref<void(conn_id)> on_accept) override;
   void connect(const node_address& address) override;
   void disconnect(const node_address& address) override;
+  void resume_reading(conn_id id) override;
   std::vector<peer_info> peers() const override;
   void stop(duration bound) override;
 
@@ -326,7 +329,7 @@ private:
 
   mutable std::mutex peers_mtx_;
   std::unordered_map<std::string, std::shared_ptr<peer_state>> peers_;  // by "host:port"
-  std::unordered_set<std::shared_ptr<connection>> connections_;        // I/O thread
+  std::unordered_map<conn_id, std::shared_ptr<connection>> connections_;  // I/O thread
 
   counter_metric& frames_sent_;
   counter_metric& bytes_sent_;
@@ -367,11 +370,16 @@ admit_result engine_impl::admit_locked(send_queue& q, wire::byte_span frame) {
     q.refused = true;
     return admit_result::overloaded;
   }
-  auto now = clock_type::now();
-  auto lone = now - q.last_enqueue > direct_write_gap;
-  q.last_enqueue = now;
-  if (lone && q.fd >= 0 && q.state == send_queue::st::open && !q.io_writing
-      && q.pending.empty()) {
+  // The clock is read only when the queue is idle, so a busy stream does not pay
+  // for it per frame.
+  bool idle = q.fd >= 0 && q.state == send_queue::st::open && !q.io_writing && q.pending.empty();
+  bool lone = false;
+  if (idle) {
+    auto now = clock_type::now();
+    lone = now - q.last_enqueue > direct_write_gap;
+    q.last_enqueue = now;
+  }
+  if (lone) {
     auto n = ::send(q.fd, frame.data(), frame.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
     if (n > 0) {
       writes_.inc();
@@ -645,7 +653,7 @@ void engine_impl::start_connect(const std::shared_ptr<peer_state>& p, conn_id id
     return n;
   }());
   p->outbound = c;
-  connections_.insert(c);
+  connections_.emplace(c->id, c);
   arm_handshake_deadline(c, fmt::format("connecting to {}", p->addr.to_string()));
   auto connect_to = [this, c](const tcp::endpoint& ep) {
     c->sock.async_connect(ep, [this, c](const boost::system::error_code& ec) {
@@ -742,7 +750,7 @@ void engine_impl::accept_next() {
     c->counted_handshake = true;
     ++pending_handshakes_;
     c->last_heard = clock_type::now();
-    connections_.insert(c);
+    connections_.emplace(c->id, c);
     arm_handshake_deadline(c, fmt::format("connection from {}", c->remote));
     start_read(c);
   });
@@ -780,8 +788,19 @@ void engine_impl::start_read(const std::shared_ptr<connection>& c) {
                               return;
                             }
                             on_read(*c, n);
-                            start_read(c);
+                            if (!c->read_paused)
+                              start_read(c);
                           });
+}
+
+void engine_impl::resume_reading(conn_id id) {
+  asio::post(io_, [this, id] {
+    auto i = connections_.find(id);
+    if (i == connections_.end() || !i->second->read_paused || i->second->closed)
+      return;
+    i->second->read_paused = false;
+    start_read(i->second);
+  });
 }
 
 void engine_impl::on_read(connection& c, std::size_t n) {
@@ -805,11 +824,14 @@ void engine_impl::on_read(connection& c, std::size_t n) {
       break;
     }
     c.partial = 0;
+    c.current_raw = {c.rbuf.data() + c.rbeg, consumed};
     c.rbeg += consumed;
     ++frames;
     on_frame(c, f);
   }
   frames_received_.inc(frames);
+  if (c.established && !c.closed && !sink_.on_read_done(c.id))
+    c.read_paused = true;  // the sink resumes it (resume_reading)
 }
 
 void engine_impl::on_frame(connection& c, wire::frame_view f) {
@@ -839,7 +861,7 @@ void engine_impl::on_frame(connection& c, wire::frame_view f) {
       // responses come back on it: anything else is a confused or hostile peer.
       if (c.outbound != (f.type == frame_type::response))
         break;
-      auto r = sink_.on_frame(inbound_frame{c.id, c.outbound, c.peer_id, f,
+      auto r = sink_.on_frame(inbound_frame{c.id, c.outbound, c.peer_id, f, c.current_raw,
                                             c.outbound ? nullptr : &c.replies});
       if (!r)
         protocol_failure(c, "malformed", r.error());
@@ -998,6 +1020,8 @@ void engine_impl::on_heartbeat(connection& c) {
   // connection, independently of their queues, so a live peer is heard even while
   // our own writes to it are backed up (and a stopped one is not, even while the
   // kernel still accepts our bytes).
+  if (c.read_paused)
+    c.last_heard = clock_type::now();  // not reading by choice: nothing to judge
   auto silent = clock_type::now() - c.last_heard;
   if (settings_.failure_timeout > duration{0} && silent > settings_.failure_timeout) {
     count_connection_error("heartbeat_timeout");
@@ -1146,7 +1170,7 @@ void engine_impl::close(connection& c, const error& reason, close_kind kind) {
     }
   }
   dropped_frames_.inc(dropped);
-  connections_.erase(self);
+  connections_.erase(c.id);
   sink_.on_closed(c.id, reason);
   if (auto p = c.owner) {
     if (c.outbound) {
@@ -1236,7 +1260,9 @@ void engine_impl::begin_stop(duration bound) {
         p->out.state = send_queue::st::closed;
     }
   }
-  auto all = std::vector<std::shared_ptr<connection>>(connections_.begin(), connections_.end());
+  std::vector<std::shared_ptr<connection>> all;
+  for (auto& [id, c] : connections_)
+    all.push_back(c);
   error why{errc::shutting_down, "this node is shutting down"};
   for (auto& c : all) {
     if (!c->established) {
@@ -1263,7 +1289,9 @@ void engine_impl::begin_stop(duration bound) {
   stop_timer_.async_wait([this, why](const boost::system::error_code& ec) {
     if (ec)
       return;
-    auto rest = std::vector<std::shared_ptr<connection>>(connections_.begin(), connections_.end());
+    std::vector<std::shared_ptr<connection>> rest;
+    for (auto& [id, c] : connections_)
+      rest.push_back(c);
     for (auto& c : rest)
       close(*c, why, close_kind::local_stop);
     io_.stop();

@@ -92,6 +92,7 @@ struct inbound_frame {
   bool outbound;  ///< it came on our outbound connection (so it is a response)
   const node_identity& peer;
   wire::frame_view frame;
+  wire::byte_span raw;  ///< the whole frame, header included
   /// Inbound connections only: where responses to requests go.
   const std::shared_ptr<reply_channel>* replies;
 };
@@ -106,6 +107,9 @@ public:
   /// requests) must fail now with `reason`.
   virtual void on_closed(conn_id conn, const error& reason) = 0;
   virtual void on_event(const peer_event& e) = 0;
+  /// All frames of one read were handed to on_frame (the views die now). Returning
+  /// false pauses reading from the connection until engine::resume_reading.
+  virtual bool on_read_done(conn_id conn) = 0;
 };
 
 /// Opaque per-address state; keep one to send repeatedly without a lookup.
@@ -142,6 +146,9 @@ public:
   virtual void connect(const node_address& address) = 0;
   /// No longer wanted: closes the outbound connection (with a goodbye).
   virtual void disconnect(const node_address& address) = 0;
+
+  /// Reads from a connection again after on_read_done paused it; any thread.
+  virtual void resume_reading(conn_id conn) = 0;
 
   virtual std::vector<peer_info> peers() const = 0;
 

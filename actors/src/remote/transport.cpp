@@ -20,6 +20,7 @@
 #include <fmt/core.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <map>
 #include <mutex>
 #include <shared_mutex>
@@ -115,6 +116,56 @@ struct pending_request {
   clock_type::time_point since;
 };
 
+struct transport_state;
+
+/// Registered actors by name for one thread (the I/O thread, or one dispatcher):
+/// a local cache that any change of the registry invalidates, so arriving
+/// messages take no shared lock.
+class name_cache {
+public:
+  caf::actor find(const transport_state& st, std::string_view name);
+
+private:
+  std::uint64_t generation_ = ~std::uint64_t{0};
+  std::unordered_map<std::string, caf::actor, string_hash, std::equal_to<>> cache_;
+};
+
+/// Where the messages and requests of one inbound connection go.
+struct inbound_route {
+  conn_id conn = 0;
+  node_identity peer;
+  std::shared_ptr<reply_channel> replies;
+  caf::strong_actor_ptr requester;  ///< the sender of its requests (a reply_proxy)
+};
+
+/// Frames of one inbound connection, handed to its dispatcher actor.
+struct inbound_batch {
+  std::shared_ptr<wire::bytes> frames;  ///< complete frames, back to back
+};
+
+/// Ends a dispatcher after the batches before it.
+struct inbound_done {};
+
+} // namespace detail
+} // namespace troupe::remote
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::remote::detail::inbound_batch)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::remote::detail::inbound_done)
+
+namespace troupe::remote {
+namespace detail {
+
+/// The I/O thread's state of one inbound connection.
+struct inbound_conn {
+  inbound_route route;
+  std::shared_ptr<wire::bytes> pending;  ///< frames of the current read
+  std::size_t pending_count = 0;
+  /// Batches handed to the dispatcher and not yet delivered; while any are,
+  /// later frames go the same way so that they stay behind them.
+  std::shared_ptr<std::atomic<int>> in_flight = std::make_shared<std::atomic<int>>(0);
+  caf::actor dispatcher;
+};
+
 class remote_proxy;
 class reply_proxy;
 
@@ -161,16 +212,23 @@ struct transport_state final : engine_sink, std::enable_shared_from_this<transpo
   // -- engine_sink (I/O thread) ------------------------------------------------------
 
   expected<void> on_frame(const inbound_frame& f) override;
+  bool on_read_done(conn_id conn) override;
   void on_closed(conn_id conn, const error& reason) override;
   void on_event(const peer_event& e) override;
 
   expected<caf::message> decode_values(const wire::element_view* els, std::size_t count,
                                        const node_identity& from) const;
-  caf::strong_actor_ptr reply_proxy_for(const inbound_frame& f);
+  void on_response(const inbound_frame& f);
+  /// Hands the frames of the last read to their actors: on the I/O thread when
+  /// they are few and nothing is queued at the dispatcher (latency), else as one
+  /// batch to the connection's dispatcher actor, which decodes on the actor
+  /// scheduler (throughput: the I/O thread only reads and frames).
+  void flush_inbound(inbound_conn& in);
+  /// Decodes one validated message/request frame and enqueues it to its actor;
+  /// `eu` is the calling actor's execution unit (nullptr on the I/O thread).
+  void deliver(wire::byte_span raw, const inbound_route& route, name_cache& names,
+               caf::execution_unit* eu);
   caf::actor find_name(std::string_view name) const;
-  /// find_name for the I/O thread, through a cache that a change of `names`
-  /// invalidates (no shared lock per arriving message).
-  caf::actor find_name_cached(std::string_view name);
   void names_changed() { names_generation.fetch_add(1, std::memory_order_release); }
 
   void stop();
@@ -188,8 +246,7 @@ struct transport_state final : engine_sink, std::enable_shared_from_this<transpo
   mutable std::shared_mutex names_mtx;
   std::unordered_map<std::string, caf::actor, string_hash, std::equal_to<>> names;
   std::atomic<std::uint64_t> names_generation{0};
-  std::uint64_t cached_generation = ~std::uint64_t{0};  // I/O thread
-  std::unordered_map<std::string, caf::actor, string_hash, std::equal_to<>> name_cache;  // I/O
+  name_cache io_names;  // I/O thread
 
   std::mutex proxies_mtx;
   std::map<std::pair<node_address, std::string>, caf::actor> proxies;
@@ -198,7 +255,19 @@ struct transport_state final : engine_sink, std::enable_shared_from_this<transpo
   std::unordered_map<std::uint64_t, pending_request> pending;
   std::atomic<std::uint64_t> next_correlation{1};
 
-  std::unordered_map<conn_id, caf::strong_actor_ptr> reply_proxies;  // I/O thread
+  std::unordered_map<conn_id, inbound_conn> inbound;  // I/O thread
+
+  /// Batch buffers go back here after delivery, so that steady traffic does not
+  /// allocate (and page-fault) a fresh 256 KiB buffer per read.
+  std::shared_ptr<wire::bytes> take_buffer();
+  void give_back(std::shared_ptr<wire::bytes> buf);
+  std::mutex pool_mtx;
+  std::vector<std::shared_ptr<wire::bytes>> pool;
+
+  // Dispatcher actors still running; stop() waits for them (bounded).
+  std::mutex dispatchers_mtx;
+  std::condition_variable dispatchers_cv;
+  int dispatchers_alive = 0;
 
   std::mutex subs_mtx;
   std::uint64_t next_subscription = 1;
@@ -416,17 +485,17 @@ caf::actor transport_state::find_name(std::string_view name) const {
   return i == names.end() ? caf::actor{} : i->second;
 }
 
-caf::actor transport_state::find_name_cached(std::string_view name) {
-  auto generation = names_generation.load(std::memory_order_acquire);
-  if (generation != cached_generation) {
-    name_cache.clear();
-    cached_generation = generation;
+caf::actor name_cache::find(const transport_state& st, std::string_view name) {
+  auto generation = st.names_generation.load(std::memory_order_acquire);
+  if (generation != generation_) {
+    cache_.clear();
+    generation_ = generation;
   }
-  if (auto i = name_cache.find(name); i != name_cache.end())
+  if (auto i = cache_.find(name); i != cache_.end())
     return i->second;
-  auto found = find_name(name);
+  auto found = st.find_name(name);
   if (found)
-    name_cache.emplace(std::string{name}, found);
+    cache_.emplace(std::string{name}, found);
   return found;
 }
 
@@ -461,14 +530,103 @@ expected<caf::message> transport_state::decode_values(const wire::element_view* 
   return mb.move_to_message();
 }
 
-caf::strong_actor_ptr transport_state::reply_proxy_for(const inbound_frame& f) {
-  auto& slot = reply_proxies[f.conn];
-  if (!slot) {
-    caf::actor_config cfg;
-    slot = caf::make_actor<reply_proxy, caf::strong_actor_ptr>(
-      sys.next_actor_id(), sys.node(), &sys, cfg, shared_from_this(), *f.replies);
+/// How many frames of one read the I/O thread delivers itself.
+constexpr std::size_t inline_frames = 4;
+/// Batches (reads, at most 256 KiB each) a connection's dispatcher may hold
+/// before the connection stops reading.
+constexpr int max_batches_in_flight = 4;
+
+struct dispatcher_state {
+  name_cache names;
+};
+
+caf::behavior inbound_dispatcher(caf::stateful_actor<dispatcher_state>* self,
+                                 std::weak_ptr<transport_state> weak, inbound_route route,
+                                 std::shared_ptr<std::atomic<int>> in_flight) {
+  return {
+    [=](const inbound_batch& b) {
+      if (auto st = weak.lock()) {
+        wire::byte_span rest{*b.frames};
+        while (!rest.empty()) {
+          auto len = std::size_t{wire::header_size} - 1
+                     + ((std::size_t{rest[0]} << 24) | (std::size_t{rest[1]} << 16)
+                        | (std::size_t{rest[2]} << 8) | rest[3]);
+          st->deliver(rest.first(len), route, self->state.names, self->context());
+          rest = rest.subspan(len);
+        }
+        st->give_back(b.frames);
+      }
+      if (in_flight->fetch_sub(1, std::memory_order_acq_rel) == max_batches_in_flight)
+        if (auto st = weak.lock())
+          st->eng->resume_reading(route.conn);
+    },
+    [=](const inbound_done&) { self->quit(); },
+  };
+}
+
+void transport_state::deliver(wire::byte_span raw, const inbound_route& route, name_cache& names,
+                              caf::execution_unit* eu) {
+  wire::frame_view f{static_cast<wire::frame_type>(raw[wire::length_size]),
+                     raw.subspan(wire::header_size)};
+  wire::message_view m;
+  if (!wire::decode_message(f, m))
+    return;  // validated on arrival; cannot happen
+  bool is_request = m.correlation != 0;
+  auto fail = [&](drop_reason why, const error& err) {
+    if (is_request) {
+      auto& buf = scratch();
+      wire::put_error_response(buf, m.correlation, static_cast<std::uint8_t>(err.code()),
+                               err.message());
+      if (auto r = route.replies->send(buf); !r)
+        dropped(drop_reason::reply_failed, r.error());
+    } else {
+      dropped(why, err);
+    }
+  };
+  auto dest = names.find(*this, m.target);
+  if (!dest) {
+    fail(drop_reason::unknown_target,
+         error{errc::not_found, fmt::format("no actor is registered as '{}' on {} (message from "
+                                            "{})",
+                                            m.target, self.address.to_string(),
+                                            route.peer.to_string())});
+    return;
   }
-  return slot;
+  auto msg = decode_values(m.elements.data(), m.count, route.peer);
+  if (!msg) {
+    fail(drop_reason::decode_failed, msg.error());
+    return;
+  }
+  if (is_request)
+    dest->enqueue(route.requester, caf::make_message_id(m.correlation), std::move(*msg), eu);
+  else
+    dest->enqueue(nullptr, caf::make_message_id(), std::move(*msg), eu);
+}
+
+void transport_state::on_response(const inbound_frame& f) {
+  wire::response_view r;
+  if (!wire::decode_response(f.frame, r))
+    return;  // validated by the caller
+  pending_request entry;
+  {
+    std::lock_guard<std::mutex> guard{pending_mtx};
+    auto i = pending.find(r.correlation);
+    // A response must come on the connection its request went out on.
+    if (i == pending.end() || i->second.conn != f.conn)
+      return;  // its requester was already failed or purged
+    entry = std::move(i->second);
+    pending.erase(i);
+  }
+  caf::message msg;
+  if (r.is_error) {
+    msg = caf::make_message(
+      to_caf_error(error{checked_errc(r.error_code), std::string{r.error_text}}));
+  } else if (auto decoded = decode_values(r.elements.data(), r.count, f.peer); decoded) {
+    msg = std::move(*decoded);
+  } else {
+    msg = caf::make_message(to_caf_error(decoded.error()));
+  }
+  entry.requester->enqueue(nullptr, entry.mid.response_id(), std::move(msg), nullptr);
 }
 
 expected<void> transport_state::on_frame(const inbound_frame& f) {
@@ -476,67 +634,102 @@ expected<void> transport_state::on_frame(const inbound_frame& f) {
     wire::response_view r;
     if (auto ok = wire::decode_response(f.frame, r); !ok)
       return ok;
-    pending_request entry;
-    {
-      std::lock_guard<std::mutex> guard{pending_mtx};
-      auto i = pending.find(r.correlation);
-      // A response must come on the connection its request went out on.
-      if (i == pending.end() || i->second.conn != f.conn)
-        return {};  // its requester was already failed or purged
-      entry = std::move(i->second);
-      pending.erase(i);
-    }
-    caf::message msg;
-    if (r.is_error) {
-      msg = caf::make_message(
-        to_caf_error(error{checked_errc(r.error_code), std::string{r.error_text}}));
-    } else if (auto decoded = decode_values(r.elements.data(), r.count, f.peer); decoded) {
-      msg = std::move(*decoded);
-    } else {
-      msg = caf::make_message(to_caf_error(decoded.error()));
-    }
-    entry.requester->enqueue(nullptr, entry.mid.response_id(), std::move(msg), nullptr);
+    on_response(f);
     return {};
   }
+  // Check the structure now: a malformed frame closes the connection before
+  // anything behind it is delivered.
   wire::message_view m;
   if (auto ok = wire::decode_message(f.frame, m); !ok)
     return ok;
-  bool is_request = m.correlation != 0;
-  auto fail = [&](drop_reason why, const error& err) {
-    if (is_request) {
-      auto& buf = scratch();
-      wire::put_error_response(buf, m.correlation, static_cast<std::uint8_t>(err.code()),
-                               err.message());
-      if (auto r = (*f.replies)->send(buf); !r)
-        dropped(drop_reason::reply_failed, r.error());
-    } else {
-      dropped(why, err);
-    }
-  };
-  auto dest = find_name_cached(m.target);
-  if (!dest) {
-    fail(drop_reason::unknown_target,
-         error{errc::not_found, fmt::format("no actor is registered as '{}' on {} (message from "
-                                            "{})",
-                                            m.target, self.address.to_string(),
-                                            f.peer.to_string())});
-    return {};
+  auto& in = inbound[f.conn];
+  if (!in.route.replies) {
+    in.route.conn = f.conn;
+    in.route.peer = f.peer;
+    in.route.replies = *f.replies;
+    caf::actor_config cfg;
+    in.route.requester = caf::make_actor<reply_proxy, caf::strong_actor_ptr>(
+      sys.next_actor_id(), sys.node(), &sys, cfg, shared_from_this(), *f.replies);
   }
-  auto msg = decode_values(m.elements.data(), m.count, f.peer);
-  if (!msg) {
-    fail(drop_reason::decode_failed, msg.error());
-    return {};
-  }
-  if (is_request)
-    dest->enqueue(reply_proxy_for(f), caf::make_message_id(m.correlation), std::move(*msg),
-                  nullptr);
-  else
-    dest->enqueue(nullptr, caf::make_message_id(), std::move(*msg), nullptr);
+  if (!in.pending)
+    in.pending = take_buffer();
+  in.pending->insert(in.pending->end(), f.raw.begin(), f.raw.end());
+  ++in.pending_count;
   return {};
 }
 
+std::shared_ptr<wire::bytes> transport_state::take_buffer() {
+  std::lock_guard<std::mutex> guard{pool_mtx};
+  if (pool.empty())
+    return std::make_shared<wire::bytes>();
+  auto buf = std::move(pool.back());
+  pool.pop_back();
+  return buf;
+}
+
+void transport_state::give_back(std::shared_ptr<wire::bytes> buf) {
+  constexpr std::size_t max_pooled = 16;
+  buf->clear();
+  std::lock_guard<std::mutex> guard{pool_mtx};
+  if (pool.size() < max_pooled)
+    pool.push_back(std::move(buf));
+}
+
+bool transport_state::on_read_done(conn_id conn) {
+  auto i = inbound.find(conn);
+  if (i == inbound.end())
+    return true;
+  flush_inbound(i->second);
+  // With enough batches waiting, stop reading: TCP flow control then pushes
+  // back to the sender's queue instead of this process buffering without bound.
+  return i->second.in_flight->load(std::memory_order_acquire) < max_batches_in_flight;
+}
+
+void transport_state::flush_inbound(inbound_conn& in) {
+  if (in.pending_count == 0)
+    return;
+  if (in.pending_count <= inline_frames && in.in_flight->load(std::memory_order_acquire) == 0) {
+    wire::byte_span rest{*in.pending};
+    while (!rest.empty()) {
+      auto len = std::size_t{wire::header_size} - 1
+                 + ((std::size_t{rest[0]} << 24) | (std::size_t{rest[1]} << 16)
+                    | (std::size_t{rest[2]} << 8) | rest[3]);
+      deliver(rest.first(len), in.route, io_names, nullptr);
+      rest = rest.subspan(len);
+    }
+    in.pending->clear();
+    in.pending_count = 0;
+    return;
+  }
+  if (!in.dispatcher) {
+    in.dispatcher = spawn_actor(sys, "transport/inbound", inbound_dispatcher,
+                                weak_from_this(), in.route, in.in_flight);
+    {
+      std::lock_guard<std::mutex> guard{dispatchers_mtx};
+      ++dispatchers_alive;
+    }
+    in.dispatcher->attach_functor([w = weak_from_this()] {
+      if (auto st = w.lock()) {
+        std::lock_guard<std::mutex> guard{st->dispatchers_mtx};
+        --st->dispatchers_alive;
+        st->dispatchers_cv.notify_all();
+      }
+    });
+  }
+  in.in_flight->fetch_add(1, std::memory_order_acq_rel);
+  caf::anon_send(in.dispatcher, inbound_batch{std::move(in.pending)});
+  in.pending.reset();
+  in.pending_count = 0;
+}
+
 void transport_state::on_closed(conn_id conn, const error& reason) {
-  reply_proxies.erase(conn);
+  if (auto i = inbound.find(conn); i != inbound.end()) {
+    // Frames that arrived before the close are delivered.
+    flush_inbound(i->second);
+    if (i->second.dispatcher)
+      caf::anon_send(i->second.dispatcher, inbound_done{});
+    inbound.erase(i);
+  }
   std::vector<pending_request> failed;
   {
     std::lock_guard<std::mutex> guard{pending_mtx};
@@ -578,7 +771,13 @@ void transport_state::stop() {
   eng->stop(stop_timeout);
   // The I/O thread is joined: what it owned is ours now. Dropping the handles
   // breaks the cycles between this state and its proxies.
-  reply_proxies.clear();
+  inbound.clear();
+  {
+    // Dispatchers finish the batches they hold; the node's shutdown must not
+    // find them running.
+    std::unique_lock<std::mutex> guard{dispatchers_mtx};
+    dispatchers_cv.wait_for(guard, stop_timeout, [&] { return dispatchers_alive == 0; });
+  }
   std::map<std::pair<node_address, std::string>, caf::actor> doomed;
   {
     std::lock_guard<std::mutex> guard{proxies_mtx};
@@ -594,7 +793,7 @@ void transport_state::stop() {
     names.clear();
     names_changed();
   }
-  name_cache.clear();
+  io_names = name_cache{};
   {
     std::lock_guard<std::mutex> guard{subs_mtx};
     callbacks.clear();
