@@ -71,12 +71,14 @@ expected<void> decode_builtin(const message_adapter& self, const codec_registry&
 }
 
 template <class T>
-expected<caf::message> decode_builtin_one(const message_adapter& self, const codec_registry&,
-                                          std::uint32_t version, wire::byte_span payload) {
+expected<caf::mailbox_element_ptr>
+decode_builtin_element(const message_adapter& self, const codec_registry&, std::uint32_t version,
+                       wire::byte_span payload, caf::strong_actor_ptr sender,
+                       caf::message_id mid) {
   auto x = decode_builtin_value<T>(self, version, payload);
   if (!x)
     return std::move(x).error();
-  return caf::make_message(std::move(*x));
+  return caf::make_mailbox_element(std::move(sender), mid, {}, std::move(*x));
 }
 
 struct string_hash {
@@ -103,7 +105,7 @@ void add_builtin(message_types::tables& t, std::vector<std::unique_ptr<message_a
                  std::string manifest) {
   static_assert(caf::type_nr<T>::value != 0);
   all.push_back(std::make_unique<message_adapter>(message_adapter{
-    std::move(manifest), 1, &encode_builtin<T>, &decode_builtin<T>, &decode_builtin_one<T>}));
+    std::move(manifest), 1, &encode_builtin<T>, &decode_builtin<T>, &decode_builtin_element<T>}));
   t.by_builtin[caf::type_nr<T>::value] = all.back().get();
   t.by_manifest[all.back()->manifest] = all.back().get();
 }

@@ -216,8 +216,12 @@ struct transport_state final : engine_sink, std::enable_shared_from_this<transpo
   void on_closed(conn_id conn, const error& reason) override;
   void on_event(const peer_event& e) override;
 
-  expected<caf::message> decode_values(const wire::element_view* els, std::size_t count,
-                                       const node_identity& from) const;
+  /// Decodes the values of an arriving message into a mailbox element from
+  /// `sender` with `mid`.
+  expected<caf::mailbox_element_ptr> decode_element(const wire::element_view* els,
+                                                    std::size_t count, const node_identity& from,
+                                                    caf::strong_actor_ptr sender,
+                                                    caf::message_id mid) const;
   void on_response(const inbound_frame& f);
   /// Hands the frames of the last read to their actors: on the I/O thread when
   /// they are few and nothing is queued at the dispatcher (latency), else as one
@@ -499,9 +503,10 @@ caf::actor name_cache::find(const transport_state& st, std::string_view name) {
   return found;
 }
 
-expected<caf::message> transport_state::decode_values(const wire::element_view* els,
-                                                      std::size_t count,
-                                                      const node_identity& from) const {
+expected<caf::mailbox_element_ptr>
+transport_state::decode_element(const wire::element_view* els, std::size_t count,
+                                const node_identity& from, caf::strong_actor_ptr sender,
+                                caf::message_id mid) const {
   auto adapter_for = [&](const wire::element_view& e) -> expected<const message_adapter*> {
     auto a = types->find(e.manifest);
     if (a == nullptr)
@@ -511,13 +516,14 @@ expected<caf::message> transport_state::decode_values(const wire::element_view* 
                                from.to_string(), e.manifest)};
     return a;
   };
-  if (count == 0)
-    return caf::message{};
+  if (count == 0)  // an empty message, e.g. the reply of a void handler
+    return caf::make_mailbox_element(std::move(sender), mid, {}, caf::message{});
   if (count == 1) {
     auto a = adapter_for(els[0]);
     if (!a)
       return std::move(a).error();
-    return (*a)->decode_one(**a, *codec, els[0].version, els[0].payload);
+    return (*a)->decode_element(**a, *codec, els[0].version, els[0].payload, std::move(sender),
+                                mid);
   }
   caf::message_builder mb;
   for (std::size_t i = 0; i < count; ++i) {
@@ -527,7 +533,7 @@ expected<caf::message> transport_state::decode_values(const wire::element_view* 
     if (auto r = (*a)->decode(**a, *codec, els[i].version, els[i].payload, mb); !r)
       return std::move(r).error();
   }
-  return mb.move_to_message();
+  return caf::make_mailbox_element(std::move(sender), mid, {}, mb.move_to_message());
 }
 
 /// How many frames of one read the I/O thread delivers itself.
@@ -592,15 +598,15 @@ void transport_state::deliver(wire::byte_span raw, const inbound_route& route, n
                                             route.peer.to_string())});
     return;
   }
-  auto msg = decode_values(m.elements.data(), m.count, route.peer);
-  if (!msg) {
-    fail(drop_reason::decode_failed, msg.error());
+  auto element = decode_element(m.elements.data(), m.count, route.peer,
+                                is_request ? route.requester : nullptr,
+                                is_request ? caf::make_message_id(m.correlation)
+                                           : caf::make_message_id());
+  if (!element) {
+    fail(drop_reason::decode_failed, element.error());
     return;
   }
-  if (is_request)
-    dest->enqueue(route.requester, caf::make_message_id(m.correlation), std::move(*msg), eu);
-  else
-    dest->enqueue(nullptr, caf::make_message_id(), std::move(*msg), eu);
+  dest->enqueue(std::move(*element), eu);
 }
 
 void transport_state::on_response(const inbound_frame& f) {
@@ -617,16 +623,19 @@ void transport_state::on_response(const inbound_frame& f) {
     entry = std::move(i->second);
     pending.erase(i);
   }
-  caf::message msg;
+  auto mid = entry.mid.response_id();
+  auto failed = [&](const error& e) {
+    return caf::make_mailbox_element(nullptr, mid, {}, to_caf_error(e));
+  };
+  caf::mailbox_element_ptr element;
   if (r.is_error) {
-    msg = caf::make_message(
-      to_caf_error(error{checked_errc(r.error_code), std::string{r.error_text}}));
-  } else if (auto decoded = decode_values(r.elements.data(), r.count, f.peer); decoded) {
-    msg = std::move(*decoded);
+    element = failed(error{checked_errc(r.error_code), std::string{r.error_text}});
+  } else if (auto decoded = decode_element(r.elements.data(), r.count, f.peer, nullptr, mid)) {
+    element = std::move(*decoded);
   } else {
-    msg = caf::make_message(to_caf_error(decoded.error()));
+    element = failed(decoded.error());
   }
-  entry.requester->enqueue(nullptr, entry.mid.response_id(), std::move(msg), nullptr);
+  entry.requester->enqueue(std::move(element), nullptr);
 }
 
 expected<void> transport_state::on_frame(const inbound_frame& f) {

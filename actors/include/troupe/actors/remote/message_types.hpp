@@ -29,6 +29,7 @@
 #include "troupe/actors/remote/cbor.hpp"
 #include "troupe/actors/remote/wire.hpp"
 
+#include <caf/mailbox_element.hpp>
 #include <caf/message.hpp>
 #include <caf/message_builder.hpp>
 #include <caf/rtti_pair.hpp>
@@ -55,9 +56,14 @@ struct message_adapter {
   expected<void> (*decode)(const message_adapter& self, const codec_registry& codec,
                            std::uint32_t version, wire::byte_span payload,
                            caf::message_builder& out);
-  /// Same, for the common single-value message (no builder).
-  expected<caf::message> (*decode_one)(const message_adapter& self, const codec_registry& codec,
-                                       std::uint32_t version, wire::byte_span payload);
+  /// Same, for the common single-value message: the value goes right into a
+  /// mailbox element (one allocation, no builder, no separate message).
+  expected<caf::mailbox_element_ptr> (*decode_element)(const message_adapter& self,
+                                                       const codec_registry& codec,
+                                                       std::uint32_t version,
+                                                       wire::byte_span payload,
+                                                       caf::strong_actor_ptr sender,
+                                                       caf::message_id mid);
 };
 
 /// The adapters of one node, found by the type inside a CAF message (sending) or by
@@ -134,12 +140,13 @@ expected<void> decode_into(const message_adapter& self, const codec_registry& co
 }
 
 template <class T>
-expected<caf::message> decode_message(const message_adapter& self, const codec_registry& codec,
-                                      std::uint32_t version, wire::byte_span payload) {
+expected<caf::mailbox_element_ptr>
+decode_element(const message_adapter& self, const codec_registry& codec, std::uint32_t version,
+               wire::byte_span payload, caf::strong_actor_ptr sender, caf::message_id mid) {
   auto x = decode_value<T>(self, codec, version, payload);
   if (!x)
     return std::move(x).error();
-  return caf::make_message(std::move(*x));
+  return caf::make_mailbox_element(std::move(sender), mid, {}, std::move(*x));
 }
 
 } // namespace detail
@@ -158,7 +165,7 @@ expected<void> add_message_type(node& n, std::string manifest, std::uint32_t ver
     return r;
   }
   detail::message_adapter a{manifest, version, &detail::encode_value<T>,
-                            &detail::decode_into<T>, &detail::decode_message<T>};
+                            &detail::decode_into<T>, &detail::decode_element<T>};
   return detail::message_types_of(n.context())->add(std::move(a), typeid(T));
 }
 
