@@ -1,6 +1,8 @@
 #include "troupe/actors/remote/cbor.hpp"
 
 #include <cmath>
+#include <algorithm>
+#include <array>
 #include <cstring>
 #include <limits>
 
@@ -77,10 +79,11 @@ private:
     return true;
   }
 
-  /// A text (major 3) or byte (major 2) string whose initial byte was read;
-  /// indefinite strings are chunks of the same major type, as nlohmann reads them
-  /// (it also accepts indefinite chunks inside them).
-  bool chunks(std::uint8_t major, std::uint8_t info, std::string& out, int depth) {
+  /// Appends a text (major 3) or byte (major 2) string whose initial byte was read
+  /// to `out`; indefinite strings are chunks of the same major type, as nlohmann
+  /// reads them (it also accepts indefinite chunks inside them).
+  template <class Out>
+  bool chunks(std::uint8_t major, std::uint8_t info, Out& out, int depth) {
     if (depth > max_cbor_depth)
       return fail("CBOR nested too deeply");
     if (info != 31) {
@@ -88,7 +91,7 @@ private:
       const std::uint8_t* at = nullptr;
       if (!length(info, n) || !take(n, at))
         return false;
-      out.append(reinterpret_cast<const char*>(at), n);
+      out.insert(out.end(), at, at + n);
       return true;
     }
     for (;;) {
@@ -110,51 +113,95 @@ private:
       return false;
     if ((b >> 5) != 3)
       return fail("CBOR map key is not a text string");
+    out.clear();
     return chunks(3, b & 0x1f, out, 0);
   }
 
+  // Containers and strings are updated in place when `out` already holds one of
+  // the same kind (a reused document from an earlier message: no allocations in
+  // the steady state); the result equals a fresh parse.
+
   bool array(std::uint8_t info, nlohmann::json& out, int depth) {
-    out = nlohmann::json::array();
+    if (!out.is_array())
+      out = nlohmann::json::array();
     auto& arr = out.get_ref<nlohmann::json::array_t&>();
     if (info != 31) {
       std::size_t n = 0;
-      if (!length(info, n))
+      if (!length(info, n))  // each element takes a byte: n <= what is left
         return false;
-      arr.reserve(n);
+      arr.resize(n);
       for (std::size_t i = 0; i < n; ++i)
-        if (!value(arr.emplace_back(), depth + 1))
+        if (!value(arr[i], depth + 1))
           return false;
       return true;
     }
-    while (p_ != end_ && *p_ != 0xff)
-      if (!value(arr.emplace_back(), depth + 1))
+    std::size_t i = 0;
+    for (; p_ != end_ && *p_ != 0xff; ++i)
+      if (!value(i < arr.size() ? arr[i] : arr.emplace_back(), depth + 1))
         return false;
+    arr.resize(i);
     std::uint8_t brk = 0;
     return next(brk);
   }
 
   bool map(std::uint8_t info, nlohmann::json& out, int depth) {
-    out = nlohmann::json::object();
-    auto& obj = out.get_ref<nlohmann::json::object_t&>();
+    using object = nlohmann::json::object_t;
+    if (!out.is_object())
+      out = nlohmann::json::object();
+    auto& obj = out.get_ref<object&>();
+    std::size_t n = 0;
+    bool indefinite = info == 31;
+    if (!indefinite && !length(info, n))
+      return false;
+    // Small maps are updated in place and then swept of keys this document does
+    // not have; larger or indefinite ones are rebuilt.
+    constexpr std::size_t in_place_limit = 32;
+    bool in_place = !indefinite && n <= in_place_limit;
+    if (!in_place)
+      obj.clear();
+    std::array<object::iterator, in_place_limit> seen;
+    std::size_t seen_count = 0;
+    std::size_t distinct = 0;
+    std::string k;
     auto entry = [&] {
-      std::string k;
-      // A repeated key keeps the last value, as in nlohmann's DOM parser.
-      return key(k) && value(obj[std::move(k)], depth + 1);
-    };
-    if (info != 31) {
-      std::size_t n = 0;
-      if (!length(info, n))
+      if (!key(k))
         return false;
+      auto it = obj.find(k);
+      bool existed = it != obj.end();
+      if (!existed)
+        it = obj.emplace(k, nlohmann::json{}).first;
+      if (in_place) {
+        bool again = existed
+                     && std::find(seen.begin(), seen.begin() + static_cast<std::ptrdiff_t>(seen_count),
+                                  it)
+                          != seen.begin() + static_cast<std::ptrdiff_t>(seen_count);
+        if (!again) {
+          seen[seen_count++] = it;
+          ++distinct;
+        }
+      }
+      // A repeated key keeps the last value, as in nlohmann's DOM parser.
+      return value(it->second, depth + 1);
+    };
+    if (!indefinite) {
       for (std::size_t i = 0; i < n; ++i)
         if (!entry())
           return false;
-      return true;
-    }
-    while (p_ != end_ && *p_ != 0xff)
-      if (!entry())
+    } else {
+      while (p_ != end_ && *p_ != 0xff)
+        if (!entry())
+          return false;
+      std::uint8_t brk = 0;
+      if (!next(brk))
         return false;
-    std::uint8_t brk = 0;
-    return next(brk);
+    }
+    if (in_place && obj.size() != distinct) {
+      auto first = seen.begin();
+      auto last = seen.begin() + static_cast<std::ptrdiff_t>(seen_count);
+      for (auto it = obj.begin(); it != obj.end();)
+        it = std::find(first, last, it) == last ? obj.erase(it) : std::next(it);
+    }
+    return true;
   }
 
   bool simple(std::uint8_t initial, nlohmann::json& out) {
@@ -221,18 +268,19 @@ private:
               - static_cast<nlohmann::json::number_integer_t>(x);
         return true;
       case 2: {
-        std::string bytes;
-        if (!chunks(2, info, bytes, depth))
-          return false;
-        out = nlohmann::json::binary(nlohmann::json::binary_t::container_type(bytes.begin(), bytes.end()));
-        return true;
+        if (!out.is_binary())
+          out = nlohmann::json::binary({});
+        auto& bin = out.get_binary();
+        bin.clear();
+        bin.clear_subtype();
+        return chunks(2, info, static_cast<nlohmann::json::binary_t::container_type&>(bin), depth);
       }
       case 3: {
-        std::string s;
-        if (!chunks(3, info, s, depth))
-          return false;
-        out = std::move(s);
-        return true;
+        if (!out.is_string())
+          out = std::string{};
+        auto& str = out.get_ref<std::string&>();
+        str.clear();
+        return chunks(3, info, str, depth);
       }
       case 4:
         return array(info, out, depth);

@@ -27,8 +27,11 @@ namespace troupe::remote::detail {
 
 inline constexpr int max_cbor_depth = 256;
 
-/// Parses one CBOR document that must span all of `payload`. False, with `why`,
-/// if it is malformed, tagged, nested too deeply or has trailing bytes.
+/// Parses one CBOR document that must span all of `payload` into `out`. If `out`
+/// holds a document from an earlier call, its strings and containers are reused
+/// (no allocations when messages have the same shape), with the same result as
+/// a fresh parse. False, with `why`, if the payload is malformed, tagged, nested
+/// too deeply or has trailing bytes (`out` then holds garbage).
 bool read_cbor(std::span<const std::uint8_t> payload, nlohmann::json& out, std::string& why);
 
 /// Appends exactly what nlohmann::json::to_cbor(doc) writes.

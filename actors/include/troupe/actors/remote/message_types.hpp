@@ -115,11 +115,22 @@ expected<T> decode_value(const message_adapter& self, const codec_registry& code
                          std::uint32_t version, wire::byte_span payload) {
   if (version != self.version)
     return codec.decode<T>(self.manifest, version, payload);
-  nlohmann::json doc;
+  // The document is reused by the next message of this type on this thread
+  // (read_cbor updates it in place); a large one is released.
+  thread_local nlohmann::json doc;
+  struct release_large {
+    std::size_t size;
+    ~release_large() {
+      if (size > 64 * 1024)
+        doc = nullptr;
+    }
+  } release{payload.size()};
   std::string why;
-  if (!read_cbor(payload, doc, why))
+  if (!read_cbor(payload, doc, why)) {
+    doc = nullptr;
     return error{errc::decode_failed, "codec: cannot decode '" + self.manifest + "' v"
                                         + std::to_string(version) + ": " + why};
+  }
   try {
     return doc.template get<T>();
   } catch (const std::exception& ex) {
