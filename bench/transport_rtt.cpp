@@ -178,9 +178,12 @@ std::vector<result> transport_rtt(const options& opts) {
       raw_echo_role();
     return {};
   }
-  auto raw = run_raw(opts.seconds);
-  auto troupe = run_troupe(opts.seconds);
-  auto scheduled = run_troupe_scheduled(opts.seconds);
+  // TROUPE_BENCH_PART=troupe|scheduled|raw runs one part alone (for profiling).
+  auto part = std::string{std::getenv("TROUPE_BENCH_PART") ? std::getenv("TROUPE_BENCH_PART") : ""};
+  auto wanted = [&](const char* p) { return part.empty() || part == p; };
+  auto raw = wanted("raw") ? run_raw(opts.seconds) : std::vector<double>{1.0};
+  auto troupe = wanted("troupe") ? run_troupe(opts.seconds) : std::vector<double>{1.0};
+  auto scheduled = wanted("scheduled") ? run_troupe_scheduled(opts.seconds) : std::vector<double>{1.0};
   if (raw.empty() || troupe.empty() || scheduled.empty())
     throw std::runtime_error("transport_rtt: no samples");
   auto counts = std::array{troupe.size(), raw.size(), scheduled.size()};
