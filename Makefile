@@ -1,43 +1,19 @@
-# The entry points a new user runs (see README.md). Each installs missing Debian
-# packages, configures and builds into build/ (or build-asan/), then runs.
-JOBS      ?= $(shell nproc)
-BUILD     ?= build
-ASAN_BUILD ?= build-asan
-CTEST_ARGS ?=
-
-.PHONY: deps build demo test bench asan-test clean
-
-deps:
-	@scripts/install-deps.sh
-
-build: deps
-	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
-	@cmake --build $(BUILD) -j $(JOBS)
-
-demo: build
-	@$(BUILD)/samples/troupe-demo
-
-test: build
-	@cd $(BUILD) && ctest -j $(JOBS) --output-on-failure --timeout 300 $(CTEST_ARGS)
-
-bench: build
-	@$(BUILD)/bench/troupe-bench all
-
-asan-test: deps
-	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTROUPE_SANITIZE=ON -DTROUPE_BUILD_BENCH=OFF >/dev/null
-	@cmake --build $(ASAN_BUILD) -j $(JOBS)
-	@cd $(ASAN_BUILD) && ctest -j $(JOBS) --output-on-failure --timeout 600 $(CTEST_ARGS)
-
+# Convenience targets; ./run (README.md) is the real entry point, so that a machine
+# without make can start from it too.
+.PHONY: demo test bench asan-test build clean
+demo test bench asan-test build:
+	@./run $@
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf build build-asan
 
 # Fuzz the transport's frame, handshake and CBOR decoders with libFuzzer (clang) for
-# FUZZ_SECONDS; new inputs go to $(BUILD)/fuzz/corpus, crashes to $(BUILD)/fuzz/.
+# FUZZ_SECONDS; new inputs go to build/fuzz/corpus, crashes to build/fuzz/.
 FUZZ_SECONDS ?= 60
 .PHONY: fuzz
-fuzz: deps
-	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
-	@cmake --build $(BUILD) --target troupe-fuzz-wire
-	@mkdir -p $(BUILD)/fuzz/corpus
-	@$(BUILD)/fuzz/troupe-fuzz-wire -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
-	  -artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus tests/remote/fuzz/corpus
+fuzz:
+	@scripts/install-deps.sh
+	@cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake --build build --target troupe-fuzz-wire
+	@mkdir -p build/fuzz/corpus
+	@build/fuzz/troupe-fuzz-wire -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+	  -artifact_prefix=build/fuzz/ build/fuzz/corpus tests/remote/fuzz/corpus

@@ -24,7 +24,9 @@ target_compile_options(troupe_build_flags INTERFACE
   -Wall -Wextra -Werror -Wno-missing-field-initializers)
 if(TROUPE_SANITIZE)
   target_compile_options(troupe_build_flags INTERFACE
-    -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
+    -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+    # GCC 12 reports false maybe-uninitialized errors inside libstdc++ under ASan.
+    -Wno-maybe-uninitialized)
   target_link_options(troupe_build_flags INTERFACE -fsanitize=address,undefined)
   target_compile_definitions(troupe_build_flags INTERFACE TROUPE_SANITIZE=1)
 endif()
@@ -55,4 +57,30 @@ function(troupe_add_layer name)
     PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/src)
   target_link_libraries(${name} PUBLIC troupe_build_flags ${arg_DEPENDS})
   troupe_use_caf_pch(${name})
+endfunction()
+
+# troupe_header_check: compiles every public header on its own (one generated
+# translation unit per header, without the PCH), so that each header includes what
+# it uses. Not part of `all`: run `./run check-headers`.
+function(troupe_add_header_check)
+  set(sources)
+  foreach(layer actors persistence membership sharding streams)
+    file(GLOB_RECURSE headers ${PROJECT_SOURCE_DIR}/${layer}/include/*.hpp)
+    foreach(h ${headers})
+      file(RELATIVE_PATH rel ${PROJECT_SOURCE_DIR}/${layer}/include ${h})
+      string(MAKE_C_IDENTIFIER ${rel} id)
+      set(tu ${CMAKE_BINARY_DIR}/header_check/${id}.cpp)
+      file(CONFIGURE OUTPUT ${tu} CONTENT "#include <${rel}>\n#include <${rel}>  // include guard works\n")
+      list(APPEND sources ${tu})
+    endforeach()
+  endforeach()
+  add_library(troupe_header_check OBJECT EXCLUDE_FROM_ALL ${sources})
+  target_link_libraries(troupe_header_check PRIVATE troupe_build_flags)
+  foreach(layer actors persistence membership sharding streams)
+    if(TARGET troupe_${layer})
+      target_include_directories(troupe_header_check PRIVATE
+        $<TARGET_PROPERTY:troupe_${layer},INTERFACE_INCLUDE_DIRECTORIES>)
+    endif()
+  endforeach()
+  target_link_libraries(troupe_header_check PRIVATE SQLite::SQLite3)
 endfunction()

@@ -41,6 +41,22 @@ void node_context::clear_extensions() {
   }
 }
 
+void node_context::watch_failure(std::uint64_t actor_id, failure_flag flag) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  failure_flags_[actor_id] = std::move(flag);
+}
+
+void node_context::unwatch_failure(std::uint64_t actor_id) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  failure_flags_.erase(actor_id);
+}
+
+void node_context::mark_failing(std::uint64_t actor_id) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  if (auto i = failure_flags_.find(actor_id); i != failure_flags_.end())
+    i->second->store(true);
+}
+
 // -- CAF configuration -----------------------------------------------------------------
 
 // The CAF config owns the node context, so the context lives exactly as long as the

@@ -35,7 +35,9 @@ void init_actor(caf::scheduled_actor* self, std::string name) {
       return to_caf_error(error{errc::unexpected_message,
                                 fmt::format("{} has no handler for {}", *label, text)});
     });
-  self->set_exception_handler([log, label](caf::scheduled_actor*, std::exception_ptr& ptr) {
+  self->set_exception_handler([log, label, ctx](caf::scheduled_actor* s, std::exception_ptr& ptr) {
+    if (ctx)
+      ctx->mark_failing(s->id());
     std::string what = "unknown exception";
     try {
       std::rethrow_exception(ptr);

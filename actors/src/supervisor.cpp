@@ -6,7 +6,6 @@
 #include "troupe/actors/node_context.hpp"
 
 #include <caf/all.hpp>
-#include <caf/detail/sync_request_bouncer.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -19,6 +18,7 @@ namespace troupe::supervision {
 // match them.
 struct route_to {
   caf::actor target;
+  std::shared_ptr<std::atomic<bool>> failing;
 };
 struct hold_messages {};
 struct close_route {
@@ -85,12 +85,30 @@ bool is_abnormal(const caf::error& reason) {
 
 // -- the stable handle -----------------------------------------------------------------
 
+// Answers a held request with `reason`. (CAF's sync_request_bouncer always answers
+// request_receiver_down, whatever reason it is given.) Actor composition (forwarding
+// stages) is not supported through stable handles: the error goes to the sender.
+void answer(caf::mailbox_element& e, const caf::error& reason) {
+  if (e.mid.is_request() && !e.mid.is_answered() && e.sender)
+    e.sender->enqueue(nullptr, e.mid.response_id(), caf::make_message(reason), nullptr);
+}
+
 struct router_state {
   caf::actor target;
+  std::shared_ptr<std::atomic<bool>> failing;  // set when target's handler threw
   bool closed = false;
   caf::error close_reason;
   std::deque<caf::mailbox_element_ptr> buffer;
   std::size_t capacity = 0;
+
+  // The router may stop (its supervisor's exit message is urgent) before it saw
+  // close_route: whatever it still holds is answered, never silently dropped.
+  ~router_state() {
+    auto reason = close_reason ? close_reason
+                               : to_caf_error(error{errc::stopped, "the child's supervisor stopped"});
+    for (auto& e : buffer)
+      answer(*e, reason);
+  }
 };
 
 // Takes the message being processed out of the mailbox element, keeping its sender,
@@ -114,6 +132,8 @@ caf::behavior router(caf::stateful_actor<router_state>* self, std::string name,
     [self, name, &dropped](caf::scheduled_actor*,
                            caf::message_view& x) -> caf::result<caf::message> {
       auto& st = self->state;
+      if (st.target && st.failing->load(std::memory_order_acquire))
+        st.target = nullptr;  // dying: hold messages for the next incarnation
       if (st.target) {
         st.target->enqueue(take_current(self, x), self->context());
         return caf::delegated<caf::message>{};
@@ -134,6 +154,7 @@ caf::behavior router(caf::stateful_actor<router_state>* self, std::string name,
     [self](route_to& r) {
       auto& st = self->state;
       st.target = std::move(r.target);
+      st.failing = std::move(r.failing);
       while (!st.buffer.empty()) {
         st.target->enqueue(std::move(st.buffer.front()), self->context());
         st.buffer.pop_front();
@@ -145,9 +166,8 @@ caf::behavior router(caf::stateful_actor<router_state>* self, std::string name,
       st.target = nullptr;
       st.closed = true;
       st.close_reason = c.reason;
-      caf::detail::sync_request_bouncer bounce{c.reason};
       for (auto& e : st.buffer)
-        bounce(*e);
+        answer(*e, c.reason);
       st.buffer.clear();
     },
   };
@@ -265,12 +285,14 @@ void start_slot(supervisor_actor* self, std::uint64_t id) {
   c->state = phase::running;
   self->monitor(child);
   self->state.live->push_back(child);
+  auto failing = std::make_shared<std::atomic<bool>>(false);
+  node_of(self).watch_failure(child.id(), failing);
   if (c->spec.restart != restart_policy::temporary && !c->router) {
     c->router = self->spawn(router, c->spec.name, c->spec.buffer_capacity);
     self->state.live->push_back(c->router);
   }
   if (c->router)
-    self->send(c->router, route_to{child});
+    self->send(c->router, route_to{child, std::move(failing)});
 }
 
 // Stops the children in stop_queue one after the other (newest first), then runs
@@ -501,6 +523,7 @@ caf::behavior supervisor(supervisor_actor* self, supervisor_spec spec) {
   st.spec = std::move(spec);
   self->set_down_handler([self](caf::down_msg& dm) {
     forget_live(self, dm.source);
+    node_of(self).unwatch_failure(dm.source.id());
     if (auto* c = find_slot(self, dm.source))
       on_child_exit(self, *c, dm.reason);
   });

@@ -1,9 +1,31 @@
 #include "troupe/actors/config.hpp"
 
+#include <chrono>
+
 namespace troupe::persistence::detail {
 
-// Keys of the journal and snapshot store (persistence.journal.*).
-void add_journal_config_keys(config_schema&) {
+// Keys of the journal and snapshot store (persistence.journal.*); read by
+// install_journal (install_journal.cpp). docs/persistence-storage.md explains them.
+void add_journal_config_keys(config_schema& s) {
+  using namespace std::chrono_literals;
+  s.add("persistence.journal.backend", config_type::string, std::string{"sqlite"},
+        "Journal + snapshot store: sqlite (one file, durable) or memory (tests; lost at exit).");
+  s.add("persistence.journal.path", config_type::string, std::string{"troupe-journal.db"},
+        "SQLite journal file; its directory must exist.");
+  s.add("persistence.journal.create-if-missing", config_type::boolean, true,
+        "Create the journal file when it does not exist (else fail naming the path).");
+  s.add("persistence.journal.synchronous", config_type::string, std::string{"full"},
+        "full: acknowledged writes survive power loss; normal: survive a process crash, "
+        "power loss may lose the last commits; off: survive a process crash only, power loss "
+        "may lose writes and corrupt the file.");
+  s.add("persistence.journal.busy-timeout", config_type::duration, duration{5s},
+        "How long a write waits for another process holding the journal's write lock.");
+  s.add("persistence.journal.max-page-count", config_type::integer, std::int64_t{0},
+        "Caps the journal file at this many pages (0: no cap); writes beyond it fail.");
+  s.add("persistence.journal.max-batch-events", config_type::integer, std::int64_t{4096},
+        "Most events the writer thread commits in one transaction (group commit).");
+  s.add("persistence.journal.reader-threads", config_type::integer, std::int64_t{2},
+        "Threads serving replays, snapshot loads and queries.");
 }
 
 } // namespace troupe::persistence::detail

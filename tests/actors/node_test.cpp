@@ -1,3 +1,5 @@
+// The node: guardian tree, bounded shutdown in reverse start order (also with the
+// actors that make CAF's own shutdown hang), and safe default handlers.
 #include "support/node_fixture.hpp"
 #include "support/wait.hpp"
 
@@ -5,12 +7,29 @@
 #include "troupe/actors/node.hpp"
 
 #include <caf/all.hpp>
+#include <caf/io/all.hpp>
+
+#include <mutex>
 
 using namespace std::chrono_literals;
+using troupe::errc;
 
 namespace {
 
+using never_atom = caf::atom_constant<caf::atom("never")>;
+using poke_atom = caf::atom_constant<caf::atom("poke")>;
+
 caf::behavior echo(caf::event_based_actor*) {
+  return {[](int x) { return x; }};
+}
+
+// Records its termination in `order` (shared across actors).
+caf::behavior recorder(caf::event_based_actor* self, std::shared_ptr<std::vector<std::string>> order,
+                       std::shared_ptr<std::mutex> mtx, std::string name) {
+  self->attach_functor([=](const caf::error&) {
+    std::lock_guard<std::mutex> guard{*mtx};
+    order->push_back(name);
+  });
   return {[](int x) { return x; }};
 }
 
@@ -23,6 +42,169 @@ TEST_CASE("a node spawns troupe actors and answers asks") {
   auto r = troupe::ask<int>(n->system(), *a, 2s, 21);
   REQUIRE(r);
   CHECK(*r == 21);
+  CHECK(n->shutdown().clean);
+}
+
+TEST_CASE("shutdown stops top-level actors in reverse start order") {
+  auto n = troupe::test::make_node();
+  auto order = std::make_shared<std::vector<std::string>>();
+  auto mtx = std::make_shared<std::mutex>();
+  for (auto name : {"first", "second", "third"})
+    REQUIRE(n->spawn(name, recorder, order, mtx, std::string{name}));
   auto report = n->shutdown();
   CHECK(report.clean);
+  CHECK(*order == std::vector<std::string>{"third", "second", "first"});
+  // Idempotent, and the node refuses new work afterwards.
+  CHECK(n->shutdown().clean);
+  auto late = n->context().stopping();
+  CHECK(late);
+}
+
+TEST_CASE("stop hooks run after the actors stopped, newest first") {
+  auto n = troupe::test::make_node();
+  std::vector<std::string> ran;
+  auto a = n->spawn("echo", echo);
+  REQUIRE(a);
+  n->add_stop_hook("journal", [&] { ran.push_back("journal"); });
+  n->add_stop_hook("transport", [&] {
+    // The actors are gone by now.
+    CHECK_FALSE(troupe::ask<int>(n->system(), *a, 1s, 1));
+    ran.push_back("transport");
+  });
+  CHECK(n->shutdown().clean);
+  CHECK(ran == std::vector<std::string>{"transport", "journal"});
+}
+
+TEST_CASE("spawning on a stopping node is refused with shutting_down") {
+  auto n = troupe::test::make_node();
+  n->shutdown();
+  auto r = n->spawn("late", echo);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code() == errc::shutting_down);
+}
+
+// CAF's own actor system waits forever for each of these at shutdown (see
+// ../shared/reference/caf-0.17.6-notes.md §6.1); the node must not.
+TEST_CASE("shutdown does not hang on a registered actor") {
+  auto n = troupe::test::make_node();
+  auto a = n->spawn("named", echo);
+  REQUIRE(a);
+  n->system().registry().put(caf::atom("named"), caf::actor_cast<caf::strong_actor_ptr>(*a));
+  CHECK(n->shutdown().clean);
+}
+
+TEST_CASE("shutdown does not hang on a published actor") {
+  auto n = troupe::test::make_node({"node.caf-middleman=true"});
+  auto a = n->spawn("published", echo);
+  REQUIRE(a);
+  auto port = n->system().middleman().publish(*a, 0, "127.0.0.1");
+  REQUIRE(port);
+  CHECK(n->shutdown().clean);
+}
+
+TEST_CASE("shutdown does not hang on detached actors") {
+  auto n = troupe::test::make_node();
+  REQUIRE(n->spawn<caf::detached>("detached", echo));
+  auto blocking = [](caf::blocking_actor* self) {
+    bool running = true;
+    self->receive_while(running)([](int) {}, [&](caf::exit_msg&) { running = false; });
+  };
+  REQUIRE(n->spawn<caf::detached>("blocking", blocking));
+  CHECK(n->shutdown().clean);
+}
+
+TEST_CASE("shutdown returns in bounded time even when an actor outside the tree never stops") {
+  auto n = troupe::test::make_node({"shutdown.timeout=300ms"});
+  // A blocking actor nobody told the node about, ignoring exit messages: CAF's
+  // actor system would wait for it forever.
+  auto release = std::make_shared<std::atomic<bool>>(false);
+  auto stray = n->system().spawn<caf::detached>(
+    [](caf::blocking_actor* self, std::shared_ptr<std::atomic<bool>> release) {
+      self->receive_while([&] { return !release->load(); })([](poke_atom) {});
+    },
+    release);
+  auto report = n->shutdown();
+  CHECK_FALSE(report.clean);
+  REQUIRE(report.problems.size() == 1);
+  CHECK(report.problems[0].find("did not stop") != std::string::npos);
+  // Let the abandoned system finish in the background.
+  release->store(true);
+  caf::anon_send(stray, poke_atom::value);
+}
+
+TEST_CASE("a failed request does not kill the requesting actor") {
+  auto n = troupe::test::make_node();
+  auto silent = n->spawn("silent", [](caf::event_based_actor* self) -> caf::behavior {
+    return {[self](never_atom) -> caf::result<int> { return self->make_response_promise<int>(); }};
+  });
+  REQUIRE(silent);
+  // Uses raw CAF: `.then` without an error handler, the trap that quits a plain
+  // CAF actor on timeout. troupe's default error handler keeps it alive.
+  auto careless = n->spawn("careless", [t = *silent](caf::event_based_actor* self) -> caf::behavior {
+    return {
+      [self, t](poke_atom) { self->request(t, std::chrono::milliseconds{20}, never_atom::value).then([](int) {}); },
+      [](int x) { return x; },
+    };
+  });
+  REQUIRE(careless);
+  caf::anon_send(*careless, poke_atom::value);
+  // Still alive and answering after its request timed out (well after 20 ms).
+  int answered = 0;
+  REQUIRE(troupe::test::wait_until([&] {
+    auto r = troupe::ask<int>(n->system(), *careless, 1s, 7);
+    answered += r && *r == 7;
+    return answered >= 20;
+  }));
+}
+
+TEST_CASE("ask returns errors as values: timeout, unexpected message, dead actor") {
+  auto n = troupe::test::make_node();
+  auto silent = n->spawn("silent", [](caf::event_based_actor* self) -> caf::behavior {
+    return {[self](never_atom) -> caf::result<int> { return self->make_response_promise<int>(); }};
+  });
+  REQUIRE(silent);
+  auto timeout = troupe::ask<int>(n->system(), *silent, 50ms, never_atom::value);
+  REQUIRE_FALSE(timeout);
+  CHECK(timeout.error().code() == errc::timeout);
+  auto unexpected = troupe::ask<int>(n->system(), *silent, 2s, std::string{"hello"});
+  REQUIRE_FALSE(unexpected);
+  CHECK(unexpected.error().code() == errc::unexpected_message);
+  CHECK(unexpected.error().message().find("silent") != std::string::npos);
+  auto null = troupe::ask<int>(n->system(), caf::actor{}, 2s, 1);
+  REQUIRE_FALSE(null);
+  CHECK(null.error().code() == errc::actor_down);
+  caf::anon_send_exit(*silent, caf::exit_reason::user_shutdown);
+  REQUIRE(troupe::test::wait_until([&] {
+    auto dead = troupe::ask<int>(n->system(), *silent, 2s, never_atom::value);
+    return !dead && dead.error().code() == errc::actor_down;
+  }));
+}
+
+TEST_CASE("in-actor ask runs its continuation once with the value or the error") {
+  auto n = troupe::test::make_node();
+  auto echo_actor = n->spawn("echo", echo);
+  REQUIRE(echo_actor);
+  auto silent = n->spawn("silent", [](caf::event_based_actor* self) -> caf::behavior {
+    return {[self](never_atom) -> caf::result<int> { return self->make_response_promise<int>(); }};
+  });
+  REQUIRE(silent);
+  // Asks `target` and answers the outer request with what it got.
+  auto relay = n->spawn("relay", [](caf::event_based_actor* self) -> caf::behavior {
+    return {[self](const caf::actor& target, int x) -> caf::result<std::string> {
+      auto rp = self->make_response_promise<std::string>();
+      troupe::ask<int>(self, target, std::chrono::milliseconds{100}, never_atom::value)
+        .then([rp](troupe::expected<int> r) mutable {
+          rp.deliver(r ? std::string{"value"} : std::string{to_string(r.error().code())});
+        });
+      (void) x;
+      return rp;
+    }};
+  });
+  REQUIRE(relay);
+  auto r = troupe::ask<std::string>(n->system(), *relay, 5s, *silent, 1);
+  REQUIRE(r);
+  CHECK(*r == "timeout");
+  auto r2 = troupe::ask<std::string>(n->system(), *relay, 5s, *echo_actor, 1);
+  REQUIRE(r2);
+  CHECK(*r2 == "unexpected_message");
 }

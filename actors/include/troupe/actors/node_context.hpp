@@ -64,6 +64,17 @@ public:
   /// stop hooks ran.
   void clear_extensions();
 
+  // -- used by supervision -------------------------------------------------------------
+
+  /// A flag that turns true as soon as the actor's handler throws, before CAF
+  /// answers the failing request. A supervisor registers one per child incarnation
+  /// so its stable handle stops forwarding to a child that is already dying.
+  using failure_flag = std::shared_ptr<std::atomic<bool>>;
+  void watch_failure(std::uint64_t actor_id, failure_flag flag);
+  void unwatch_failure(std::uint64_t actor_id);
+  /// Called by troupe's exception handler (see spawn.hpp).
+  void mark_failing(std::uint64_t actor_id);
+
 private:
   std::string name_;
   troupe::config config_;
@@ -74,6 +85,7 @@ private:
   mutable std::mutex mtx_;
   caf::actor guardian_;
   std::map<std::type_index, std::shared_ptr<void>> extensions_;
+  std::map<std::uint64_t, failure_flag> failure_flags_;
 };
 
 /// The context of the node that owns `sys`, or nullptr if `sys` was not created

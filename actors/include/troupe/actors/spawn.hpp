@@ -18,9 +18,11 @@
 #include <caf/actor_system.hpp>
 #include <caf/scheduled_actor.hpp>
 #include <caf/spawn_options.hpp>
+#include <caf/unit.hpp>
 
 #include <string>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 
 namespace troupe {
@@ -48,13 +50,19 @@ struct first_arg<R(A0, As...)> {
   using type = A0;
 };
 
-/// Wraps `fun(self, args...)` so that init_actor runs first.
+/// Wraps `fun(self, args...)` so that init_actor runs first. The wrapper takes one
+/// dummy argument: CAF 0.17.6 dereferences a null pointer when an actor is spawned
+/// with no arguments at all (harmless in practice, undefined behaviour in law, and
+/// UBSan stops on it).
 template <class F, class... Ts>
 auto with_defaults(std::string name, F fun, Ts&&... xs) {
   using self_ptr = typename first_arg<std::decay_t<F>>::type;
   return [name = std::move(name), fun = std::move(fun),
-          args = std::make_tuple(std::forward<Ts>(xs)...)](self_ptr self) mutable {
-    init_actor(self, name);
+          args = std::make_tuple(std::forward<Ts>(xs)...)](self_ptr self, caf::unit_t) mutable {
+    // Blocking actors have none of these handlers (and must handle exit_msg in
+    // their receive loops themselves).
+    if constexpr (std::is_convertible_v<self_ptr, caf::scheduled_actor*>)
+      init_actor(self, name);
     return std::apply([&](auto&... a) { return fun(self, a...); }, args);
   };
 }
@@ -66,8 +74,8 @@ auto with_defaults(std::string name, F fun, Ts&&... xs) {
 /// caf::event_based_actor*, caf::stateful_actor<S>*, a typed actor's pointer, ...
 template <caf::spawn_options Os = caf::no_spawn_options, class F, class... Ts>
 caf::actor spawn_actor(caf::actor_system& sys, std::string name, F fun, Ts&&... xs) {
-  return caf::actor_cast<caf::actor>(
-    sys.spawn<Os>(detail::with_defaults(std::move(name), std::move(fun), std::forward<Ts>(xs)...)));
+  return caf::actor_cast<caf::actor>(sys.spawn<Os>(
+    detail::with_defaults(std::move(name), std::move(fun), std::forward<Ts>(xs)...), caf::unit));
 }
 
 } // namespace troupe

@@ -20,6 +20,13 @@
 //   restarting. Overflow replies `overloaded` to requests (one-way messages are
 //   dropped and counted). Once a child is gone for good (temporary, or transient
 //   after a normal exit), the handle replies `stopped`.
+//   A message sent after the reply to a failed request is held for the next
+//   incarnation. Messages already in the failing child's mailbox are lost with it
+//   (CAF discards a stopped actor's mailbox): their requesters get actor_down.
+//   A handle lives as long as its supervisor's incarnation: when the supervisor
+//   itself is restarted (escalation), the handles of its children end, and
+//   clients look them up again through the supervisor's own stable handle (as with
+//   Akka, where a restarted parent recreates its children).
 // - A child stops "abnormally" when its exit reason is neither normal nor
 //   user_shutdown. permanent children are always restarted, transient ones only
 //   after an abnormal stop, temporary ones never.
@@ -38,6 +45,7 @@
 // blocking helpers below (not from inside an actor).
 #pragma once
 
+#include "troupe/actors/atoms.hpp"
 #include "troupe/actors/config.hpp"
 #include "troupe/actors/expected.hpp"
 #include "troupe/actors/spawn.hpp"

@@ -34,7 +34,9 @@ using offset_type = std::uint64_t;
 /// The largest sequence number; "to the end".
 inline constexpr sequence_nr max_sequence_nr = ~sequence_nr{0} >> 1;
 
-/// One stored event.
+/// One stored event. In a write request, `persistence_id` may be left empty (it is
+/// the atomic_write's id), `offset` is ignored, and a `timestamp_ms` of 0 means
+/// "the journal sets the wall-clock time of the write".
 struct event_record {
   std::string persistence_id;
   sequence_nr seq = 0;
@@ -53,6 +55,16 @@ struct atomic_write {
   std::string persistence_id;
   std::vector<event_record> events;
 };
+
+/// Checks what every backend requires of a write before storing anything: a
+/// non-empty id, 1..N events whose ids are empty or equal to the write's id,
+/// consecutive sequence numbers in 1..max_sequence_nr, a non-empty manifest, and
+/// tags that are non-empty, unique per event and free of control characters.
+/// Fails with journal_rejected naming the persistence id and sequence nr.
+expected<void> validate_write(const atomic_write& w);
+
+/// Milliseconds since the epoch, the journal's timestamp clock.
+std::int64_t now_ms() noexcept;
 
 /// Result of one atomic_write inside a batch.
 ///   ok                        stored durably
@@ -85,7 +97,8 @@ struct snapshot_criteria {
 
 /// Thread-safety of backends: write() and delete_events_to() are only called from
 /// one thread at a time (the service's writer thread); every read member may be
-/// called concurrently with writes and with other reads.
+/// called concurrently with writes and with other reads. (The SQLite and in-memory
+/// backends also tolerate concurrent writers: they serialize them internally.)
 class journal_backend {
 public:
   virtual ~journal_backend() = default;
@@ -114,8 +127,8 @@ public:
                                                             offset_type after,
                                                             std::size_t max_events) = 0;
 
-  /// Persistence ids that have events, ascending, starting after `after` ("" for
-  /// the first page), at most max.
+  /// Persistence ids that have ever had events (also when all of them were deleted),
+  /// ascending, starting after `after` ("" for the first page), at most max.
   virtual expected<std::vector<std::string>> persistence_ids(const std::string& after,
                                                              std::size_t max) = 0;
 
@@ -123,6 +136,7 @@ public:
   virtual expected<offset_type> highest_offset() = 0;
 };
 
+/// Thread-safety: every member may be called concurrently.
 class snapshot_backend {
 public:
   virtual ~snapshot_backend() = default;

@@ -7,8 +7,14 @@
 // - Reads (replay pages, highest sequence nr, snapshots, queries) run on reader
 //   threads and never wait behind a write batch.
 // - Callbacks run on the service's threads: they must be short and must not block
-//   (send a CAF message, set a promise). They run exactly once, also when the
-//   service stops (with errc::shutting_down for work never started).
+//   (send a CAF message, set a promise), and must not call stop(). They run exactly
+//   once, also when the service stops (with errc::shutting_down for work never
+//   started). A call made after stop() fails at once, on the caller's thread.
+// - highest_sequence_nr(id) first waits until every write submitted before it has
+//   completed, so a restarted entity never reuses a sequence nr of a write that was
+//   still in flight. Read the highest sequence nr first, then replay up to it.
+// - Snapshot saves/deletes and delete_events_to run on the writer thread between
+//   batches; loads and queries run on the reader threads.
 //
 // Writes of one persistence id are stored in the order they were submitted. An
 // entity submits its next write only after the previous one was acknowledged.
@@ -41,7 +47,7 @@ class journal_service {
 public:
   struct options {
     std::size_t max_batch_events = 4096;  ///< events per group commit, at most
-    std::size_t reader_threads = 1;
+    std::size_t reader_threads = 2;
   };
 
   /// Starts the writer and reader threads. `log` and `metrics` must outlive the
@@ -80,9 +86,12 @@ public:
                                callback<std::vector<std::string>> done) = 0;
   virtual void highest_offset(callback<offset_type> done) = 0;
 
-  /// The backends, for synchronous use by tools and tests.
+  /// The backends, for synchronous use by tools, queries and tests.
   virtual journal_backend& journal() = 0;
   virtual snapshot_backend& snapshots() = 0;
+  /// The journal backend as a shared pointer, for objects that outlive a call
+  /// (live queries, projections).
+  virtual std::shared_ptr<journal_backend> journal_ptr() = 0;
 };
 
 /// Adds the persistence layer's keys (persistence.*) to a schema.
@@ -92,5 +101,14 @@ void add_config_keys(config_schema& schema);
 /// journal_service, registers it as the node extension `journal_service` and adds a
 /// stop hook. Errors name the path (missing directory, read-only file, ...).
 expected<std::shared_ptr<journal_service>> install_journal(node& n);
+
+/// Same with given backends (e.g. a memory_journal with fault injection in tests);
+/// the service options still come from the config.
+expected<std::shared_ptr<journal_service>>
+install_journal(node& n, std::shared_ptr<journal_backend> journal,
+                std::shared_ptr<snapshot_backend> snapshots);
+
+/// The service install_journal registered on the node, or nullptr.
+std::shared_ptr<journal_service> find_journal(node& n);
 
 } // namespace troupe::persistence

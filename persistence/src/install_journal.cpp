@@ -1,0 +1,98 @@
+// install_journal: opens the journal the node's config describes and hangs the
+// journal_service on the node (extension + stop hook).
+#include "troupe/persistence/journal_service.hpp"
+
+#include "troupe/actors/node.hpp"
+#include "troupe/persistence/memory_journal.hpp"
+#include "troupe/persistence/sqlite_journal.hpp"
+
+#include <fmt/core.h>
+
+namespace troupe::persistence {
+
+namespace {
+
+expected<journal_service::options> service_options(const config& cfg) {
+  journal_service::options opts;
+  auto batch = cfg.get_int("persistence.journal.max-batch-events");
+  auto readers = cfg.get_int("persistence.journal.reader-threads");
+  if (batch < 1)
+    return error{errc::invalid_config,
+                 fmt::format("persistence.journal.max-batch-events must be >= 1 (got {})", batch)};
+  if (readers < 1 || readers > 64)
+    return error{errc::invalid_config,
+                 fmt::format("persistence.journal.reader-threads must be 1..64 (got {})", readers)};
+  opts.max_batch_events = static_cast<std::size_t>(batch);
+  opts.reader_threads = static_cast<std::size_t>(readers);
+  return opts;
+}
+
+expected<void> check_schema(const config& cfg) {
+  if (cfg.schema().find("persistence.journal.backend") == nullptr)
+    return error{errc::invalid_config,
+                 "install_journal: the node's config has no persistence.journal.* keys; add "
+                 "them with troupe::persistence::add_config_keys(schema)"};
+  return {};
+}
+
+} // namespace
+
+expected<std::shared_ptr<journal_service>>
+install_journal(node& n, std::shared_ptr<journal_backend> journal,
+                std::shared_ptr<snapshot_backend> snapshots) {
+  auto& cfg = n.config();
+  if (auto ok = check_schema(cfg); !ok)
+    return std::move(ok).error();
+  if (!journal || !snapshots)
+    return error{errc::invalid_argument, "install_journal: a backend is missing"};
+  if (n.context().stopping())
+    return error{errc::shutting_down, "install_journal: the node is stopping"};
+  if (find_journal(n))
+    return error{errc::invalid_argument, "install_journal: the node already has a journal"};
+  auto opts = service_options(cfg);
+  if (!opts)
+    return std::move(opts).error();
+  auto svc = journal_service::start(std::move(journal), std::move(snapshots), *opts, n.log(),
+                                    n.metrics());
+  n.context().set_extension<journal_service>(svc);
+  // Runs after every actor stopped, so no entity writes into a stopped service.
+  n.add_stop_hook("persistence.journal", [svc] { svc->stop(); });
+  return svc;
+}
+
+expected<std::shared_ptr<journal_service>> install_journal(node& n) {
+  auto& cfg = n.config();
+  if (auto ok = check_schema(cfg); !ok)
+    return std::move(ok).error();
+  auto& backend = cfg.get_string("persistence.journal.backend");
+  if (backend == "memory") {
+    auto j = std::make_shared<memory_journal>();
+    return install_journal(n, j, j);
+  }
+  if (backend != "sqlite")
+    return error{errc::invalid_config,
+                 fmt::format("persistence.journal.backend must be sqlite or memory (got '{}')",
+                             backend)};
+  sqlite_options opts;
+  opts.path = cfg.get_string("persistence.journal.path");
+  auto sync = parse_sync_mode(cfg.get_string("persistence.journal.synchronous"));
+  if (!sync)
+    return error{errc::invalid_config,
+                 fmt::format("persistence.journal.synchronous: {}", sync.error().message())};
+  opts.synchronous = *sync;
+  opts.busy_timeout = cfg.get_duration("persistence.journal.busy-timeout");
+  opts.create_if_missing = cfg.get_bool("persistence.journal.create-if-missing");
+  opts.max_page_count = cfg.get_int("persistence.journal.max-page-count");
+  auto j = sqlite_journal::open(opts);
+  if (!j)
+    return std::move(j).error();
+  n.log().info("persistence/journal", "journal '{}' open (synchronous={})", opts.path,
+               to_string(opts.synchronous));
+  return install_journal(n, *j, *j);
+}
+
+std::shared_ptr<journal_service> find_journal(node& n) {
+  return n.context().extension<journal_service>();
+}
+
+} // namespace troupe::persistence

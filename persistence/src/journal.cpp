@@ -1,0 +1,61 @@
+// Checks shared by every journal backend (journal.hpp).
+#include "troupe/persistence/journal.hpp"
+
+#include <fmt/core.h>
+
+#include <algorithm>
+#include <chrono>
+
+namespace troupe::persistence {
+
+namespace {
+
+error rejected(const atomic_write& w, sequence_nr seq, std::string_view why) {
+  return error{errc::journal_rejected,
+               fmt::format("journal: write of '{}' seq {} rejected: {}", w.persistence_id, seq, why)};
+}
+
+bool valid_tag(const std::string& tag) {
+  return !tag.empty() && std::none_of(tag.begin(), tag.end(), [](char c) {
+    return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+  });
+}
+
+} // namespace
+
+expected<void> validate_write(const atomic_write& w) {
+  if (w.persistence_id.empty())
+    return error{errc::journal_rejected, "journal: a write needs a persistence id"};
+  if (w.events.empty())
+    return rejected(w, 0, "a write needs at least one event");
+  auto first = w.events.front().seq;
+  for (std::size_t i = 0; i < w.events.size(); ++i) {
+    auto& e = w.events[i];
+    if (!e.persistence_id.empty() && e.persistence_id != w.persistence_id)
+      return rejected(w, e.seq, fmt::format("the event belongs to '{}'", e.persistence_id));
+    if (e.seq == 0 || e.seq > max_sequence_nr)
+      return rejected(w, e.seq, "sequence numbers start at 1");
+    if (e.seq != first + i)
+      return rejected(w, e.seq,
+                      fmt::format("sequence numbers of one write must be consecutive (expected {})",
+                                  first + i));
+    if (e.manifest.empty())
+      return rejected(w, e.seq, "the event has no manifest");
+    for (std::size_t t = 0; t < e.tags.size(); ++t) {
+      if (!valid_tag(e.tags[t]))
+        return rejected(w, e.seq, fmt::format("invalid tag '{}' (empty or control characters)",
+                                              e.tags[t]));
+      if (std::find(e.tags.begin(), e.tags.begin() + static_cast<std::ptrdiff_t>(t), e.tags[t])
+          != e.tags.begin() + static_cast<std::ptrdiff_t>(t))
+        return rejected(w, e.seq, fmt::format("tag '{}' appears twice", e.tags[t]));
+    }
+  }
+  return {};
+}
+
+std::int64_t now_ms() noexcept {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+} // namespace troupe::persistence

@@ -1,0 +1,145 @@
+// The journal_service contract on every backend: group commit under concurrent
+// writers, each callback exactly once, per-id order kept.
+#include "conformance_backends.hpp"
+
+#include "troupe/actors/log.hpp"
+#include "troupe/actors/metrics.hpp"
+#include "troupe/persistence/journal_service.hpp"
+
+#include "support/wait.hpp"
+
+#include <doctest/doctest.h>
+
+#include <fmt/core.h>
+
+#include <atomic>
+#include <future>
+#include <thread>
+
+using namespace troupe;
+using namespace troupe::persistence;
+using namespace troupe::test;
+
+namespace {
+
+std::shared_ptr<logger> quiet_logger() {
+  logger::options opts;
+  opts.level = log_level::error;
+  return *logger::make(opts);
+}
+
+template <class T>
+expected<T> await(std::function<void(callback<T>)> call) {
+  std::promise<expected<T>> p;
+  auto f = p.get_future();
+  call([&p](expected<T> r) { p.set_value(std::move(r)); });
+  return f.get();
+}
+
+} // namespace
+
+TEST_CASE_TEMPLATE("conformance: journal_service group-commits concurrent writers, each callback "
+                   "once, per-id order kept",
+                   B, TROUPE_CONFORMANCE_BACKENDS) {
+  auto b = B::make();
+  auto log = quiet_logger();
+  metrics_registry metrics;
+  auto svc = journal_service::start(b.journal, b.snapshots, {}, *log, metrics);
+
+  constexpr int threads = 4;
+  constexpr int ids_per_thread = 50;
+  constexpr int writes_per_id = 20;
+  constexpr int total = threads * ids_per_thread * writes_per_id;
+  std::vector<std::atomic<int>> calls(total);
+  std::atomic<int> failures{0};
+  event_counter done;
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&, t] {
+      // Interleave ids; each id's writes are submitted back to back, without
+      // waiting for acks: the service must keep their order.
+      for (int k = 1; k <= writes_per_id; ++k)
+        for (int i = 0; i < ids_per_thread; ++i) {
+          auto id = fmt::format("w{}-{}", t, i);
+          auto index = (t * ids_per_thread + i) * writes_per_id + (k - 1);
+          svc->write(make_write(id, static_cast<sequence_nr>(k), static_cast<sequence_nr>(k)),
+                     [&, index](expected<void> r) {
+                       if (!r)
+                         failures++;
+                       calls[static_cast<std::size_t>(index)]++;
+                       done.add();
+                     });
+        }
+    });
+  }
+  for (auto& w : workers)
+    w.join();
+  REQUIRE(done.wait_for(total, std::chrono::seconds{60}));
+  svc->stop();
+  CHECK(failures.load() == 0);
+  CHECK(std::all_of(calls.begin(), calls.end(), [](auto& c) { return c.load() == 1; }));
+  for (int t = 0; t < threads; ++t)
+    for (int i = 0; i < ids_per_thread; ++i) {
+      auto id = fmt::format("w{}-{}", t, i);
+      auto events = b.journal->read_events(id, 1, max_sequence_nr, 100);
+      REQUIRE(events);
+      REQUIRE(events->size() == writes_per_id);
+      for (std::size_t k = 1; k < events->size(); ++k)
+        CHECK((*events)[k].offset > (*events)[k - 1].offset);
+    }
+  // Group commit happened: fewer backend calls than writes.
+  auto batches = metrics.histogram("troupe_persistence_journal_batch_events", {}).read();
+  CHECK(batches.count < static_cast<std::uint64_t>(total));
+  CHECK(metrics.counter_value("troupe_persistence_journal_events_written_total") == total);
+}
+
+TEST_CASE_TEMPLATE("conformance: journal_service reads, snapshots and queries", B,
+                   TROUPE_CONFORMANCE_BACKENDS) {
+  auto b = B::make();
+  auto log = quiet_logger();
+  metrics_registry metrics;
+  auto svc = journal_service::start(b.journal, b.snapshots, {}, *log, metrics);
+  auto w = await<void>([&](callback<void> cb) { svc->write(make_write("s1", 1, 5, {"tg"}), cb); });
+  REQUIRE(w);
+  auto conflict =
+    await<void>([&](callback<void> cb) { svc->write(make_write("s1", 5, 6), cb); });
+  REQUIRE_FALSE(conflict);
+  CHECK(conflict.error().code() == errc::sequence_conflict);
+  auto hi = await<sequence_nr>([&](callback<sequence_nr> cb) { svc->highest_sequence_nr("s1", cb); });
+  CHECK(*hi == 5);
+  auto page = await<std::vector<event_record>>(
+    [&](callback<std::vector<event_record>> cb) { svc->read_events("s1", 2, 4, 10, cb); });
+  REQUIRE(page);
+  CHECK(page->size() == 3);
+  auto s = make_snapshot("s1", 5);
+  REQUIRE(await<void>([&](callback<void> cb) { svc->save_snapshot(s, cb); }));
+  auto loaded = await<std::optional<snapshot_record>>(
+    [&](callback<std::optional<snapshot_record>> cb) {
+      svc->load_snapshot("s1", snapshot_criteria::latest(), cb);
+    });
+  REQUIRE(loaded);
+  REQUIRE(loaded->has_value());
+  CHECK((*loaded)->payload == s.payload);
+  REQUIRE(await<void>([&](callback<void> cb) {
+    svc->delete_snapshots("s1", snapshot_criteria::latest(), cb);
+  }));
+  REQUIRE(await<void>([&](callback<void> cb) { svc->delete_events_to("s1", 2, cb); }));
+  auto tagged = await<std::vector<event_record>>(
+    [&](callback<std::vector<event_record>> cb) { svc->events_by_tag("tg", 0, 100, cb); });
+  REQUIRE(tagged);
+  CHECK(tagged->size() == 3);
+  auto ids = await<std::vector<std::string>>(
+    [&](callback<std::vector<std::string>> cb) { svc->persistence_ids("", 10, cb); });
+  CHECK(*ids == std::vector<std::string>{"s1"});
+  auto off = await<offset_type>([&](callback<offset_type> cb) { svc->highest_offset(cb); });
+  CHECK(*off == tagged->back().offset);
+  svc->stop();
+  // After stop, calls fail at once with shutting_down.
+  auto late = await<void>([&](callback<void> cb) { svc->write(make_write("s1", 6, 6), cb); });
+  REQUIRE_FALSE(late);
+  CHECK(late.error().code() == errc::shutting_down);
+  auto late_read = await<sequence_nr>(
+    [&](callback<sequence_nr> cb) { svc->highest_sequence_nr("s1", cb); });
+  REQUIRE_FALSE(late_read);
+  CHECK(late_read.error().code() == errc::shutting_down);
+}

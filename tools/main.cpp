@@ -1,0 +1,22 @@
+// troupe: the command-line tool.
+//   troupe journal list|events|verify|stats --db FILE [options]
+#include "journal_command.hpp"
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (!args.empty() && args[0] == "journal")
+    return troupe::tools::journal_command({args.begin() + 1, args.end()});
+  std::fprintf(stderr,
+               "usage: troupe journal list|events|verify|stats --db FILE [options]\n"
+               "  list                       persistence ids with event counts and highest seq\n"
+               "  events [--id ID] [--tag T] [--from-offset N] [--limit N]\n"
+               "                             events as JSON lines (payloads rendered from CBOR)\n"
+               "  verify                     sequence gaps, orphaned/duplicate snapshots,\n"
+               "                             undecodable rows; exit 1 when problems exist\n"
+               "  stats                      counts, sizes, ids, tags, page size, WAL settings\n");
+  return 2;
+}
