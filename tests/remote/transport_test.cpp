@@ -231,6 +231,29 @@ TEST_CASE("pending asks fail at once with node_unreachable when the peer goes aw
   CHECK(later.error().code() == errc::node_unreachable);
 }
 
+TEST_CASE("an unanswered request is forgotten after transport.request-retention") {
+  remote_node a{{"node.name=a", "transport.request-retention=1ms"}};
+  remote_node b{{"node.name=b"}};
+  b.serve("blackhole", [](caf::stateful_actor<blackhole_state>* self) {
+    return blackhole_actor(self, nullptr);
+  });
+  b.serve("echo", echo_actor);
+  auto pending = [&] {
+    return a.n->metrics().gauge_value("troupe_transport_pending_requests").value_or(-1);
+  };
+  // The requester gives up (its own timeout); the connection stays up, so only
+  // the retention bound keeps the transport from remembering it forever.
+  auto given_up = ask<pong>(a.sys(), a.t->actor_for(b.address(), "blackhole"), 50ms, ping{1, ""});
+  REQUIRE_FALSE(given_up);
+  CHECK(given_up.error().code() == errc::timeout);
+  CHECK(pending() == 1);
+  // Old entries are swept every 1024 requests.
+  auto echo = a.t->actor_for(b.address(), "echo");
+  for (int i = 0; i < 1024; ++i)
+    REQUIRE(ask<pong>(a.sys(), echo, 10s, ping{i, ""}));
+  CHECK(pending() == 0);
+}
+
 TEST_CASE("a node restarted at the same address is reported as a new incarnation") {
   remote_node a{{"node.name=a", "transport.reconnect-backoff-min=10ms",
                  "transport.reconnect-backoff-max=100ms"}};

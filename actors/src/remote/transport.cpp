@@ -184,6 +184,10 @@ struct transport_state final : engine_sink, std::enable_shared_from_this<transpo
     failed_requests = &n.metrics().counter(
       "troupe_transport_failed_requests_total", {},
       "Requests failed because their connection closed before the response.");
+    pending_gauge = &n.metrics().gauge(
+      "troupe_transport_pending_requests", {},
+      "Requests sent and neither answered nor failed yet (bounded by "
+      "transport.request-retention).");
   }
 
   // -- sending (any thread) --------------------------------------------------------
@@ -281,6 +285,7 @@ struct transport_state final : engine_sink, std::enable_shared_from_this<transpo
   std::array<counter_metric*, static_cast<std::size_t>(drop_reason::count)> drops{};
   std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(drop_reason::count)> drop_counts{};
   counter_metric* failed_requests;
+  gauge_metric* pending_gauge;  // set under pending_mtx
 };
 
 /// The CAF handle of a remote actor: encodes what it is sent, on the sender's
@@ -390,6 +395,7 @@ expected<void> transport_state::forward(peer_handle& p, const std::string& targe
       std::erase_if(pending, [&](auto& kv) { return now - kv.second.since > retention; });
     }
     pending.emplace(correlation, pending_request{sender, mid, conn, now});
+    pending_gauge->set(static_cast<double>(pending.size()));
   };
   return eng->send(p, buf, register_request);
 }
@@ -622,6 +628,7 @@ void transport_state::on_response(const inbound_frame& f) {
       return;  // its requester was already failed or purged
     entry = std::move(i->second);
     pending.erase(i);
+    pending_gauge->set(static_cast<double>(pending.size()));
   }
   auto mid = entry.mid.response_id();
   auto failed = [&](const error& e) {
@@ -750,6 +757,7 @@ void transport_state::on_closed(conn_id conn, const error& reason) {
         ++i;
       }
     }
+    pending_gauge->set(static_cast<double>(pending.size()));
   }
   if (failed.empty())
     return;
@@ -812,6 +820,7 @@ void transport_state::stop() {
   for (auto& [id, r] : pending)
     reply_error(r.requester, r.mid, error{errc::shutting_down, "the transport stopped"}, nullptr);
   pending.clear();
+  pending_gauge->set(0);
 }
 
 } // namespace detail
