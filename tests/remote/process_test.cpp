@@ -187,7 +187,7 @@ TEST_CASE("SIGSTOP of the receiver: the queue stays bounded, senders see backpre
   std::uint64_t accepted = 1;
   int refused_in_a_row = 0;
   std::size_t max_queued = 0;
-  for (std::uint64_t i = 0; i < 100'000'000 && refused_in_a_row < 10000; ++i) {
+  for (std::uint64_t i = 0; i < 100'000'000 && refused_in_a_row < 1000; ++i) {
     auto r = sink.send(numbered{"a", accepted, std::string(100, 'x')});
     if (r) {
       ++accepted;
@@ -199,7 +199,7 @@ TEST_CASE("SIGSTOP of the receiver: the queue stays bounded, senders see backpre
     if (i % 4096 == 0)
       max_queued = std::max(max_queued, a.t->peer(peer.address())->queued_bytes);
   }
-  CHECK(refused_in_a_row == 10000);
+  CHECK(refused_in_a_row == 1000);
   auto info = a.t->peer(peer.address());
   REQUIRE(info);
   CHECK(info->queued_bytes <= info->queue_capacity);
@@ -208,13 +208,24 @@ TEST_CASE("SIGSTOP of the receiver: the queue stays bounded, senders see backpre
   // the transport holds; the rest waits in kernel buffers or was refused.
   auto rss_after = rss_kib();
   CHECK(rss_after < rss_before + 64 * 1024);
-  // Through the CAF handle: dropped and counted, not queued.
+  // Through the CAF handle: dropped and counted, not queued. (The stopped peer's
+  // kernel still takes a byte now and then, so top the queue up with small frames
+  // first, and retry if a write completed in between.) Whoever was refused hears
+  // "writable" after the refusal, once the queue drains.
   auto handle = a.t->actor_for(peer.address(), "sink");
-  caf::anon_send(handle, numbered{"other", 0, std::string(200, 'z')});
-  CHECK(counter(*a.n, "troupe_transport_dropped_messages_total", {{"reason", "overloaded"}}) == 1);
+  auto drops = [&] {
+    return counter(*a.n, "troupe_transport_dropped_messages_total", {{"reason", "overloaded"}});
+  };
+  std::size_t writable_before = 0;
+  for (int i = 0; i < 100 && drops() == 0; ++i) {
+    while (sink.send(numbered{"a", accepted, ""}))
+      ++accepted;
+    writable_before = events.count(peer_event::kind::writable);
+    caf::anon_send(handle, numbered{"other", 0, std::string(200, 'z')});
+  }
+  CHECK(drops() == 1);
   // Resume: the backlog drains, senders hear "writable", and every accepted
   // message arrives, in order.
-  auto writable_before = events.count(peer_event::kind::writable);
   peer.proc->signal(SIGCONT);
   REQUIRE(wait_until(
     [&] { return events.count(peer_event::kind::writable) > writable_before; }, 60s));

@@ -20,6 +20,10 @@ inline caf::behavior echo_actor(caf::event_based_actor*) {
       return pong{p.n, p.text};
     },
     [](const std::string& s) { return s + "!"; },
+    // A message of several values, answered with several values.
+    [](caf::get_atom, std::int64_t x, const std::string& s) {
+      return caf::make_message(x + 1, s + "?");
+    },
   };
 }
 

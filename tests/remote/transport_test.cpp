@@ -18,6 +18,12 @@ struct unregistered_msg {
   int x = 0;
 };
 
+/// Registered for remote messaging on one node only.
+struct one_sided {
+  int x = 0;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(one_sided, x)
+
 /// Sends `count` numbered messages named `who` to `dest` (one-way), then stops.
 caf::behavior numbered_sender(caf::event_based_actor* self, caf::actor dest, std::string who,
                               std::uint64_t count) {
@@ -36,6 +42,7 @@ sink_stats stats_of(caf::actor_system& sys, const caf::actor& sink) {
 } // namespace
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(unregistered_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(one_sided)
 
 TEST_CASE("a node listens on a port of its own and reports address and incarnation") {
   remote_node a{{"node.name=a"}};
@@ -112,6 +119,80 @@ TEST_CASE("errors come back as replies: the actor's own, an unknown name, an unr
   CHECK(direct.error().code() == errc::encode_failed);
 }
 
+TEST_CASE("messages of several values cross as tuples, both ways") {
+  remote_node a{{"node.name=a"}};
+  remote_node b{{"node.name=b"}};
+  b.serve("echo", echo_actor);
+  caf::scoped_actor self{a.sys()};
+  std::optional<std::pair<std::int64_t, std::string>> got;
+  self->request(a.t->actor_for(b.address(), "echo"), std::chrono::seconds{10}, caf::get_atom_v,
+                std::int64_t{41}, std::string{"why"})
+    .receive([&](std::int64_t x, const std::string& s) { got.emplace(x, s); },
+             [&](caf::error& e) { FAIL(a.sys().render(e)); });
+  release_thread_caf_state();
+  REQUIRE(got);
+  CHECK(got->first == 42);
+  CHECK(got->second == "why?");
+}
+
+TEST_CASE("values the receiver cannot decode: requests get the error, one-way drops are counted") {
+  remote_node a{{"node.name=a"}};
+  remote_node b{{"node.name=b"}};
+  REQUIRE(remote::add_message_type<one_sided>(*a.n, "test.one-sided"));  // not on b
+  b.serve("echo", echo_actor);
+  auto echo = a.t->actor_for(b.address(), "echo");
+  auto r = ask<int>(a.sys(), echo, 10s, one_sided{1});
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code() == errc::unknown_manifest);
+  CHECK(r.error().message().find("'test.one-sided'") != std::string::npos);
+  caf::anon_send(echo, one_sided{2});
+  CHECK(wait_until([&] {
+    return counter(*b.n, "troupe_transport_dropped_messages_total", {{"reason", "decode_failed"}})
+           == 1;
+  }));
+  CHECK(ask<pong>(a.sys(), echo, 10s, ping{3, "still fine"}));
+}
+
+TEST_CASE("a node with open connections and pending requests shuts down cleanly") {
+  remote_node a{{"node.name=a"}};
+  remote_node b{{"node.name=b"}};
+  a.serve("echo", echo_actor);
+  b.serve("blackhole", [](caf::stateful_actor<blackhole_state>* self) {
+    return blackhole_actor(self, nullptr);
+  });
+  REQUIRE(ask<pong>(b.sys(), b.t->actor_for(a.address(), "echo"), 10s, ping{1, ""}));
+  auto pending = std::async(std::launch::async, [&] {
+    return ask<pong>(a.sys(), a.t->actor_for(b.address(), "blackhole"), 600s, ping{2, ""});
+  });
+  REQUIRE(wait_until([&] {
+    return a.n->metrics().gauge_value("troupe_transport_pending_requests").value_or(0) == 1;
+  }));
+  auto report = a.n->shutdown();
+  CHECK(report.clean);
+  auto r = pending.get();
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code() == errc::shutting_down);
+  CHECK(b.n->shutdown().clean);
+}
+
+TEST_CASE("monitors of remote handles learn when the transport stops") {
+  remote_node a{{"node.name=a"}};
+  remote_node b{{"node.name=b"}};
+  auto downs = std::make_shared<event_counter>();
+  auto handle = a.t->actor_for(b.address(), "anyone");
+  auto watcher = a.n->spawn("watcher", [=](caf::event_based_actor* self) -> caf::behavior {
+    self->monitor(handle);
+    self->set_down_handler([=](caf::down_msg&) { downs->add(); });
+    return {[](int) {}};
+  });
+  REQUIRE(watcher);
+  a.t->stop();
+  CHECK(downs->wait_for(1));
+  auto after = a.t->send(b.address(), "anyone", ping{1, ""});
+  REQUIRE_FALSE(after);
+  CHECK(after.error().code() == errc::shutting_down);
+}
+
 TEST_CASE("a registered name goes away with its actor and can be taken again") {
   remote_node a{{"node.name=a"}};
   remote_node b{{"node.name=b"}};
@@ -178,6 +259,13 @@ TEST_CASE("an oversize message fails at the sender with errc::oversize") {
   REQUIRE_FALSE(direct);
   CHECK(direct.error().code() == errc::oversize);
   CHECK(counter(*a.n, "troupe_transport_send_rejected_total", {{"reason", "oversize"}}) == 2);
+  // A peer with a smaller limit: learned in the handshake, enforced at the sender.
+  remote_node roomy{{"node.name=roomy", "transport.max-frame-size=65536"}};
+  auto to_b = roomy.t->actor_for(b.address(), "echo");
+  REQUIRE(ask<pong>(roomy.sys(), to_b, 10s, ping{4, "connect first"}));
+  auto too_big_for_b = ask<pong>(roomy.sys(), to_b, 10s, ping{5, std::string(4096, 'x')});
+  REQUIRE_FALSE(too_big_for_b);
+  CHECK(too_big_for_b.error().code() == errc::oversize);
   // Nothing was sent, so the connection and the peer are fine.
   auto small = ask<pong>(a.sys(), echo, 10s, ping{3, "small"});
   REQUIRE(small);
