@@ -130,7 +130,7 @@ TEST_CASE("kill -9 of a peer: the failure signal and the pending asks come at on
   std::vector<std::future<expected<pong>>> asks;
   for (int i = 0; i < 3; ++i)
     asks.push_back(std::async(std::launch::async,
-                              [&] { return ask<pong>(a.sys(), hole, 600s, ping{i, ""}); }));
+                              [&, i] { return ask<pong>(a.sys(), hole, 600s, ping{i, ""}); }));
   REQUIRE(peer.proc->wait_for_line("BLACKHOLE 3", 30s));
   peer.proc->kill();
   REQUIRE(peer.proc->wait());

@@ -42,12 +42,16 @@ struct remote_node {
 /// Records a transport's peer events; tests wait on them.
 class event_log {
 public:
-  explicit event_log(remote::transport& t) {
-    t.subscribe([this](const remote::peer_event& e) {
+  /// Declare it after the node it watches: it unsubscribes when destroyed.
+  explicit event_log(remote::transport& t) : t_(t) {
+    id_ = t.subscribe([this](const remote::peer_event& e) {
       std::lock_guard<std::mutex> guard{mtx_};
       events_.push_back(e);
     });
   }
+  ~event_log() { t_.unsubscribe(id_); }
+  event_log(const event_log&) = delete;
+  event_log& operator=(const event_log&) = delete;
 
   std::vector<remote::peer_event> events() const {
     std::lock_guard<std::mutex> guard{mtx_};
@@ -81,6 +85,8 @@ public:
   }
 
 private:
+  remote::transport& t_;
+  remote::transport::subscription id_ = 0;
   mutable std::mutex mtx_;
   std::vector<remote::peer_event> events_;
 };

@@ -60,6 +60,12 @@ void random_bytes(void* out, std::size_t n) {
   }
 }
 
+std::array<std::uint8_t, wire::nonce_size> random_nonce() {
+  std::array<std::uint8_t, wire::nonce_size> n;
+  random_bytes(n.data(), n.size());
+  return n;
+}
+
 std::uint64_t random_incarnation() {
   std::uint64_t x = 0;
   while (x == 0)
@@ -647,11 +653,7 @@ void engine_impl::start_connect(const std::shared_ptr<peer_state>& p, conn_id id
   c->owner = p;
   c->q = &p->out;
   c->remote = p->addr.to_string();
-  c->hs.emplace(handshake::role::initiator, hs_settings_, [] {
-    std::array<std::uint8_t, wire::nonce_size> n;
-    random_bytes(n.data(), n.size());
-    return n;
-  }());
+  c->hs.emplace(handshake::role::initiator, hs_settings_, random_nonce());
   p->outbound = c;
   connections_.emplace(c->id, c);
   arm_handshake_deadline(c, fmt::format("connecting to {}", p->addr.to_string()));
@@ -742,11 +744,7 @@ void engine_impl::accept_next() {
     c->own_queue->max_frame = settings_.max_frame;
     c->own_queue->capacity = settings_.max_queue_bytes;
     c->q = c->own_queue.get();
-    c->hs.emplace(handshake::role::acceptor, hs_settings_, [] {
-      std::array<std::uint8_t, wire::nonce_size> n;
-      random_bytes(n.data(), n.size());
-      return n;
-    }());
+    c->hs.emplace(handshake::role::acceptor, hs_settings_, random_nonce());
     c->counted_handshake = true;
     ++pending_handshakes_;
     c->last_heard = clock_type::now();

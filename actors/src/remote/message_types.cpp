@@ -43,8 +43,8 @@ expected<void> encode_builtin(const void* value, wire::bytes& out) {
 }
 
 template <class T>
-expected<T> decode_builtin_value(const message_adapter& self, std::uint32_t version,
-                                 wire::byte_span payload) {
+expected<T> decode_builtin_value(const message_adapter& self, const codec_registry&,
+                                 std::uint32_t version, wire::byte_span payload) {
   if (version != 1)
     return error{errc::unsupported_version,
                  fmt::format("'{}' has only version 1, got {}", self.manifest, version)};
@@ -57,28 +57,6 @@ expected<T> decode_builtin_value(const message_adapter& self, std::uint32_t vers
   } catch (const std::exception& ex) {
     return error{errc::decode_failed, fmt::format("'{}': {}", self.manifest, ex.what())};
   }
-}
-
-template <class T>
-expected<void> decode_builtin(const message_adapter& self, const codec_registry&,
-                              std::uint32_t version, wire::byte_span payload,
-                              caf::message_builder& out) {
-  auto x = decode_builtin_value<T>(self, version, payload);
-  if (!x)
-    return std::move(x).error();
-  out.append(std::move(*x));
-  return {};
-}
-
-template <class T>
-expected<caf::mailbox_element_ptr>
-decode_builtin_element(const message_adapter& self, const codec_registry&, std::uint32_t version,
-                       wire::byte_span payload, caf::strong_actor_ptr sender,
-                       caf::message_id mid) {
-  auto x = decode_builtin_value<T>(self, version, payload);
-  if (!x)
-    return std::move(x).error();
-  return caf::make_mailbox_element(std::move(sender), mid, {}, std::move(*x));
 }
 
 struct string_hash {
@@ -105,7 +83,8 @@ void add_builtin(message_types::tables& t, std::vector<std::unique_ptr<message_a
                  std::string manifest) {
   static_assert(caf::type_nr<T>::value != 0);
   all.push_back(std::make_unique<message_adapter>(message_adapter{
-    std::move(manifest), 1, &encode_builtin<T>, &decode_builtin<T>, &decode_builtin_element<T>}));
+    std::move(manifest), 1, &encode_builtin<T>, &decode_into<T, &decode_builtin_value<T>>,
+    &decode_element<T, &decode_builtin_value<T>>}));
   t.by_builtin[caf::type_nr<T>::value] = all.back().get();
   t.by_manifest[all.back()->manifest] = all.back().get();
 }

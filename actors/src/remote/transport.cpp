@@ -278,6 +278,9 @@ struct transport_state final : engine_sink, std::enable_shared_from_this<transpo
   int dispatchers_alive = 0;
 
   std::mutex subs_mtx;
+  /// Held while callbacks run (I/O thread), so that unsubscribe() can wait for a
+  /// running one; recursive because a callback may unsubscribe itself.
+  std::recursive_mutex invoke_mtx;
   std::uint64_t next_subscription = 1;
   std::vector<std::pair<std::uint64_t, std::function<void(const peer_event&)>>> callbacks;
   std::vector<std::pair<std::uint64_t, caf::actor>> subscribers;
@@ -776,8 +779,17 @@ void transport_state::on_event(const peer_event& e) {
     fns = callbacks;
     actors = subscribers;
   }
-  for (auto& [id, fn] : fns)
-    fn(e);
+  std::lock_guard<std::recursive_mutex> running{invoke_mtx};
+  for (auto& [id, fn] : fns) {
+    bool still_subscribed = false;
+    {
+      std::lock_guard<std::mutex> guard{subs_mtx};
+      still_subscribed = std::any_of(callbacks.begin(), callbacks.end(),
+                                     [id = id](auto& x) { return x.first == id; });
+    }
+    if (still_subscribed)
+      fn(e);
+  }
   for (auto& [id, a] : actors)
     caf::anon_send(a, e);
 }
@@ -1003,9 +1015,13 @@ transport::subscription transport::subscribe(caf::actor subscriber) {
 }
 
 void transport::unsubscribe(subscription id) {
-  std::lock_guard<std::mutex> guard{state_->subs_mtx};
-  std::erase_if(state_->callbacks, [&](auto& x) { return x.first == id; });
-  std::erase_if(state_->subscribers, [&](auto& x) { return x.first == id; });
+  {
+    std::lock_guard<std::mutex> guard{state_->subs_mtx};
+    std::erase_if(state_->callbacks, [&](auto& x) { return x.first == id; });
+    std::erase_if(state_->subscribers, [&](auto& x) { return x.first == id; });
+  }
+  // Wait for a callback that is running right now (not if it is ours).
+  std::lock_guard<std::recursive_mutex> running{state_->invoke_mtx};
 }
 
 void transport::stop() {

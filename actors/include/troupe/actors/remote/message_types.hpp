@@ -139,22 +139,27 @@ expected<T> decode_value(const message_adapter& self, const codec_registry& code
   }
 }
 
+/// How the values of one type are decoded (decode_value, or the builtins').
 template <class T>
+using value_decoder = expected<T> (*)(const message_adapter&, const codec_registry&,
+                                      std::uint32_t, wire::byte_span);
+
+template <class T, value_decoder<T> Decode>
 expected<void> decode_into(const message_adapter& self, const codec_registry& codec,
                            std::uint32_t version, wire::byte_span payload,
                            caf::message_builder& out) {
-  auto x = decode_value<T>(self, codec, version, payload);
+  auto x = Decode(self, codec, version, payload);
   if (!x)
     return std::move(x).error();
   out.append(std::move(*x));
   return {};
 }
 
-template <class T>
+template <class T, value_decoder<T> Decode>
 expected<caf::mailbox_element_ptr>
 decode_element(const message_adapter& self, const codec_registry& codec, std::uint32_t version,
                wire::byte_span payload, caf::strong_actor_ptr sender, caf::message_id mid) {
-  auto x = decode_value<T>(self, codec, version, payload);
+  auto x = Decode(self, codec, version, payload);
   if (!x)
     return std::move(x).error();
   return caf::make_mailbox_element(std::move(sender), mid, {}, std::move(*x));
@@ -176,7 +181,8 @@ expected<void> add_message_type(node& n, std::string manifest, std::uint32_t ver
     return r;
   }
   detail::message_adapter a{manifest, version, &detail::encode_value<T>,
-                            &detail::decode_into<T>, &detail::decode_element<T>};
+                            &detail::decode_into<T, &detail::decode_value<T>>,
+                            &detail::decode_element<T, &detail::decode_value<T>>};
   return detail::message_types_of(n.context())->add(std::move(a), typeid(T));
 }
 

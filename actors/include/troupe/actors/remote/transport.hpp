@@ -148,6 +148,8 @@ public:
   subscription subscribe(std::function<void(const peer_event&)> fn);
   /// Sends every peer event to `subscriber` as a peer_event message.
   subscription subscribe(caf::actor subscriber);
+  /// Once this returns, the callback is not running and will not be called again
+  /// (a callback may unsubscribe itself).
   void unsubscribe(subscription id);
 
   /// Stops the transport now (the node's shutdown does it too); idempotent.
