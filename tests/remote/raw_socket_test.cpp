@@ -47,7 +47,7 @@ raw_socket handshaken(remote_node& target, std::string secret = "") {
 
 } // namespace
 
-TEST_CASE("garbage bytes close the connection; the node keeps serving") {
+TEST_CASE("garbage bytes close the connection and the node keeps serving") {
   remote_node a{{"node.name=a"}};
   a.serve("echo", echo_actor);
   log_capture log{a.n->log()};

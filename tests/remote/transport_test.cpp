@@ -376,7 +376,7 @@ TEST_CASE("a node restarted at the same address is reported as a new incarnation
   CHECK(info->wanted);
 }
 
-TEST_CASE("disconnect says goodbye; the peer reports it lost and later sends reconnect") {
+TEST_CASE("disconnect says goodbye, the peer reports it lost, and later sends reconnect") {
   remote_node a{{"node.name=a"}};
   remote_node b{{"node.name=b"}};
   b.serve("echo", echo_actor);

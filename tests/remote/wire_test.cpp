@@ -122,7 +122,7 @@ TEST_CASE("varints round-trip and malformed ones are errors") {
   CHECK_FALSE(r3.varint(y));
 }
 
-TEST_CASE("frames are length-prefixed; partial, empty and oversize frames are told apart") {
+TEST_CASE("frames are length-prefixed, and partial, empty and oversize frames are told apart") {
   wire::bytes buf;
   wire::put_goodbye(buf, true, "bye");
   wire::frame_view f{};
@@ -147,7 +147,7 @@ TEST_CASE("frames are length-prefixed; partial, empty and oversize frames are to
   CHECK(err.code() == errc::oversize);
 }
 
-TEST_CASE("message, request and response frames round-trip; every truncation is an error") {
+TEST_CASE("message, request and response frames round-trip and every truncation is an error") {
   wire::bytes buf;
   auto at = wire::begin_message(buf, 42, "sharding/account", 2);
   auto e1 = wire::begin_element(buf, "bank.deposit", 3);
