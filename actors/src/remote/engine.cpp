@@ -11,13 +11,13 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cmath>
 #include <cstring>
 #include <mutex>
 #include <optional>
 #include <random>
 #include <thread>
 #include <unordered_map>
-#include <unordered_set>
 
 #include <sys/random.h>
 #include <sys/socket.h>
@@ -1135,23 +1135,13 @@ void engine_impl::close(connection& c, const error& reason, close_kind kind) {
     return;
   c.closed = true;
   auto self = c.shared_from_this();  // keeps `c` alive through the bookkeeping below
-  {
-    // Senders write to the socket directly under this lock: after it, none will.
-    std::lock_guard<std::mutex> guard{c.q->mtx};
-    c.q->fd = -1;
-    c.q->io_writing = false;
-  }
-  boost::system::error_code ignored;
-  c.sock.close(ignored);
-  c.timer.cancel();
-  if (c.counted_handshake) {
-    c.counted_handshake = false;
-    --pending_handshakes_;
-  }
   std::size_t dropped = 0;
   {
     std::lock_guard<std::mutex> guard{c.q->mtx};
     using st = send_queue::st;
+    // Senders write to the socket directly under this lock: after it, none will.
+    c.q->fd = -1;
+    c.q->io_writing = false;
     dropped = c.q->pending_frames;
     c.q->pending.clear();
     c.q->pending_frames = 0;
@@ -1166,6 +1156,13 @@ void engine_impl::close(connection& c, const error& reason, close_kind kind) {
       c.q->conn = 0;
       c.q->last_error = reason.message();
     }
+  }
+  boost::system::error_code ignored;
+  c.sock.close(ignored);
+  c.timer.cancel();
+  if (c.counted_handshake) {
+    c.counted_handshake = false;
+    --pending_handshakes_;
   }
   dropped_frames_.inc(dropped);
   connections_.erase(c.id);

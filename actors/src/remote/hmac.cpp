@@ -1,5 +1,6 @@
 #include "troupe/actors/remote/hmac.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 namespace troupe::remote {
