@@ -123,11 +123,15 @@ struct transport_state;
 /// messages take no shared lock.
 class name_cache {
 public:
-  caf::actor find(const transport_state& st, std::string_view name);
+  /// The actor registered as `name`, or nullptr; valid until the next call.
+  const caf::actor* find(const transport_state& st, std::string_view name);
 
 private:
   std::uint64_t generation_ = ~std::uint64_t{0};
   std::unordered_map<std::string, caf::actor, string_hash, std::equal_to<>> cache_;
+  // The last hit: a stream of messages to one actor skips the hashing.
+  std::string_view last_name_;  // views the key inside cache_
+  const caf::actor* last_ = nullptr;
 };
 
 /// Where the messages and requests of one inbound connection go.
@@ -264,6 +268,8 @@ struct transport_state final : engine_sink, std::enable_shared_from_this<transpo
   std::atomic<std::uint64_t> next_correlation{1};
 
   std::unordered_map<conn_id, inbound_conn> inbound;  // I/O thread
+  inbound_conn* last_inbound = nullptr;                // I/O thread: the last one used
+  conn_id last_inbound_conn = 0;
 
   /// Batch buffers go back here after delivery, so that steady traffic does not
   /// allocate (and page-fault) a fresh 256 KiB buffer per read.
@@ -498,18 +504,25 @@ caf::actor transport_state::find_name(std::string_view name) const {
   return i == names.end() ? caf::actor{} : i->second;
 }
 
-caf::actor name_cache::find(const transport_state& st, std::string_view name) {
+const caf::actor* name_cache::find(const transport_state& st, std::string_view name) {
   auto generation = st.names_generation.load(std::memory_order_acquire);
   if (generation != generation_) {
     cache_.clear();
+    last_ = nullptr;
     generation_ = generation;
   }
-  if (auto i = cache_.find(name); i != cache_.end())
-    return i->second;
-  auto found = st.find_name(name);
-  if (found)
-    cache_.emplace(std::string{name}, found);
-  return found;
+  if (last_ != nullptr && name == last_name_)
+    return last_;
+  auto i = cache_.find(name);
+  if (i == cache_.end()) {
+    auto found = st.find_name(name);
+    if (!found)
+      return nullptr;
+    i = cache_.emplace(std::string{name}, std::move(found)).first;
+  }
+  last_name_ = i->first;
+  last_ = &i->second;
+  return last_;
 }
 
 expected<caf::mailbox_element_ptr>
@@ -598,8 +611,8 @@ void transport_state::deliver(wire::byte_span raw, const inbound_route& route, n
       dropped(why, err);
     }
   };
-  auto dest = names.find(*this, m.target);
-  if (!dest) {
+  auto* dest = names.find(*this, m.target);
+  if (dest == nullptr) {
     fail(drop_reason::unknown_target,
          error{errc::not_found, fmt::format("no actor is registered as '{}' on {} (message from "
                                             "{})",
@@ -615,7 +628,7 @@ void transport_state::deliver(wire::byte_span raw, const inbound_route& route, n
     fail(drop_reason::decode_failed, element.error());
     return;
   }
-  dest->enqueue(std::move(*element), eu);
+  (*dest)->enqueue(std::move(*element), eu);
 }
 
 void transport_state::on_response(const inbound_frame& f) {
@@ -661,7 +674,11 @@ expected<void> transport_state::on_frame(const inbound_frame& f) {
   wire::message_view m;
   if (auto ok = wire::decode_message(f.frame, m); !ok)
     return ok;
-  auto& in = inbound[f.conn];
+  if (last_inbound == nullptr || last_inbound_conn != f.conn) {
+    last_inbound = &inbound[f.conn];  // node-based map: the address is stable
+    last_inbound_conn = f.conn;
+  }
+  auto& in = *last_inbound;
   if (!in.route.replies) {
     in.route.conn = f.conn;
     in.route.peer = f.peer;
@@ -747,6 +764,8 @@ void transport_state::on_closed(conn_id conn, const error& reason) {
     flush_inbound(i->second);
     if (i->second.dispatcher)
       caf::anon_send(i->second.dispatcher, inbound_done{});
+    if (last_inbound == &i->second)
+      last_inbound = nullptr;
     inbound.erase(i);
   }
   std::vector<pending_request> failed;
@@ -801,6 +820,7 @@ void transport_state::stop() {
   // The I/O thread is joined: what it owned is ours now. Dropping the handles
   // breaks the cycles between this state and its proxies.
   inbound.clear();
+  last_inbound = nullptr;
   {
     // Dispatchers finish the batches they hold; the node's shutdown must not
     // find them running.
