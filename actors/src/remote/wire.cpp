@@ -115,11 +115,6 @@ void put_string(bytes& out, std::string_view x) {
   out.insert(out.end(), x.begin(), x.end());
 }
 
-void put_bytes(bytes& out, byte_span x) {
-  put_varint(out, x.size());
-  out.insert(out.end(), x.begin(), x.end());
-}
-
 // -- reader ---------------------------------------------------------------------------
 
 bool reader::fail(std::string why) {

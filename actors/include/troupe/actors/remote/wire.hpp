@@ -93,7 +93,6 @@ void put_u32(bytes& out, std::uint32_t x);
 void put_u64(bytes& out, std::uint64_t x);
 void put_varint(bytes& out, std::uint64_t x);
 void put_string(bytes& out, std::string_view x);
-void put_bytes(bytes& out, byte_span x);
 
 /// Reads primitives from a body; every getter fails (returns false and keeps the
 /// first error) once the input is exhausted or malformed.
