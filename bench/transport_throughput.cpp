@@ -8,10 +8,14 @@
 // refuses a send; CAF has no backpressure, so its sender keeps at most two
 // 10,000-message windows unconfirmed (a request after each window). A rate is
 // the messages the receiving actor counted / the time until that count came back.
+// Each transport runs three interleaved rounds of `seconds` (a fresh peer process
+// per round); the median round of each is compared, all rounds are listed.
 #include "transport_common.hpp"
 
 #include "troupe/actors/ask.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <future>
 
 namespace troupe::bench::transport {
@@ -303,13 +307,36 @@ std::vector<result> transport_throughput(const options& opts) {
   // TROUPE_BENCH_PART=troupe|caf|raw runs one part alone (for profiling).
   auto part = std::string{std::getenv("TROUPE_BENCH_PART") ? std::getenv("TROUPE_BENCH_PART") : ""};
   auto wanted = [&](const char* p) { return part.empty() || part == p; };
+  // Three interleaved rounds per transport, the median of each compared: the
+  // machine is shared, and a neighbour's burst should not decide the comparison.
+  constexpr int rounds = 3;
+  auto round_seconds = opts.seconds;  // shorter rounds measure the ramp-up
   nlohmann::json extra = nlohmann::json::object();
-  auto caf = wanted("caf") ? run_caf(opts.seconds) : run_result{};
-  auto troupe = wanted("troupe") ? run_troupe(opts.seconds, extra) : run_result{};
-  auto raw = wanted("raw") ? run_raw(opts.seconds) : run_result{};
+  std::vector<run_result> caf_runs;
+  std::vector<run_result> troupe_runs;
+  for (int i = 0; i < rounds; ++i) {
+    if (wanted("caf"))
+      caf_runs.push_back(run_caf(round_seconds));
+    if (wanted("troupe"))
+      troupe_runs.push_back(run_troupe(round_seconds, extra));
+  }
+  auto median = [](std::vector<run_result>& runs, nlohmann::json& all) {
+    std::sort(runs.begin(), runs.end(),
+              [](const run_result& a, const run_result& b) { return a.rate() < b.rate(); });
+    for (auto& r : runs)
+      all.push_back(std::round(r.rate()));
+    return runs.empty() ? run_result{} : runs[runs.size() / 2];
+  };
+  auto caf_rounds = nlohmann::json::array();
+  auto troupe_rounds = nlohmann::json::array();
+  auto caf = median(caf_runs, caf_rounds);
+  auto troupe = median(troupe_runs, troupe_rounds);
+  run_result raw;
+  if (wanted("raw"))
+    raw = run_raw(round_seconds);
+  extra["troupe_rounds"] = troupe_rounds;
+  extra["caf_rounds"] = caf_rounds;
   extra["message_bytes"] = payload_size;
-  extra["troupe_msgs"] = troupe.count;
-  extra["caf_msgs"] = caf.count;
   result vs_caf{"transport_throughput", "msgs/s", troupe.rate(), caf.rate()};
   vs_caf.extra = extra;
   vs_caf.extra["baseline_is"] = "CAF 0.17.6 remoting (publish/remote_actor)";
