@@ -5,3 +5,15 @@ demo test bench asan-test build:
 	@./run $@
 clean:
 	rm -rf build build-asan
+
+# Fuzz the transport's frame, handshake and CBOR decoders with libFuzzer (clang) for
+# FUZZ_SECONDS; new inputs go to build/fuzz/corpus, crashes to build/fuzz/.
+FUZZ_SECONDS ?= 60
+.PHONY: fuzz
+fuzz:
+	@scripts/install-deps.sh
+	@cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake --build build --target troupe-fuzz-wire
+	@mkdir -p build/fuzz/corpus
+	@build/fuzz/troupe-fuzz-wire -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+	  -artifact_prefix=build/fuzz/ build/fuzz/corpus tests/remote/fuzz/corpus

@@ -2,9 +2,40 @@
 
 namespace troupe::remote::detail {
 
-// Keys of the node-to-node transport (transport.*). node.host / node.port are
-// declared with the node's keys.
-void add_transport_config_keys(config_schema&) {
+// Keys of the node-to-node transport (transport.*). node.host / node.port /
+// node.cluster-name are declared with the node's keys. docs/transport.md explains
+// each; docs/configuration.md lists them.
+void add_transport_config_keys(config_schema& s) {
+  using namespace std::chrono_literals;
+  s.add("transport.advertised-host", config_type::string, std::string{},
+        "Host that peers are told to connect to; empty means node.host.");
+  s.add("transport.secret", config_type::string, std::string{},
+        "Shared secret for the handshake's challenge-response authentication (HMAC-SHA256); "
+        "empty disables authentication. Set it through TROUPE_TRANSPORT_SECRET or a config "
+        "file, not a flag.");
+  s.add("transport.max-frame-size", config_type::integer, std::int64_t{4} << 20,
+        "Largest frame in bytes (one encoded message plus its header). Larger messages fail at "
+        "the sender with errc::oversize; a larger incoming frame closes the connection.");
+  s.add("transport.max-queue-bytes", config_type::integer, std::int64_t{8} << 20,
+        "Bound of each connection's outbound queue (bytes not yet handed to the kernel). A send "
+        "that does not fit fails with errc::overloaded.");
+  s.add("transport.heartbeat-interval", config_type::duration, duration{1s},
+        "How often both ends of every connection send a heartbeat; 0 disables heartbeats.");
+  s.add("transport.failure-timeout", config_type::duration, duration{5s},
+        "A connection that received nothing (not even a heartbeat) for this long is closed and "
+        "its peer reported lost; 0 disables the check. Must exceed "
+        "transport.heartbeat-interval; use the same values on every node.");
+  s.add("transport.handshake-timeout", config_type::duration, duration{3s},
+        "Deadline for connecting plus the handshake, on both sides.");
+  s.add("transport.reconnect-backoff-min", config_type::duration, duration{100ms},
+        "First delay before reconnecting to a wanted peer; doubles per failed attempt.");
+  s.add("transport.reconnect-backoff-max", config_type::duration, duration{5s},
+        "Upper bound of the reconnect delay.");
+  s.add("transport.request-retention", config_type::duration, duration{10min},
+        "How long the transport remembers a request whose response has not arrived while its "
+        "connection stays up (the requester's own timeout is usually much shorter).");
+  s.add("transport.stop-timeout", config_type::duration, duration{1s},
+        "How long stopping the transport waits for queued frames and goodbyes to be written.");
 }
 
 } // namespace troupe::remote::detail
