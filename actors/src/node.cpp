@@ -136,6 +136,12 @@ expected<caf::actor> node::adopt(child_spec spec) {
                      guardian_request_timeout);
 }
 
+expected<caf::actor> node::adopt_actor(std::string name, child_factory factory) {
+  child_spec spec{std::move(name), std::move(factory), restart_policy::temporary};
+  spec.shutdown_timeout = context_->config().get_duration("shutdown.actor-timeout");
+  return adopt(std::move(spec));
+}
+
 expected<caf::actor> node::spawn_supervisor(supervisor_spec spec) {
   auto child = make_supervisor_child(std::move(spec));
   child.restart = restart_policy::temporary;

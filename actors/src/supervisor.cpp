@@ -10,7 +10,10 @@
 #include <algorithm>
 #include <cmath>
 #include <deque>
+#include <map>
 #include <random>
+#include <set>
+#include <unordered_map>
 
 namespace troupe::supervision {
 
@@ -30,7 +33,6 @@ struct restart_due {
   std::uint64_t generation;
 };
 struct stop_overdue {
-  std::uint64_t child_id;
   std::uint64_t stop_seq;
 };
 
@@ -195,24 +197,29 @@ struct child_slot {
   phase state = phase::stopped;
   int restarts = 0;
   duration last_backoff{0};
-  std::uint64_t stop_seq = 0;
   bool started_once = false;
 };
 
+// Every lookup is by key, so that a supervisor of many dynamic children (the guardian
+// with thousands of entities) spends O(log n) per start, exit and stop, not O(n).
 struct supervisor_state {
   supervisor_spec spec;
   std::string label;
-  std::vector<child_slot> children;
+  // Slot ids grow with each start_child, so id order is start order.
+  std::map<std::uint64_t, child_slot> children;
+  std::unordered_map<caf::actor_id, std::uint64_t> slot_of_actor;  // current incarnations
   std::uint64_t next_id = 1;
   std::deque<clock_type::time_point> restart_log;
   std::mt19937_64 rng{std::random_device{}()};
-  // A group stop in progress: children (by id) still to stop, newest first, and
-  // what to do once they all stopped.
+  // A group stop in progress: children (by id) still to stop, newest first, the
+  // one being stopped (0: none) with the number of its stop request, and what to do
+  // once they all stopped.
   std::deque<std::uint64_t> stop_queue;
   std::uint64_t waiting_on = 0;
+  std::uint64_t stop_seq = 0;
   std::function<void()> after_stop;
-  // Children waiting for their backoff to pass.
-  std::vector<std::uint64_t> pending_restart;
+  // Children waiting for their backoff to pass, in start order.
+  std::set<std::uint64_t> pending_restart;
   std::uint64_t restart_generation = 0;
   bool shutting_down = false;
   std::vector<caf::response_promise> stop_promises;
@@ -221,34 +228,36 @@ struct supervisor_state {
   // any reason (a one-way link: CAF links are two-way, and CAF drops a link when an
   // actor receives an exit message from its partner, which would hide the deaths of
   // children we asked to stop).
-  std::shared_ptr<std::vector<caf::actor>> live = std::make_shared<std::vector<caf::actor>>();
+  using live_set = std::unordered_map<caf::actor_id, caf::actor>;
+  std::shared_ptr<live_set> live = std::make_shared<live_set>();
 };
 
 using supervisor_actor = caf::stateful_actor<supervisor_state>;
 
 child_slot* find_slot(supervisor_actor* self, std::uint64_t id) {
-  for (auto& c : self->state.children)
-    if (c.id == id)
-      return &c;
-  return nullptr;
+  auto i = self->state.children.find(id);
+  return i != self->state.children.end() ? &i->second : nullptr;
 }
 
 child_slot* find_slot(supervisor_actor* self, const caf::actor_addr& addr) {
-  for (auto& c : self->state.children)
-    if (c.current && c.current.address() == addr)
-      return &c;
-  return nullptr;
+  auto& index = self->state.slot_of_actor;
+  auto i = index.find(addr.id());
+  return i != index.end() ? find_slot(self, i->second) : nullptr;
 }
 
 void forget_live(supervisor_actor* self, const caf::actor_addr& addr) {
-  std::erase_if(*self->state.live, [&](const caf::actor& a) { return a.address() == addr; });
+  self->state.live->erase(addr.id());
+}
+
+void add_live(supervisor_actor* self, const caf::actor& a) {
+  self->state.live->emplace(a.id(), a);
 }
 
 // Sends exit_msg{source, reason} to each actor: caf::send_exit only takes
 // exit_reason values, and we forward arbitrary errors (e.g. restart_limit).
-void send_exits(const caf::actor_addr& source, const std::vector<caf::actor>& to,
+void send_exits(const caf::actor_addr& source, const supervisor_state::live_set& to,
                 const caf::error& reason) {
-  for (auto& a : to)
+  for (auto& [id, a] : to)
     a->enqueue(nullptr, caf::make_message_id(caf::message_priority::high),
                caf::make_message(caf::exit_msg{source, reason}), nullptr);
 }
@@ -262,7 +271,7 @@ void handle_failure(supervisor_actor* self, std::uint64_t id, const caf::error& 
 // Starts one incarnation; a factory that throws or returns nothing counts as a crash.
 void start_slot(supervisor_actor* self, std::uint64_t id) {
   auto* c = find_slot(self, id);
-  if (!c)
+  if (!c || c->current)  // gone, or its incarnation is still alive
     return;
   caf::actor child;
   std::string why = "the factory returned no actor";
@@ -284,33 +293,32 @@ void start_slot(supervisor_actor* self, std::uint64_t id) {
   c->current = child;
   c->state = phase::running;
   self->monitor(child);
-  self->state.live->push_back(child);
+  self->state.slot_of_actor[child.id()] = id;
+  add_live(self, child);
   auto failing = std::make_shared<std::atomic<bool>>(false);
   node_of(self).watch_failure(child.id(), failing);
   if (c->spec.restart != restart_policy::temporary && !c->router) {
     c->router = self->spawn(router, c->spec.name, c->spec.buffer_capacity);
-    self->state.live->push_back(c->router);
+    add_live(self, c->router);
   }
   if (c->router)
     self->send(c->router, route_to{child, std::move(failing)});
 }
 
-// Stops the children in stop_queue one after the other (newest first), then runs
-// after_stop.
+// Stops the children in stop_queue one after the other (newest first), each bounded
+// by its shutdown_timeout, then runs after_stop. (Strict order costs one message
+// round trip per child: ~10 µs, so 10,000 entities stop in about 0.1 s.)
 void stop_next(supervisor_actor* self) {
   auto& st = self->state;
   while (!st.stop_queue.empty()) {
-    auto id = st.stop_queue.front();
+    auto* c = find_slot(self, st.stop_queue.front());
     st.stop_queue.pop_front();
-    auto* c = find_slot(self, id);
     if (!c || !c->current)
       continue;
     c->state = phase::stopping;
-    ++c->stop_seq;
-    st.waiting_on = id;
+    st.waiting_on = c->id;
     self->send_exit(c->current, caf::exit_reason::user_shutdown);
-    self->delayed_send(self, c->spec.shutdown_timeout,
-                       stop_overdue{id, c->stop_seq});
+    self->delayed_send(self, c->spec.shutdown_timeout, stop_overdue{++st.stop_seq});
     return;
   }
   st.waiting_on = 0;
@@ -338,8 +346,9 @@ void stop_children(supervisor_actor* self, const std::vector<std::uint64_t>& ids
 
 std::vector<std::uint64_t> all_child_ids(supervisor_actor* self) {
   std::vector<std::uint64_t> ids;
-  for (auto& c : self->state.children)
-    ids.push_back(c.id);
+  ids.reserve(self->state.children.size());
+  for (auto& [id, c] : self->state.children)
+    ids.push_back(id);
   return ids;
 }
 
@@ -352,7 +361,7 @@ void shut_down(supervisor_actor* self, caf::error reason) {
   st.shutting_down = true;
   st.pending_restart.clear();
   ++st.restart_generation;
-  for (auto& c : st.children)
+  for (auto& [id, c] : st.children)
     if (c.router)
       self->send(c.router, close_route{to_caf_error(
                              error{errc::stopped, fmt::format("supervisor '{}' is stopping",
@@ -390,9 +399,11 @@ bool note_restart(supervisor_actor* self) {
 // The children a failure of `id` takes down, by strategy, in start order.
 std::vector<std::uint64_t> affected_by(supervisor_actor* self, std::uint64_t id) {
   auto& st = self->state;
+  if (st.spec.strategy == restart_strategy::one_for_one)
+    return {id};
   std::vector<std::uint64_t> result;
   bool after = false;
-  for (auto& c : st.children) {
+  for (auto& [slot_id, c] : st.children) {
     bool take = false;
     switch (st.spec.strategy) {
       case restart_strategy::one_for_one: take = c.id == id; break;
@@ -413,9 +424,7 @@ void schedule_restart(supervisor_actor* self, std::vector<std::uint64_t> ids, du
   for (auto id : ids) {
     if (auto* c = find_slot(self, id))
       c->state = phase::restarting;
-    if (std::find(st.pending_restart.begin(), st.pending_restart.end(), id)
-        == st.pending_restart.end())
-      st.pending_restart.push_back(id);
+    st.pending_restart.insert(id);
   }
   auto generation = ++st.restart_generation;
   self->delayed_send(self, delay, restart_due{generation});
@@ -430,8 +439,8 @@ void end_child(supervisor_actor* self, child_slot& c, const caf::error& reason) 
                                                             c.spec.name,
                                                             self->system().render(reason))})});
   if (c.spec.restart == restart_policy::temporary) {
-    auto id = c.id;
-    std::erase_if(st.children, [id](const child_slot& x) { return x.id == id; });
+    auto id = c.id;  // not a reference into the slot being erased
+    st.children.erase(id);
   }
 }
 
@@ -479,12 +488,13 @@ void on_restart_due(supervisor_actor* self, std::uint64_t generation) {
   auto& st = self->state;
   if (generation != st.restart_generation || st.shutting_down)
     return;
-  auto pending = std::move(st.pending_restart);
-  st.pending_restart.clear();
-  // Restart in start order.
-  for (auto& c : std::vector<std::uint64_t>{all_child_ids(self)})
-    if (std::find(pending.begin(), pending.end(), c) != pending.end())
-      start_slot(self, c);
+  // Restart in start order (slot ids are in start order).
+  auto pending = std::exchange(st.pending_restart, {});
+  for (auto id : pending) {
+    if (st.shutting_down)  // a failed start escalated
+      break;
+    start_slot(self, id);
+  }
 }
 
 void on_child_exit(supervisor_actor* self, child_slot& c, const caf::error& reason) {
@@ -509,7 +519,8 @@ void on_child_exit(supervisor_actor* self, child_slot& c, const caf::error& reas
 
 std::vector<child_info> describe(supervisor_actor* self) {
   std::vector<child_info> result;
-  for (auto& c : self->state.children)
+  result.reserve(self->state.children.size());
+  for (auto& [id, c] : self->state.children)
     result.push_back(child_info{c.spec.name, c.current, handle_of(c), c.restarts,
                                 std::string{to_string(c.state)}, c.last_backoff});
   return result;
@@ -524,7 +535,9 @@ caf::behavior supervisor(supervisor_actor* self, supervisor_spec spec) {
   self->set_down_handler([self](caf::down_msg& dm) {
     forget_live(self, dm.source);
     node_of(self).unwatch_failure(dm.source.id());
-    if (auto* c = find_slot(self, dm.source))
+    auto* c = find_slot(self, dm.source);
+    self->state.slot_of_actor.erase(dm.source.id());
+    if (c && c->current && c->current.id() == dm.source.id())
       on_child_exit(self, *c, dm.reason);
   });
   // Children never send us exit messages (we monitor them); an exit message comes
@@ -535,21 +548,22 @@ caf::behavior supervisor(supervisor_actor* self, supervisor_spec spec) {
   });
   for (auto& c : children) {
     auto id = st.next_id++;
-    st.children.push_back(child_slot{id, std::move(c)});
+    st.children.emplace(id, child_slot{id, std::move(c)});
     start_slot(self, id);
   }
   return {
     [self](restart_due& r) { on_restart_due(self, r.generation); },
     [self](stop_overdue& o) {
-      auto* c = find_slot(self, o.child_id);
-      if (c && c->state == phase::stopping && c->stop_seq == o.stop_seq && c->current) {
-        log_of(self).warn(self->state.label, "child '{}' did not stop within {}; killing it",
+      auto& st = self->state;
+      auto* c = find_slot(self, st.waiting_on);
+      if (o.stop_seq == st.stop_seq && c && c->state == phase::stopping && c->current) {
+        log_of(self).warn(st.label, "child '{}' did not stop within {}; killing it",
                           c->spec.name, format_duration(c->spec.shutdown_timeout));
         self->send_exit(c->current, caf::exit_reason::kill);
       }
     },
     [self](child_atom, const std::string& name) -> caf::result<caf::actor> {
-      for (auto& c : self->state.children)
+      for (auto& [id, c] : self->state.children)
         if (c.spec.name == name)
           return handle_of(c);
       return to_caf_error(error{errc::not_found,
@@ -563,7 +577,7 @@ caf::behavior supervisor(supervisor_actor* self, supervisor_spec spec) {
         return to_caf_error(error{errc::shutting_down,
                                   fmt::format("supervisor '{}' is stopping", st.spec.name)});
       auto id = st.next_id++;
-      st.children.push_back(child_slot{id, std::move(spec)});
+      st.children.emplace(id, child_slot{id, std::move(spec)});
       start_slot(self, id);
       if (auto* c = find_slot(self, id); c && handle_of(*c))
         return handle_of(*c);

@@ -750,9 +750,8 @@ expected<caf::actor> spawn_entity(node& n, blueprint_ptr bp) {
     return error{m.error().code(),
                  fmt::format("{} cannot start: {}", bp->persistence_id, m.error().message())};
   auto name = bp->persistence_id;
-  return n.adopt(child_spec{std::move(name),
-                            [bp](caf::actor_system& sys) { return spawn_incarnation(sys, bp); },
-                            restart_policy::temporary});
+  return n.adopt_actor(std::move(name),
+                       [bp](caf::actor_system& sys) { return spawn_incarnation(sys, bp); });
 }
 
 child_spec entity_child(blueprint_ptr bp, restart_policy restart) {

@@ -10,8 +10,9 @@
 // Guardian tree: every long-lived actor is a descendant of the node's guardian (a
 // supervisor whose children are temporary). shutdown():
 //   1. marks the node stopping (new spawns fail with shutting_down);
-//   2. asks the guardian to stop its children in reverse start order, each within
-//      shutdown.actor-timeout (then killed); supervisors below do the same;
+//   2. asks the guardian to stop its children in reverse start order, each actor
+//      within shutdown.actor-timeout (then killed); supervisors below do the same
+//      with their children's shutdown_timeout;
 //   3. runs the stop hooks of upper layers in reverse order (journal writers, the
 //      transport, ...) and erases every name from CAF's registry;
 //   4. waits for CAF's actor count to reach zero, then destroys the actor system.
@@ -80,8 +81,12 @@ public:
     auto factory = [name, fun, xs...](caf::actor_system& sys) {
       return spawn_actor<Os>(sys, name, fun, xs...);
     };
-    return adopt(child_spec{name, std::move(factory), restart_policy::temporary});
+    return adopt_actor(std::move(name), std::move(factory));
   }
+
+  /// Starts the actor `factory` returns under the guardian, like spawn: temporary,
+  /// stopped at shutdown within shutdown.actor-timeout.
+  expected<caf::actor> adopt_actor(std::string name, child_factory factory);
 
   /// Starts a supervisor (and its subtree) under the guardian.
   expected<caf::actor> spawn_supervisor(supervisor_spec spec);

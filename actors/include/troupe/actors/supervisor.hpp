@@ -13,7 +13,10 @@
 // Contract:
 // - Children start in spec order and stop in reverse order (on shutdown, and when
 //   a strategy stops siblings); a child that does not stop within its
-//   shutdown_timeout is killed.
+//   shutdown_timeout is killed. Starting a child, handling its exit and stopping
+//   it cost O(log n) in the number of children, so a supervisor (e.g. the
+//   guardian) can hold tens of thousands of dynamic children (entities). Looking a
+//   child up by name (child_handle) is a linear scan.
 // - A child's *stable handle* (child_handle / child_atom) is a small routing actor
 //   that outlives restarts: it forwards to the current incarnation, keeping the
 //   sender and request id, and buffers (up to buffer_capacity) while the child is
