@@ -16,6 +16,9 @@
 // Decoding never crashes and never returns a default-constructed value: an unknown
 // manifest, a newer version, a missing upcaster, malformed or truncated bytes, or a
 // `from_json` that rejects the document all yield an error naming the manifest.
+// The bytes are exactly nlohmann's to_cbor / from_cbor (strict, tags refused),
+// written and read by troupe's own faster CBOR code (remote/cbor.hpp), which also
+// refuses documents nested deeper than 256 levels.
 //
 // Thread-safety: register types (add / add_upcaster) before the registry is shared;
 // after that, every const member function may be called concurrently.
@@ -98,8 +101,7 @@ public:
     if (e == nullptr)
       return unregistered(typeid(T).name());
     try {
-      nlohmann::json doc = x;
-      nlohmann::json::to_cbor(doc, out);
+      append_cbor(nlohmann::json(x), out);
       return {};
     } catch (const std::exception& ex) {
       return encode_failed(*e, ex.what());
@@ -141,6 +143,9 @@ public:
   /// journal written by someone else's types). Binary strings render as
   /// {"bytes": [...]} per nlohmann's convention.
   static expected<nlohmann::json> cbor_to_json(byte_span payload);
+
+  /// Appends exactly the bytes nlohmann::json::to_cbor(doc) would write.
+  static void append_cbor(const nlohmann::json& doc, bytes& out);
 
 private:
   expected<void> insert(codec_entry e);

@@ -1,6 +1,6 @@
 // The codec's CBOR (nlohmann::json::from_cbor / to_cbor; strict, tags refused),
-// fast, for the transport's hot path. (A candidate for codec_registry itself,
-// which the journal would then share.)
+// fast: the transport's hot path, and codec_registry's encode and decode (every
+// persisted event and every replayed one).
 //
 // nlohmann's CBOR reader spends ~1.4 us on a 120-byte message (it reads byte by
 // byte through an input adapter and grows strings a byte at a time); read_cbor
