@@ -118,12 +118,9 @@ private:
 
 class raw_listener {
 public:
-  /// `receive_buffer` > 0 shrinks SO_RCVBUF of accepted sockets (small windows).
-  explicit raw_listener(int receive_buffer = 0) {
+  raw_listener() {
     fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
     REQUIRE(fd_ >= 0);
-    if (receive_buffer > 0)
-      ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof(receive_buffer));
     sockaddr_in sa{};
     sa.sin_family = AF_INET;
     sa.sin_port = 0;

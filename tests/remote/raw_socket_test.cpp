@@ -194,10 +194,14 @@ TEST_CASE("a connection that never completes its handshake is closed at the dead
 namespace {
 
 /// A fake peer that completes the handshake as acceptor and then reads nothing
-/// until drain(); its small receive buffer makes the pipe fill up quickly.
+/// until drain(). Its receive buffer stays the kernel's default: a small fixed one
+/// (SO_RCVBUF) turns off window scaling, and Linux then offers windows rounded down
+/// to the segment size it last saw, which can stay below the sender's segment size
+/// after the peer reads again; the sender then moves one segment per persist-timer
+/// tick (~10 KB/s), and freeing room in a send buffer of megabytes takes minutes.
 class stuck_peer {
 public:
-  stuck_peer() : fake_(4096) {
+  stuck_peer() {
     thread_ = std::thread{[this] { run(); }};
   }
   ~stuck_peer() {
