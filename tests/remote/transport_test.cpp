@@ -4,6 +4,7 @@
 
 #include "troupe/actors/ask.hpp"
 
+#include <atomic>
 #include <future>
 
 using namespace std::chrono_literals;
@@ -412,6 +413,36 @@ TEST_CASE("peer events reach subscribed actors as messages") {
   a.t->subscribe(*listener);
   a.t->connect(b.address());
   CHECK(got->wait_for(1));
+}
+
+TEST_CASE("a message sent from the up callback goes out after the handshake's last frame") {
+  // `up` is emitted on the I/O thread before it has written the initiator's auth
+  // frame, and the queue is empty then (connect() queued nothing): the message
+  // must still follow the auth frame, or b refuses the handshake, every time.
+  remote_node a{{"node.name=a"}};
+  remote_node b{{"node.name=b"}};
+  auto a_sink = a.serve("sink", sink_actor);
+  b.serve("relay", relay_actor);
+  auto relay = a.t->actor_for(b.address(), "relay");
+  remote::actor_ref back{a.address(), "sink"};
+  auto ups = std::make_shared<std::atomic<int>>(0);
+  a.t->subscribe([relay, back, ups, to = b.address()](const peer_event& e) {
+    if (e.what == peer_event::kind::up && e.peer.address == to) {
+      ++*ups;
+      caf::anon_send(relay, relay_request{back, numbered{"up", 0, "sent from the callback"}});
+    }
+  });
+  a.t->connect(b.address());
+  // b relays the message back to a's sink: it was delivered and answered.
+  CHECK(wait_until([&] { return stats_of(a.sys(), a_sink).received == 1; }));
+  for (auto* n : {&a, &b})
+    CHECK(counter(*n->n, "troupe_transport_connection_errors_total",
+                  {{"reason", "unexpected_frame"}})
+          == 0);
+  CHECK(ups->load() == 1);  // one connection: no refused handshake, no reconnect
+  auto info = a.t->peer(b.address());
+  REQUIRE(info);
+  CHECK(info->outbound == remote::peer_info::state::connected);
 }
 
 TEST_CASE("with a shared secret, peers that know it connect and others are refused") {

@@ -110,7 +110,15 @@ struct send_queue {
   bool up = false;
   std::size_t inbound_count = 0;
   // Direct writes by senders (see direct_write_gap).
-  bool io_writing = false;     ///< the I/O thread has a write in flight
+  /// The I/O thread owns the socket's write side: set when the connection is
+  /// established (its last handshake frame may still be owed) and by a flush that
+  /// starts a write, cleared only by a flush that finds nothing to write (or by
+  /// close). Senders write directly only while it is clear, so a direct write never
+  /// goes before or into the middle of what the I/O thread writes.
+  bool io_writing = false;
+  /// `pending` starts with the rest of a frame a sender wrote in part: the next
+  /// flush writes it before any control frame (a heartbeat may be owed meanwhile).
+  bool pending_rest = false;
   int fd = -1;                 ///< the socket while the connection is established
   clock_type::time_point last_enqueue{};  ///< last frame that found the queue idle
 };
@@ -395,6 +403,7 @@ admit_result engine_impl::admit_locked(send_queue& q, wire::byte_span frame) {
         return admit_result::written;
       }
       frame = frame.subspan(static_cast<std::size_t>(n));
+      q.pending_rest = true;
     }
     // A partial write, a full socket or an error: the I/O thread takes over (and
     // reports the error when it writes).
@@ -927,8 +936,11 @@ void engine_impl::established_outbound(connection& c) {
     p.out.fd = c.sock.native_handle();
     p.out.max_frame = std::min(settings_.max_frame, c.hs->peer_max_frame());
     p.out.last_error.clear();
-    // The queue filled while connecting; flush() below takes it.
+    // The queue filled while connecting; flush() below takes it. Until then the
+    // auth frame is owed (in `control`): a frame sent from an `up` callback must
+    // not be written directly ahead of it.
     p.out.flush_posted = true;
+    p.out.io_writing = true;
   }
   p.attempts = 0;
   c.established = true;
@@ -947,6 +959,7 @@ void engine_impl::established_inbound(connection& c) {
     c.own_queue->state = send_queue::st::open;
     c.own_queue->fd = c.sock.native_handle();
     c.own_queue->max_frame = std::min(settings_.max_frame, c.hs->peer_max_frame());
+    c.own_queue->io_writing = true;  // until flush() below, as for outbound
   }
   c.replies = std::make_shared<reply_channel_impl>(*this, c.own_queue, c.weak_from_this(),
                                                    c.peer_id);
@@ -1039,6 +1052,7 @@ void engine_impl::on_heartbeat(connection& c) {
 void engine_impl::flush(connection& c) {
   if (c.writing || c.closed)
     return;
+  bool data_first = false;
   {
     std::lock_guard<std::mutex> guard{c.q->mtx};
     using st = send_queue::st;
@@ -1047,9 +1061,11 @@ void engine_impl::flush(connection& c) {
       c.w_data.swap(c.q->pending);
       c.q->inflight = c.w_data.size();
       c.w_frames = std::exchange(c.q->pending_frames, 0);
+      data_first = std::exchange(c.q->pending_rest, false);
     }
     if (c.w_data.empty() && c.control.empty()) {
       c.q->flush_posted = false;
+      c.q->io_writing = false;  // senders may write directly again
       if (c.close_after_write) {
         // Nothing left to say: close now (outside the lock, below).
       } else {
@@ -1064,6 +1080,11 @@ void engine_impl::flush(connection& c) {
   if (c.w_data.empty() && c.control.empty()) {
     close(c, c.close_reason, c.close_as);
     return;
+  }
+  if (data_first) {
+    // The socket ends in the middle of a frame: control frames go after its rest.
+    c.w_data.insert(c.w_data.end(), c.control.begin(), c.control.end());
+    c.control.clear();
   }
   c.w_control.swap(c.control);
   c.w_done = 0;
@@ -1117,7 +1138,8 @@ void engine_impl::on_written(connection& c, std::size_t n) {
   {
     std::lock_guard<std::mutex> guard{c.q->mtx};
     c.q->inflight = 0;
-    c.q->io_writing = false;
+    // io_writing stays set: flush() below clears it if nothing is left, so no
+    // sender writes directly before a control frame queued meanwhile.
     if (c.q->refused && c.q->pending.size() <= c.q->capacity / 2) {
       c.q->refused = false;
       writable = true;
@@ -1142,6 +1164,7 @@ void engine_impl::close(connection& c, const error& reason, close_kind kind) {
     // Senders write to the socket directly under this lock: after it, none will.
     c.q->fd = -1;
     c.q->io_writing = false;
+    c.q->pending_rest = false;
     dropped = c.q->pending_frames;
     c.q->pending.clear();
     c.q->pending_frames = 0;
