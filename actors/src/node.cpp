@@ -225,8 +225,9 @@ node::shutdown_report node::shutdown() {
     }
   }
   report.took = std::chrono::duration_cast<duration>(clock::now() - started);
-  context_->log().info("node", "shutdown {} after {}", report.clean ? "complete" : "INCOMPLETE",
-                       format_duration(std::chrono::duration_cast<std::chrono::milliseconds>(report.took)));
+  context_->log().info("node", "shutdown {} after {:.1f} ms",
+                       report.clean ? "complete" : "INCOMPLETE",
+                       std::chrono::duration<double, std::milli>(report.took).count());
   report_ = report;
   return report;
 }
