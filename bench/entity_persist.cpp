@@ -14,6 +14,7 @@
 //                    p50 / p99 of command->reply; baseline: one INSERT per
 //                    durable transaction.
 #include "harness.hpp"
+#include "raw_sqlite.hpp"
 
 #include "troupe/actors/ask.hpp"
 #include "troupe/actors/node.hpp"
@@ -23,13 +24,9 @@
 
 #include <caf/all.hpp>
 #include <fmt/core.h>
-#include <sqlite3.h>
 
 #include <atomic>
-#include <cstdio>
-#include <filesystem>
 #include <future>
-#include <random>
 #include <thread>
 
 namespace troupe::bench {
@@ -99,25 +96,6 @@ std::size_t payload_bytes() {
   return n;
 }
 
-[[noreturn]] void die(const std::string& what) {
-  std::fprintf(stderr, "entity bench: %s\n", what.c_str());
-  std::exit(1);
-}
-
-struct scratch_dir {
-  scratch_dir() {
-    std::random_device rd;
-    path = std::filesystem::temp_directory_path() / fmt::format("troupe-bench-entity-{}", rd());
-    std::filesystem::create_directories(path);
-  }
-  ~scratch_dir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-  std::string file(const char* name) const { return (path / name).string(); }
-  std::filesystem::path path;
-};
-
 unsigned scheduler_threads() {
   auto cores = std::thread::hardware_concurrency();
   return cores > 1 ? cores - 1 : 1;
@@ -155,94 +133,20 @@ std::unique_ptr<node> start_node(const std::string& path) {
 
 // -- raw SQLite ------------------------------------------------------------------------------
 
-struct raw_db {
-  explicit raw_db(const std::string& path) {
-    if (sqlite3_open(path.c_str(), &db) != SQLITE_OK)
-      die("cannot open " + path);
-    exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;");
-  }
-  ~raw_db() {
-    for (auto* s : statements)
-      sqlite3_finalize(s);
-    sqlite3_close(db);
-  }
-  void exec(const char* sql) {
-    if (sqlite3_exec(db, sql, nullptr, nullptr, nullptr) != SQLITE_OK)
-      die(fmt::format("'{}': {}", sql, sqlite3_errmsg(db)));
-  }
-  sqlite3_stmt* prepare(const char* sql) {
-    sqlite3_stmt* s = nullptr;
-    if (sqlite3_prepare_v2(db, sql, -1, &s, nullptr) != SQLITE_OK)
-      die(fmt::format("'{}': {}", sql, sqlite3_errmsg(db)));
-    statements.push_back(s);
-    return s;
-  }
-  sqlite3* db = nullptr;
-  std::vector<sqlite3_stmt*> statements;
-};
-
-/// Creates the journal schema at `path` the way troupe does, then closes it.
-void create_schema(const std::string& path) {
-  sqlite_options o;
-  o.path = path;
-  if (auto j = sqlite_journal::open(o); !j)
-    die(j.error().to_string());
+/// Writes the persist benchmark's rows: `ids` entities' 100-byte events.
+raw_event_writer raw_writer(const std::string& path, int ids) {
+  create_journal_schema(path);
+  std::vector<std::string> names;
+  for (int i = 0; i < ids; ++i)
+    names.push_back(persistence_id_of("bench", fmt::format("e{}", i)));
+  return raw_event_writer{path, names,
+                          {"bench.appended",
+                           nlohmann::json::to_cbor(nlohmann::json(appended{payload_text()})),
+                           "bench-writer-0123456789"}};
 }
 
-/// Inserts events round-robin over `ids` persistence ids, `batch` rows per durable
-/// transaction, in the journal's schema (as the SQLite backend writes them).
-class raw_writer {
-public:
-  raw_writer(const std::string& path, int ids) : db_{path}, next_seq_(static_cast<std::size_t>(ids), 1) {
-    db_.exec("BEGIN");
-    auto add = db_.prepare("INSERT INTO persistence_ids(id, name) VALUES(?1, ?2)");
-    for (int i = 0; i < ids; ++i) {
-      auto name = fmt::format("bench|e{}", i);
-      sqlite3_bind_int(add, 1, i + 1);
-      sqlite3_bind_text(add, 2, name.c_str(), -1, SQLITE_TRANSIENT);
-      if (sqlite3_step(add) != SQLITE_DONE)
-        die(sqlite3_errmsg(db_.db));
-      sqlite3_reset(add);
-    }
-    db_.exec("COMMIT");
-    insert_ = db_.prepare(
-      "INSERT INTO events(ordering, pid, seq, manifest, version, payload, tags, writer, "
-      "timestamp_ms) VALUES(?1, ?2, ?3, ?4, 1, ?5, NULL, ?6, ?7)");
-    payload_ = nlohmann::json::to_cbor(nlohmann::json(appended{payload_text()}));
-  }
-
-  /// One durable transaction of `rows` inserts.
-  void transaction(int rows) {
-    db_.exec("BEGIN IMMEDIATE");
-    auto ts = now_ms();
-    for (int k = 0; k < rows; ++k) {
-      auto i = cursor_++ % next_seq_.size();
-      sqlite3_bind_int64(insert_, 1, ++ordering_);
-      sqlite3_bind_int64(insert_, 2, static_cast<std::int64_t>(i) + 1);
-      sqlite3_bind_int64(insert_, 3, next_seq_[i]++);
-      sqlite3_bind_text(insert_, 4, "bench.appended", -1, SQLITE_STATIC);
-      sqlite3_bind_blob(insert_, 5, payload_.data(), static_cast<int>(payload_.size()),
-                        SQLITE_STATIC);
-      sqlite3_bind_text(insert_, 6, "bench-writer-0123456789", -1, SQLITE_STATIC);
-      sqlite3_bind_int64(insert_, 7, ts);
-      if (sqlite3_step(insert_) != SQLITE_DONE)
-        die(sqlite3_errmsg(db_.db));
-      sqlite3_reset(insert_);
-    }
-    db_.exec("COMMIT");
-  }
-
-private:
-  raw_db db_;
-  sqlite3_stmt* insert_ = nullptr;
-  std::vector<std::int64_t> next_seq_;
-  std::size_t cursor_ = 0;
-  std::int64_t ordering_ = 0;
-  bytes payload_;
-};
-
 /// Rows per second of `rows_per_txn`-row transactions over `seconds`.
-double raw_rate(raw_writer& w, int rows_per_txn, double seconds) {
+double raw_rate(raw_event_writer& w, int rows_per_txn, double seconds) {
   std::int64_t rows = 0;
   auto start = now_seconds();
   while (now_seconds() - start < seconds) {
@@ -313,9 +217,7 @@ std::vector<result> persist(const options& opts) {
   int best_batch = 0;
   double best = 0;
   for (int batch : {1024, 4096, 16384}) {
-    auto probe = dir.file(fmt::format("probe-{}.db", batch).c_str());
-    create_schema(probe);
-    raw_writer w{probe, entity_count};
+    auto w = raw_writer(dir.file(fmt::format("probe-{}.db", batch)), entity_count);
     raw_rate(w, batch, std::min(0.3, opts.seconds / 10));
     auto rate = raw_rate(w, batch, std::min(1.0, opts.seconds / 3));
     if (rate > best) {
@@ -323,8 +225,7 @@ std::vector<result> persist(const options& opts) {
       best_batch = batch;
     }
   }
-  create_schema(dir.file("raw.db"));
-  raw_writer raw{dir.file("raw.db"), entity_count};
+  auto raw = raw_writer(dir.file("raw.db"), entity_count);
 
   auto n = start_node(dir.file("troupe.db"));
   std::vector<entity_ref<log_entity>> refs;
@@ -444,30 +345,11 @@ std::vector<result> replay(const options& opts) {
     caf::anon_send_exit(ref->actor(), caf::exit_reason::user_shutdown);
     return t1 - t0;
   };
-  raw_db raw{path};
-  auto sel = raw.prepare(
-    "SELECT e.seq, e.manifest, e.version, e.payload, e.tags, e.writer, e.timestamp_ms, "
-    "e.ordering FROM events e WHERE e.pid = (SELECT id FROM persistence_ids WHERE name = ?1) "
-    "ORDER BY e.seq");
+  raw_event_reader raw{path};
   auto select_once = [&] {
     auto t0 = now_seconds();
-    std::uint64_t rows = 0;
-    std::size_t seen = 0;
-    sqlite3_bind_text(sel, 1, pid.c_str(), -1, SQLITE_STATIC);
-    while (sqlite3_step(sel) == SQLITE_ROW) {
-      // Touch every column recovery reads.
-      seen += static_cast<std::size_t>(sqlite3_column_bytes(sel, 3));
-      (void) sqlite3_column_blob(sel, 3);
-      (void) sqlite3_column_text(sel, 1);
-      (void) sqlite3_column_text(sel, 5);
-      (void) sqlite3_column_int64(sel, 0);
-      (void) sqlite3_column_int64(sel, 2);
-      (void) sqlite3_column_int64(sel, 6);
-      (void) sqlite3_column_int64(sel, 7);
-      ++rows;
-    }
-    sqlite3_reset(sel);
-    if (rows != replay_events || seen != replay_events * payload_bytes())
+    auto read = raw.read(pid);
+    if (read.rows != replay_events || read.payload_bytes != replay_events * payload_bytes())
       die("raw replay read the wrong rows");
     return now_seconds() - t0;
   };
@@ -530,8 +412,7 @@ std::vector<result> persist_latency(const options& opts) {
   auto ref = spawn_entity<log_entity>(*n, "latency");
   if (!ref || !ref->ask(count{}, 60s))
     die("cannot start the entity");
-  create_schema(dir.file("raw.db"));
-  raw_writer w{dir.file("raw.db"), 1};
+  auto w = raw_writer(dir.file("raw.db"), 1);
   for (int i = 0; i < 50; ++i) {  // warm up both
     if (!ref->ask(append{payload_text()}, 60s))
       die("warm-up append failed");

@@ -9,11 +9,17 @@
 // is always better. Extra fields (p50/p99, sizes, ...) go into `extra`.
 #pragma once
 
+#include <fmt/core.h>
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <functional>
+#include <random>
 #include <string>
+#include <system_error>
 #include <vector>
 
 namespace troupe::bench {
@@ -51,5 +57,29 @@ inline double now_seconds() {
 
 /// Percentile (0..100) of unsorted samples; sorts them.
 double percentile(std::vector<double>& samples, double p);
+
+/// A benchmark that cannot do its work stops the whole run: a figure measured on a
+/// broken setup would mislead.
+[[noreturn]] inline void die(const std::string& what) {
+  std::fprintf(stderr, "troupe-bench: %s\n", what.c_str());
+  std::exit(1);
+}
+
+/// A fresh directory under the system's temp directory, removed with its contents.
+struct scratch_dir {
+  scratch_dir() {
+    std::random_device rd;
+    path = std::filesystem::temp_directory_path() / fmt::format("troupe-bench-{}", rd());
+    std::filesystem::create_directories(path);
+  }
+  ~scratch_dir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  scratch_dir(const scratch_dir&) = delete;
+  scratch_dir& operator=(const scratch_dir&) = delete;
+  std::string file(const std::string& name) const { return (path / name).string(); }
+  std::filesystem::path path;
+};
 
 } // namespace troupe::bench

@@ -7,6 +7,7 @@
 // journal_replay: 100,000 events of one id read through the backend's paged
 // read_events versus one raw SELECT of the same rows.
 #include "harness.hpp"
+#include "raw_sqlite.hpp"
 
 #include "troupe/actors/log.hpp"
 #include "troupe/actors/metrics.hpp"
@@ -14,15 +15,11 @@
 #include "troupe/persistence/sqlite_journal.hpp"
 
 #include <fmt/core.h>
-#include <sqlite3.h>
 
 #include <atomic>
 #include <condition_variable>
-#include <cstdio>
 #include <deque>
-#include <filesystem>
 #include <mutex>
-#include <random>
 #include <thread>
 
 namespace troupe::bench {
@@ -35,27 +32,8 @@ constexpr int entity_count = 10'000;
 constexpr std::size_t payload_size = 100;
 constexpr int raw_batch = 4096;
 
-struct scratch_dir {
-  scratch_dir() {
-    std::random_device rd;
-    path = std::filesystem::temp_directory_path() / fmt::format("troupe-bench-{}", rd());
-    std::filesystem::create_directories(path);
-  }
-  ~scratch_dir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-  std::string file(const char* name) const { return (path / name).string(); }
-  std::filesystem::path path;
-};
-
 std::string entity_id(int i) {
   return fmt::format("bench|entity-{}", i);
-}
-
-void die(const std::string& what) {
-  std::fprintf(stderr, "journal bench: %s\n", what.c_str());
-  std::exit(1);
 }
 
 std::shared_ptr<sqlite_journal> open_journal(const std::string& path, sync_mode sync) {
@@ -67,26 +45,6 @@ std::shared_ptr<sqlite_journal> open_journal(const std::string& path, sync_mode 
     die(j.error().to_string());
   return *j;
 }
-
-struct raw_db {
-  explicit raw_db(const std::string& path) {
-    if (sqlite3_open(path.c_str(), &db) != SQLITE_OK)
-      die("cannot open " + path);
-    exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;");
-  }
-  ~raw_db() { sqlite3_close(db); }
-  void exec(const char* sql) {
-    if (sqlite3_exec(db, sql, nullptr, nullptr, nullptr) != SQLITE_OK)
-      die(fmt::format("'{}': {}", sql, sqlite3_errmsg(db)));
-  }
-  sqlite3_stmt* prepare(const char* sql) {
-    sqlite3_stmt* s = nullptr;
-    if (sqlite3_prepare_v2(db, sql, -1, &s, nullptr) != SQLITE_OK)
-      die(fmt::format("'{}': {}", sql, sqlite3_errmsg(db)));
-    return s;
-  }
-  sqlite3* db = nullptr;
-};
 
 // -- journal_write ------------------------------------------------------------------------
 
@@ -175,56 +133,21 @@ double troupe_write(const options& opts, const std::string& path, nlohmann::json
 
 /// Rows per second: raw prepared inserts into the same schema, same durability.
 double raw_write(const options& opts, const std::string& path) {
-  open_journal(path, sync_mode::full);  // the same schema, created by troupe
-  raw_db raw{path};
-  raw.exec("BEGIN");
-  auto add_id = raw.prepare("INSERT INTO persistence_ids(id, name) VALUES(?1, ?2)");
-  for (int i = 0; i < entity_count; ++i) {
-    auto name = entity_id(i);
-    sqlite3_bind_int(add_id, 1, i + 1);
-    sqlite3_bind_text(add_id, 2, name.c_str(), -1, SQLITE_TRANSIENT);
-    sqlite3_step(add_id);
-    sqlite3_reset(add_id);
-  }
-  sqlite3_finalize(add_id);
-  raw.exec("COMMIT");
-  auto ins = raw.prepare(
-    "INSERT INTO events(ordering, pid, seq, manifest, version, payload, tags, writer, "
-    "timestamp_ms) VALUES(?1, ?2, ?3, ?4, 1, ?5, NULL, ?6, ?7)");
-  const bytes payload(payload_size, 0x5a);
-  std::vector<std::int64_t> next_seq(entity_count, 1);
-  std::int64_t ordering = 0;
-  int cursor = 0;
-  auto run_txn = [&] {
-    raw.exec("BEGIN IMMEDIATE");
-    auto ts = now_ms();
-    for (int k = 0; k < raw_batch; ++k) {
-      auto i = cursor++ % entity_count;
-      sqlite3_bind_int64(ins, 1, ++ordering);
-      sqlite3_bind_int64(ins, 2, i + 1);
-      sqlite3_bind_int64(ins, 3, next_seq[static_cast<std::size_t>(i)]++);
-      sqlite3_bind_text(ins, 4, "bench.event", -1, SQLITE_STATIC);
-      sqlite3_bind_blob(ins, 5, payload.data(), static_cast<int>(payload.size()), SQLITE_STATIC);
-      sqlite3_bind_text(ins, 6, "bench-writer", -1, SQLITE_STATIC);
-      sqlite3_bind_int64(ins, 7, ts);
-      if (sqlite3_step(ins) != SQLITE_DONE)
-        die(sqlite3_errmsg(raw.db));
-      sqlite3_reset(ins);
-    }
-    raw.exec("COMMIT");
-  };
+  create_journal_schema(path);
+  std::vector<std::string> ids;
+  for (int i = 0; i < entity_count; ++i)
+    ids.push_back(entity_id(i));
+  raw_event_writer raw{path, ids, {"bench.event", bytes(payload_size, 0x5a), "bench-writer"}};
   auto warm_until = now_seconds() + std::min(1.0, opts.seconds / 3);
   while (now_seconds() < warm_until)
-    run_txn();
+    raw.transaction(raw_batch);
   std::int64_t rows = 0;
   auto start = now_seconds();
   while (now_seconds() - start < opts.seconds) {
-    run_txn();
+    raw.transaction(raw_batch);
     rows += raw_batch;
   }
-  auto elapsed = now_seconds() - start;
-  sqlite3_finalize(ins);
-  return static_cast<double>(rows) / elapsed;
+  return static_cast<double>(rows) / (now_seconds() - start);
 }
 
 std::vector<result> journal_write(const options& opts) {
@@ -296,33 +219,13 @@ std::vector<result> journal_replay(const options& opts) {
     return n;
   });
 
-  raw_db raw{path};
-  auto sel = raw.prepare(
-    "SELECT e.seq, e.manifest, e.version, e.payload, e.tags, e.writer, e.timestamp_ms, "
-    "e.ordering FROM events e WHERE e.pid = (SELECT id FROM persistence_ids WHERE name = ?1) "
-    "ORDER BY e.seq");
+  raw_event_reader raw{path};
   auto raw_rate = measure([&] {
-    std::uint64_t n = 0;
-    std::size_t bytes_seen = 0;
-    sqlite3_bind_text(sel, 1, id.c_str(), -1, SQLITE_STATIC);
-    while (sqlite3_step(sel) == SQLITE_ROW) {
-      // Touch every column the troupe path returns.
-      bytes_seen += static_cast<std::size_t>(sqlite3_column_bytes(sel, 3));
-      (void) sqlite3_column_blob(sel, 3);
-      (void) sqlite3_column_text(sel, 1);
-      (void) sqlite3_column_text(sel, 5);
-      (void) sqlite3_column_int64(sel, 0);
-      (void) sqlite3_column_int64(sel, 2);
-      (void) sqlite3_column_int64(sel, 6);
-      (void) sqlite3_column_int64(sel, 7);
-      ++n;
-    }
-    sqlite3_reset(sel);
-    if (n != replay_events || bytes_seen != replay_events * payload_size)
+    auto read = raw.read(id);
+    if (read.rows != replay_events || read.payload_bytes != replay_events * payload_size)
       die("raw replay read the wrong number of events");
-    return n;
+    return read.rows;
   });
-  sqlite3_finalize(sel);
 
   result r;
   r.bench = "journal_replay";
