@@ -2,6 +2,7 @@
 // bad input (corrupt event bytes, an unknown manifest, a full disk) and a crash
 // test with a real process killed by SIGKILL mid-stream.
 #include "entity_fixtures.hpp"
+#include "raw_sql.hpp"
 
 #include "troupe/actors/supervisor.hpp"
 #include "troupe/persistence/replay_tool.hpp"
@@ -25,28 +26,8 @@ using fx::counter;
 
 namespace {
 
-/// Runs SQL on a journal file while no node has it open.
-void sql(const std::string& path, const std::string& statement) {
-  sqlite3* db = nullptr;
-  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
-  char* msg = nullptr;
-  auto rc = sqlite3_exec(db, statement.c_str(), nullptr, nullptr, &msg);
-  INFO(statement << ": " << (msg ? msg : ""));
-  sqlite3_free(msg);
-  sqlite3_close(db);
-  REQUIRE(rc == SQLITE_OK);
-}
-
 std::int64_t page_count(const std::string& path) {
-  sqlite3* db = nullptr;
-  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
-  sqlite3_stmt* s = nullptr;
-  REQUIRE(sqlite3_prepare_v2(db, "PRAGMA page_count", -1, &s, nullptr) == SQLITE_OK);
-  REQUIRE(sqlite3_step(s) == SQLITE_ROW);
-  auto n = sqlite3_column_int64(s, 0);
-  sqlite3_finalize(s);
-  sqlite3_close(db);
-  return n;
+  return std::stoll(raw_query(path, "PRAGMA page_count"));
 }
 
 /// Writes `amounts` to counter `id` through a node on the journal at `path`.
@@ -155,7 +136,7 @@ TEST_CASE("entity: the replay tool stops at an undecodable event, naming id and 
   temp_dir dir;
   auto path = dir.file("journal.db");
   write_counter(path, "bad", {1, 2, 3});
-  sql(path, "UPDATE events SET payload = x'ff1300' WHERE seq = 2 AND pid = "
+  raw_exec(path, "UPDATE events SET payload = x'ff1300' WHERE seq = 2 AND pid = "
             "(SELECT id FROM persistence_ids WHERE name = 'counter|bad')");
   std::string out, err;
   CHECK(replay("bad", path, out, err) == 1);
@@ -201,12 +182,12 @@ TEST_CASE("entity: corrupt event bytes or an unknown manifest in the file stop t
   write_counter(path, "bystander", {10, 20});
   std::string seq;
   SUBCASE("corrupt payload bytes") {
-    sql(path, "UPDATE events SET payload = x'bf61' WHERE seq = 2 AND pid = "
+    raw_exec(path, "UPDATE events SET payload = x'bf61' WHERE seq = 2 AND pid = "
               "(SELECT id FROM persistence_ids WHERE name = 'counter|victim')");
     seq = "seq 2";
   }
   SUBCASE("an unknown manifest") {
-    sql(path, "UPDATE events SET manifest = 'test.renamed-away' WHERE seq = 3 AND pid = "
+    raw_exec(path, "UPDATE events SET manifest = 'test.renamed-away' WHERE seq = 3 AND pid = "
               "(SELECT id FROM persistence_ids WHERE name = 'counter|victim')");
     seq = "seq 3";
   }

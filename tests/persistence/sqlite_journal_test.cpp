@@ -2,6 +2,7 @@
 // storage-level bad input (full disk, read-only or missing files, corrupt rows),
 // and several processes sharing one journal file.
 #include "conformance_backends.hpp"
+#include "raw_sql.hpp"
 
 #include "troupe/persistence/journal_service.hpp"
 
@@ -34,32 +35,6 @@ sqlite_options options_for(const std::string& path) {
   sqlite_options o;
   o.path = path;
   return o;
-}
-
-/// Runs SQL on a file through a separate, plain SQLite connection.
-void raw_exec(const std::string& path, const std::string& sql) {
-  sqlite3* db = nullptr;
-  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
-  char* err = nullptr;
-  auto rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
-  INFO(sql);
-  INFO((err ? err : ""));
-  sqlite3_free(err);
-  sqlite3_close(db);
-  REQUIRE(rc == SQLITE_OK);
-}
-
-std::string raw_query(const std::string& path, const std::string& sql) {
-  sqlite3* db = nullptr;
-  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
-  sqlite3_stmt* s = nullptr;
-  REQUIRE(sqlite3_prepare_v2(db, sql.c_str(), -1, &s, nullptr) == SQLITE_OK);
-  std::string result;
-  if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_text(s, 0))
-    result = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
-  sqlite3_finalize(s);
-  sqlite3_close(db);
-  return result;
 }
 
 std::vector<write_result> write_all(journal_backend& j, std::vector<atomic_write> batch) {

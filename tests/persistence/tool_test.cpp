@@ -1,5 +1,6 @@
 // The `troupe journal` tool, run as the real binary on real journal files.
 #include "conformance_backends.hpp"
+#include "raw_sql.hpp"
 
 #include "support/child_process.hpp"
 #include "support/temp_dir.hpp"
@@ -37,17 +38,6 @@ run_result troupe_journal(std::vector<std::string> args) {
     r.lines.push_back(*line);
   r.status = p.wait(std::chrono::seconds{30}).value_or(-1);
   return r;
-}
-
-void raw_exec(const std::string& path, const std::string& sql) {
-  sqlite3* db = nullptr;
-  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
-  char* err = nullptr;
-  auto rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
-  INFO((err ? err : ""));
-  sqlite3_free(err);
-  sqlite3_close(db);
-  REQUIRE(rc == SQLITE_OK);
 }
 
 /// A healthy journal: two ids with tagged events, one deleted prefix, snapshots.
