@@ -160,3 +160,14 @@ TEST_CASE("random and truncated bytes never crash the decoder of any registered 
     CHECK(rejected > 0);
   }
 }
+
+// nlohmann's recursive CBOR reader would exhaust the stack on such a payload (a
+// journal row or a frame of 0x81 bytes); the codec refuses it as malformed.
+TEST_CASE("a payload nested deeper than the codec's limit is an error naming the manifest") {
+  troupe::bytes deep(1'000'000, 0x81);  // [[[[...
+  deep.push_back(0x00);
+  auto r = registry().decode<renamed>("test.renamed", 1, deep);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code() == troupe::errc::decode_failed);
+  CHECK(r.error().message().find("test.renamed") != std::string::npos);
+}
