@@ -43,11 +43,19 @@ std::vector<node_identity> gossip::unreachable() const {
   return subjects;
 }
 
+std::vector<node_identity> gossip::unreachable_as_seen_by(const node_identity& self) const {
+  auto subjects = overview.unreachable_subjects([&](const node_identity& observer) {
+    return observer != self && !counts_as_observer(*this, observer);
+  });
+  std::erase_if(subjects, [&](const node_identity& s) { return !find(s); });
+  return subjects;
+}
+
 bool gossip::is_reachable(const node_identity& self, const node_identity& node) const {
   if (node == self)
     return true;
   for (auto& r : overview.rows())
-    if (counts_as_observer(*this, r.observer)
+    if ((r.observer == self || counts_as_observer(*this, r.observer))
         && std::binary_search(r.unreachable.begin(), r.unreachable.end(), node))
       return false;
   return true;

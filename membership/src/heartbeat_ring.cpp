@@ -44,7 +44,7 @@ std::vector<node_identity> ring_receivers(const gossip& g, const node_identity& 
   std::vector<node_identity> result;
   if (me == ring.end())
     return result;
-  auto unreachable = g.unreachable();
+  auto unreachable = g.unreachable_as_seen_by(self);
   auto start = static_cast<std::size_t>(me - ring.begin());
   std::size_t counted = 0;
   for (std::size_t step = 1; step < ring.size() && counted < n; ++step) {

@@ -172,7 +172,7 @@ void membership_core::tick(timestamp now, effects& out) {
       gossip_tick(now, out);
       split_brain_tick(now, out);
       leader_tick(now, out);
-      orphan_tick(now, out);
+      conflict_tick(now, out);
       if (phase_ == phase::member && now >= next_tombstone_prune_) {
         next_tombstone_prune_ = now + settings_.prune_tombstones_after / 24;
         auto next = *state_;
@@ -273,23 +273,37 @@ void membership_core::self_join(effects& out) {
   change(std::move(next), out);
 }
 
-bool membership_core::holds_seed() const {
-  return std::any_of(state_->members.begin(), state_->members.end(), [&](const member& m) {
-    return m.status != member_status::down && m.status != member_status::exiting
-           && std::find(seeds_.begin(), seeds_.end(), m.node.address) != seeds_.end();
-  });
+std::size_t membership_core::seed_rank() const {
+  auto rank = seeds_.size();
+  for (auto& m : state_->members)
+    if (m.status != member_status::down && m.status != member_status::exiting)
+      for (std::size_t i = 0; i < rank; ++i)
+        if (seeds_[i] == m.node.address)
+          rank = i;
+  return rank;
 }
 
-void membership_core::orphan_tick(timestamp now, effects& out) {
-  if (phase_ != phase::member || seeds_.empty() || now < next_orphan_check_)
+void membership_core::conflict_tick(timestamp now, effects& out) {
+  if (phase_ != phase::member || seeds_.empty() || now < next_conflict_check_)
     return;
-  next_orphan_check_ = now + 2 * settings_.join_retry_interval;
-  if (holds_seed())
+  next_conflict_check_ = now + 2 * settings_.join_retry_interval;
+  // Probe the seed addresses where this cluster has no live member: a joining
+  // seed joins this cluster instead of bootstrapping another, and a seed that
+  // belongs to another cluster answers with that cluster's rank.
+  auto me = self_member();
+  if (!me || me->status == member_status::leaving || me->status == member_status::exiting
+      || me->status == member_status::down)
     return;
-  // No seed node is a member: restarted seeds would bootstrap a second cluster.
-  // Offer this one to them (and learn if they already belong to another).
-  for (auto& s : seeds_)
-    send(node_identity{s, 0}, init_join{settings_.cluster_name, true}, out);
+  for (auto& s : seeds_) {
+    if (s == self_.address)
+      continue;
+    bool live_here = std::any_of(state_->members.begin(), state_->members.end(), [&](const member& m) {
+      return m.node.address == s && m.status != member_status::down
+             && m.status != member_status::exiting;
+    });
+    if (!live_here)
+      send(node_identity{s, 0}, init_join{settings_.cluster_name, true}, out);
+  }
 }
 
 void membership_core::on_init_join(timestamp now, const envelope& e, effects& out) {
@@ -306,31 +320,30 @@ void membership_core::on_init_join(timestamp now, const envelope& e, effects& ou
     if (auto why = incompatibility(join_request{request.cluster_name, {}, {}, {}}))
       send(e.from, join_refused{*why}, out);
     else
-      send(e.from, init_join_ack{}, out);
+      send(e.from, init_join_ack{seed_rank()}, out);
   } else {
     send(e.from, init_join_nack{}, out);
   }
 }
 
 void membership_core::on_init_join_ack(timestamp now, const envelope& e, effects& out) {
-  if (phase_ == phase::member) {
-    // The answer to an orphan's offer: a seed belongs to another cluster. This
-    // cluster holds no seed, so it yields: this node stops, and its restart joins
-    // through the seeds.
-    // (Late answers to this node's own join arrive here too: they change nothing
-    // while its cluster holds a seed.)
-    auto m = state_->find(e.from);
-    if (holds_seed() || (m && m->status != member_status::down))
-      return;
-    auto me = *self_member();
-    terminate(cluster_event{cluster_event::kind::self_downed, me, member_status::joining, {},
-                            fmt::format("no seed node is a member of this node's cluster and seed "
-                                        "{} belongs to another one: leaving to rejoin it",
-                                        e.from.to_string())},
-              out);
+  if (phase_ != phase::member) {
+    join_through(now, e.from, out);
     return;
   }
-  join_through(now, e.from, out);
+  // A member of another cluster answered a probe (late answers to this node's
+  // own join come from its own cluster and change nothing). Two clusters share
+  // the seed list: the one holding the earlier seed stays, the other yields; this
+  // node stops, and its restart joins through the seeds.
+  auto rank = std::get<init_join_ack>(e.message).seed_rank;
+  if (state_->find(e.from) || state_->is_tombstoned(e.from) || rank >= seed_rank())
+    return;
+  auto me = *self_member();
+  terminate(cluster_event{cluster_event::kind::self_downed, me, member_status::joining, {},
+                          fmt::format("seed {} belongs to another cluster, which holds an "
+                                      "earlier seed node than this one: leaving to rejoin it",
+                                      e.from.to_string())},
+            out);
 }
 
 void membership_core::join_through(timestamp now, const node_identity& member, effects& out) {
@@ -545,10 +558,7 @@ void membership_core::gossip_tick(timestamp now, effects& out) {
   std::vector<const node_identity*> candidates;
   std::vector<const node_identity*> not_seen;
   for (auto& m : g.members) {
-    // This node's own observations count even when others ignore them (it is
-    // exiting or down): gossip to a member it cannot reach would be lost.
-    if (m.node == self_ || !g.is_reachable(self_, m.node)
-        || !g.overview.is_reachable_by(self_, m.node))
+    if (m.node == self_ || !g.is_reachable(self_, m.node))
       continue;
     candidates.push_back(&m.node);
     if (!g.has_seen(m.node))
@@ -740,7 +750,7 @@ void membership_core::weakly_up_actions(timestamp now, effects& out) {
 
 void membership_core::split_brain_tick(timestamp now, effects& out) {
   auto& g = *state_;
-  auto unreachable = g.unreachable();
+  auto unreachable = g.unreachable_as_seen_by(self_);
   std::erase_if(unreachable,
                 [&](const node_identity& n) { return g.find(n)->status == member_status::down; });
   // The observed situation: the unreachable set, then every member.
@@ -799,8 +809,7 @@ void membership_core::push_to_members(effects& out) {
   // rather than by random gossip: they are rare, and the failover budget
   // (docs/membership.md) depends on how fast they spread and are acknowledged.
   for (auto& m : state_->members)
-    if (m.node != self_ && state_->is_reachable(self_, m.node)
-        && state_->overview.is_reachable_by(self_, m.node))
+    if (m.node != self_ && state_->is_reachable(self_, m.node))
       gossip_to(m.node, out);
 }
 

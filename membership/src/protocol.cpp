@@ -109,7 +109,7 @@ json body_json(const protocol_message& m) {
   return std::visit(
     overloaded{
       [](const init_join& x) { return json{{"cluster", x.cluster_name}, {"member", x.from_member}}; },
-      [](const init_join_ack&) { return json::object(); },
+      [](const init_join_ack& x) { return json{{"rank", x.seed_rank}}; },
       [](const init_join_nack&) { return json::object(); },
       [](const join_request& x) {
         auto compat = json::array();
@@ -136,7 +136,7 @@ protocol_message body_from(std::string_view kind, const json& b) {
   if (kind == "init_join")
     return init_join{b.at("cluster").get<std::string>(), b.value("member", false)};
   if (kind == "init_join_ack")
-    return init_join_ack{};
+    return init_join_ack{b.at("rank").get<std::uint64_t>()};
   if (kind == "init_join_nack")
     return init_join_nack{};
   if (kind == "join_request") {

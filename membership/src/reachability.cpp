@@ -73,14 +73,6 @@ std::vector<node_identity> reachability::unreachable_subjects(
   return result;
 }
 
-std::vector<node_identity> reachability::observers_with_unreachable() const {
-  std::vector<node_identity> result;
-  for (auto& r : rows_)
-    if (!r.unreachable.empty())
-      result.push_back(r.observer);
-  return result;
-}
-
 reachability reachability::merge(const reachability& a, const reachability& b) {
   reachability result;
   result.rows_.reserve(std::max(a.rows_.size(), b.rows_.size()));

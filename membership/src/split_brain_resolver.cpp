@@ -11,18 +11,21 @@ namespace {
 using side = std::vector<const member*>;
 
 /// How a side is counted. Both sides must never keep running, so each side is
-/// pessimistic: its own side counts what it knows for sure (up, leaving and
-/// exiting members), the other side counts what the other side may believe (a
-/// joining or weakly-up member may have been moved up there before the partition
-/// hid it; a member that was up and is down here may not know it was downed).
+/// pessimistic: its own side counts what it knows for sure (up and leaving
+/// members), the other side counts what the other side may believe (a joining or
+/// weakly-up member may have been moved up there before the partition hid it; a
+/// member that was up and is down here may not know it was downed; an exiting
+/// one may still count there).
 enum class view { certain, possible };
 
 bool counted(const split_brain_settings& s, const member& m, view v) {
   bool live = false;
   switch (m.status) {
     case member_status::up:
-    case member_status::leaving:
-    case member_status::exiting: live = true; break;
+    case member_status::leaving: live = true; break;
+    // An exiting member may already be removed on the other side (the leader
+    // there removes exiting members it cannot reach).
+    case member_status::exiting:
     case member_status::joining:
     case member_status::weakly_up: live = v == view::possible; break;
     case member_status::down: live = v == view::possible && m.up_number != 0; break;
@@ -48,13 +51,14 @@ bool is_down(const gossip& g, const node_identity& n) {
 /// Members that observe a live member as unreachable and are observed unreachable
 /// too. Observations of down members do not count: that a crashed member was
 /// noticed says nothing about the observer's links.
-std::vector<node_identity> indirectly_connected(const gossip& g) {
-  auto subjects = g.unreachable();
+std::vector<node_identity> indirectly_connected(const gossip& g, const node_identity& self) {
+  auto subjects = g.unreachable_as_seen_by(self);
   std::vector<node_identity> result;
   for (auto& row : g.overview.rows()) {
     auto m = g.find(row.observer);
-    if (!m || m->status == member_status::down || m->status == member_status::exiting
-        || !contains(subjects, row.observer))
+    bool counts = row.observer == self
+                  || (m && m->status != member_status::down && m->status != member_status::exiting);
+    if (!m || !counts || !contains(subjects, row.observer))
       continue;
     if (std::any_of(row.unreachable.begin(), row.unreachable.end(),
                     [&](const node_identity& s) { return !is_down(g, s); }))
@@ -151,16 +155,16 @@ downing_decision decide_downing(const split_brain_settings& settings, const goss
   result.strategy = settings.strategy;
   if (settings.strategy == downing_strategy::off)
     return result;
-  auto unreachable = state.unreachable();
+  auto unreachable = state.unreachable_as_seen_by(self);
   std::erase_if(unreachable, [&](const node_identity& n) {
     return n == self || state.find(n)->status == member_status::down;
   });
-  auto indirect = indirectly_connected(state);
+  auto indirect = indirectly_connected(state, self);
   if (unreachable.empty() && indirect.empty())
     return result;
   // A down member stays on the unreachable side while it is unreachable; a
   // reachable one is stopping and belongs to neither side.
-  auto away = state.unreachable();
+  auto away = state.unreachable_as_seen_by(self);
   side reachable_side;
   side unreachable_side;
   for (auto& m : state.members) {

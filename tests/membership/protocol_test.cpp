@@ -44,7 +44,8 @@ TEST_CASE("membership protocol: every message survives encoding") {
   CHECK(std::get<init_join>(
           round_trip(envelope{node(0), any_incarnation, init_join{"c", true}}).message)
           .from_member);
-  round_trip(envelope{node(0), node(1), init_join_ack{}});
+  CHECK(std::get<init_join_ack>(round_trip(envelope{node(0), node(1), init_join_ack{3}}).message)
+          .seed_rank == 3);
   round_trip(envelope{node(0), node(1), init_join_nack{}});
   round_trip(envelope{node(0), node(1), join_refused{"why"}});
   round_trip(envelope{node(0), node(1), gossip_status{g.version, g.seen}});

@@ -177,6 +177,28 @@ void membership_simulation::at(timestamp t, std::function<void()> run) {
   actions_.push(action{t, next_action_order_++, std::move(run)});
 }
 
+void membership_simulation::send_extension(node_index from, node_index to,
+                                           std::function<void()> deliver) {
+  auto& f = net_.faults();
+  if (net_.is_blocked(from, to) || rng_.chance(f.drop) || !nodes_[to].core)
+    return;
+  auto delay = duration{rng_.between(f.min_delay.count(), f.max_delay.count())};
+  deliver_extension(now_ + delay, from, to, nodes_[to].starts, std::move(deliver));
+}
+
+void membership_simulation::deliver_extension(timestamp t, node_index from, node_index to,
+                                              std::uint32_t starts, std::function<void()> deliver) {
+  at(t, [this, from, to, starts, deliver = std::move(deliver)]() mutable {
+    auto& n = nodes_[to];
+    if (net_.is_blocked(from, to) || n.starts != starts)
+      return;
+    if (n.state == node_state::paused)  // it waits in the socket buffer
+      deliver_extension(n.paused_until + duration{1}, from, to, starts, std::move(deliver));
+    else if (n.state == node_state::running)
+      deliver();
+  });
+}
+
 void membership_simulation::stop(node_index i, std::string reason) {
   auto& n = nodes_[i];
   n.state = node_state::stopped;

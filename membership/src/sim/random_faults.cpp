@@ -46,7 +46,7 @@ fault_plan schedule_random_faults(membership_simulation& sim, deterministic_rng&
     switch (rng.below(8)) {
       case 0:
       case 1: {  // partition
-        if (n < 2)
+        if (n < 2 || !o.partitions)
           break;
         auto [a, b] = random_sides(rng, n);
         auto length = random_duration(rng, std::chrono::milliseconds{500}, o.max_partition);
@@ -58,7 +58,7 @@ fault_plan schedule_random_faults(membership_simulation& sim, deterministic_rng&
         break;
       }
       case 2: {  // a one-way link failure: indirectly connected nodes
-        if (n < 3)
+        if (n < 3 || !o.partitions)
           break;
         auto x = rng.below(n);
         auto y = (x + 1 + rng.below(n - 1)) % n;

@@ -43,8 +43,12 @@ struct gossip {
   bool has_seen(const node_identity& node) const noexcept;
 
   /// Members some observer (other than a down or exiting one) cannot reach, sorted.
+  /// What every node agrees on: convergence and cluster events use it.
   std::vector<node_identity> unreachable() const;
-  /// `node == self` or no counted observer lists it.
+  /// The same, plus what `self` itself observed even while it is down or exiting:
+  /// what `self` decides with (leader, gossip targets, split-brain resolver).
+  std::vector<node_identity> unreachable_as_seen_by(const node_identity& self) const;
+  /// `node == self`, or no counted observer (nor `self`) lists it.
   bool is_reachable(const node_identity& self, const node_identity& node) const;
 
   /// Every up or leaving member has seen this version, and every member that some

@@ -131,7 +131,7 @@ private:
   void on_heartbeat_response(timestamp now, const envelope& e);
 
   void join_tick(timestamp now, effects& out);
-  void orphan_tick(timestamp now, effects& out);
+  void conflict_tick(timestamp now, effects& out);
   void join_through(timestamp now, const node_identity& member, effects& out);
   void self_join(effects& out);
   void gossip_tick(timestamp now, effects& out);
@@ -146,7 +146,9 @@ private:
   void push_to_members(effects& out);
 
   std::optional<std::string> incompatibility(const join_request& j) const;
-  bool holds_seed() const;  // a live member sits at a seed address
+  /// Index of the first seed address where a live member of this cluster runs
+  /// (the seed list's size if none): which of two clusters yields to the other.
+  std::size_t seed_rank() const;
   std::vector<node_identity> heartbeat_receivers() const;
 
   node_identity self_;
@@ -169,7 +171,7 @@ private:
   timestamp next_heartbeat_{0};
   timestamp next_leader_actions_{0};
   timestamp next_tombstone_prune_{0};
-  timestamp next_orphan_check_{0};
+  timestamp next_conflict_check_{0};
   std::uint64_t heartbeat_sequence_ = 0;
   std::map<node_identity, monitored_node> monitored_;
 

@@ -18,16 +18,20 @@
 
 namespace troupe::membership {
 
-/// To a seed node: is there a cluster I can join? A member sends it too
-/// (`from_member`) while its cluster holds no seed node: a joining seed then joins
-/// through it, and a seed that belongs to another cluster answers, which tells the
-/// sender that its cluster is an orphan (docs/membership.md, "Seed nodes").
+/// To a seed node: is there a cluster I can join? Members send it too
+/// (`from_member`) to seed addresses where their cluster has no live member: a
+/// joining seed then joins through them instead of bootstrapping, and a seed that
+/// belongs to another cluster answers, which reveals two clusters sharing one seed
+/// list (docs/membership.md, "Seed nodes").
 struct init_join {
   std::string cluster_name;
   bool from_member = false;
 };
-/// From a member: yes, join through me.
-struct init_join_ack {};
+/// From a member: yes, join through me. `seed_rank`: the index of the first seed
+/// address where a live member of my cluster runs.
+struct init_join_ack {
+  std::uint64_t seed_rank = 0;
+};
 /// From a node that is not a member (yet).
 struct init_join_nack {};
 

@@ -43,8 +43,6 @@ public:
   /// holds are skipped (convergence ignores observations of downed members).
   std::vector<remote::node_identity> unreachable_subjects(
     const std::function<bool(const remote::node_identity&)>& ignore = {}) const;
-  /// Observers that list at least one subject, sorted.
-  std::vector<remote::node_identity> observers_with_unreachable() const;
 
   /// Per observer, the row with the higher version.
   static reachability merge(const reachability& a, const reachability& b);

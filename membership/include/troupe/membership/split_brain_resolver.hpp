@@ -9,7 +9,7 @@
 // and the strategy decides between the remaining, cleanly separated sides.
 //
 // Each side counts pessimistically, so that two sides never both stay: its own
-// side by what it knows (up, leaving, exiting members), the other side by what the
+// side by what it knows (up and leaving members), the other side by what the
 // other side may believe (joining and weakly-up members there may have been moved
 // up before the partition hid it; a member downed here may not know it). Joining
 // members go down with their side. The membership core calls this only on the

@@ -88,6 +88,11 @@ public:
   void down(node_index by, node_index target);
   /// Runs `action` at virtual time `at` (a scheduled fault).
   void at(timestamp at, std::function<void()> action);
+  /// Carries a message of an upper layer (singleton, sharding) from `from` to
+  /// `to` over the same faulty links: `deliver` runs after a random delay unless
+  /// the message is dropped or the link is blocked (at sending or at delivery),
+  /// and only if the receiver still runs the incarnation it ran at sending.
+  void send_extension(node_index from, node_index to, std::function<void()> deliver);
 
   // ---- running ----
   void run_until(timestamp t);
@@ -129,6 +134,8 @@ private:
   void stop(node_index i, std::string reason);
   void schedule_restart(node_index i);
   void signal_lost_after(node_index from, node_index to, duration d);
+  void deliver_extension(timestamp t, node_index from, node_index to, std::uint32_t starts,
+                         std::function<void()> deliver);
   std::optional<node_index> index_of(const node_address& a) const;
   void trace(std::string line);
   void mix(std::uint64_t x) noexcept;

@@ -21,6 +21,7 @@ struct fault_options {
   duration formation = std::chrono::seconds{6};      ///< no faults before this
   duration fault_window = std::chrono::seconds{40};
   std::size_t max_faults = 6;
+  bool partitions = true;  ///< partitions and one-way link blocks
   duration max_partition = std::chrono::seconds{15};
   duration max_pause = std::chrono::milliseconds{2500};
   double burst_drop = 0.3;
