@@ -55,10 +55,14 @@ bool gossip::is_reachable(const node_identity& self, const node_identity& node) 
   if (node == self)
     return true;
   for (auto& r : overview.rows())
-    if ((r.observer == self || counts_as_observer(*this, r.observer))
+    if (counts_as_observer(*this, r.observer)
         && std::binary_search(r.unreachable.begin(), r.unreachable.end(), node))
       return false;
   return true;
+}
+
+bool gossip::reachable_from(const node_identity& self, const node_identity& node) const {
+  return is_reachable(self, node) && overview.is_reachable_by(self, node);
 }
 
 bool gossip::converged() const {
@@ -72,10 +76,13 @@ bool gossip::converged() const {
   });
 }
 
-std::optional<node_identity> gossip::leader(const node_identity& self) const {
+namespace {
+
+template <class Reachable>
+std::optional<node_identity> leader_by(const gossip& g, Reachable reachable) {
   const member* fallback = nullptr;
-  for (auto& m : members) {
-    if (m.status == member_status::down || !is_reachable(self, m.node))
+  for (auto& m : g.members) {
+    if (m.status == member_status::down || !reachable(m.node))
       continue;
     if (is_up_or_leaving(m.status))
       return m.node;
@@ -87,6 +94,16 @@ std::optional<node_identity> gossip::leader(const node_identity& self) const {
   if (fallback)
     return fallback->node;
   return std::nullopt;
+}
+
+} // namespace
+
+std::optional<node_identity> gossip::leader(const node_identity& self) const {
+  return leader_by(*this, [&](const node_identity& n) { return is_reachable(self, n); });
+}
+
+std::optional<node_identity> gossip::leader_as_seen_by(const node_identity& self) const {
+  return leader_by(*this, [&](const node_identity& n) { return reachable_from(self, n); });
 }
 
 const member* gossip::oldest(std::string_view role) const {

@@ -558,7 +558,7 @@ void membership_core::gossip_tick(timestamp now, effects& out) {
   std::vector<const node_identity*> candidates;
   std::vector<const node_identity*> not_seen;
   for (auto& m : g.members) {
-    if (m.node == self_ || !g.is_reachable(self_, m.node))
+    if (m.node == self_ || !g.reachable_from(self_, m.node))
       continue;
     candidates.push_back(&m.node);
     if (!g.has_seen(m.node))
@@ -767,8 +767,10 @@ void membership_core::split_brain_tick(timestamp now, effects& out) {
     sbr_unstable_since_.reset();
     return;
   }
+  // The leader of this node's side decides; judged by what this node itself can
+  // reach, so that an isolated exiting node still decides for itself.
   auto& sbr = settings_.split_brain;
-  if (sbr.strategy == downing_strategy::off || !is_leader())
+  if (sbr.strategy == downing_strategy::off || g.leader_as_seen_by(self_) != self_)
     return;
   if (now - sbr_stable_since_ >= sbr.stable_after) {
     auto d = decide_downing(sbr, g, self_);
@@ -809,7 +811,7 @@ void membership_core::push_to_members(effects& out) {
   // rather than by random gossip: they are rare, and the failover budget
   // (docs/membership.md) depends on how fast they spread and are acknowledged.
   for (auto& m : state_->members)
-    if (m.node != self_ && state_->is_reachable(self_, m.node))
+    if (m.node != self_ && state_->reachable_from(self_, m.node))
       gossip_to(m.node, out);
 }
 

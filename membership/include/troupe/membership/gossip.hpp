@@ -48,8 +48,11 @@ struct gossip {
   /// The same, plus what `self` itself observed even while it is down or exiting:
   /// what `self` decides with (leader, gossip targets, split-brain resolver).
   std::vector<node_identity> unreachable_as_seen_by(const node_identity& self) const;
-  /// `node == self`, or no counted observer (nor `self`) lists it.
+  /// `node == self`, or no counted observer lists it (the view every node shares).
   bool is_reachable(const node_identity& self, const node_identity& node) const;
+  /// is_reachable, and `self` itself has not observed it unreachable (even while
+  /// `self` is exiting or down): whom `self` can talk to.
+  bool reachable_from(const node_identity& self, const node_identity& node) const;
 
   /// Every up or leaving member has seen this version, and every member that some
   /// observer cannot reach is down or exiting (Akka's convergence).
@@ -58,6 +61,10 @@ struct gossip {
   /// The first reachable member (by address) that is up or leaving; if there is
   /// none, the first reachable joining or weakly-up one. As seen by `self`.
   std::optional<node_identity> leader(const node_identity& self) const;
+  /// The same rule over what `self` can reach (reachable_from): who decides for the
+  /// side of a partition `self` is on. Equal to leader() unless `self` is exiting
+  /// or down and has observations of its own.
+  std::optional<node_identity> leader_as_seen_by(const node_identity& self) const;
 
   /// The oldest up or leaving member (smallest up number), optionally with `role`.
   const member* oldest(std::string_view role = {}) const;
