@@ -31,7 +31,7 @@ TEST_CASE("defaults come from the schema") {
   troupe::config cfg{troupe::node_config_keys()};
   CHECK(cfg.get_string("node.cluster-name") == "troupe");
   CHECK(cfg.get_int("node.port") == 0);
-  CHECK(cfg.get_duration("shutdown.timeout") == 10s);
+  CHECK(cfg.get_duration("shutdown.timeout") == 30s);
   CHECK(cfg.get_bool("log.stderr"));
 }
 
