@@ -3,6 +3,7 @@
 #pragma once
 
 #include "remote/remote_support.hpp"
+#include "remote/security_mode.hpp"
 #include "remote/test_actors.hpp"
 #include "support/node_fixture.hpp"
 #include "support/wait.hpp"
@@ -19,10 +20,15 @@ struct remote_node {
   std::unique_ptr<node> n;
   std::shared_ptr<remote::transport> t;
 
-  explicit remote_node(std::vector<std::string> overrides = {}) {
-    n = make_node(std::move(overrides));
+  /// A node with the running variant's security settings (security_mode.hpp),
+  /// then `overrides`.
+  explicit remote_node(std::vector<std::string> overrides = {},
+                       remote::transport_options opts = {}) {
+    auto settings = security_overrides();
+    settings.insert(settings.end(), overrides.begin(), overrides.end());
+    n = make_node(std::move(settings));
     REQUIRE(add_test_message_types(*n));
-    auto started = remote::transport::start(*n);
+    auto started = remote::transport::start(*n, std::move(opts));
     REQUIRE(started);
     t = *started;
   }
@@ -102,6 +108,13 @@ public:
   }
   ~log_capture() { log_.remove_sink(handle_); }
 
+  /// How many lines contain `text`.
+  std::size_t count(std::string_view text) const {
+    std::lock_guard<std::mutex> guard{mtx_};
+    return static_cast<std::size_t>(std::count_if(lines_.begin(), lines_.end(), [&](auto& l) {
+      return l.find(text) != std::string::npos;
+    }));
+  }
   bool contains(std::string_view text) const {
     std::lock_guard<std::mutex> guard{mtx_};
     for (auto& l : lines_)
