@@ -15,10 +15,6 @@ namespace wire = troupe::remote::wire;
 
 namespace {
 
-std::uint64_t connection_errors(node& n, std::string_view reason) {
-  return counter(n, "troupe_transport_connection_errors_total", {{"reason", std::string{reason}}});
-}
-
 double gauge(node& n, std::string_view name) {
   return n.metrics().gauge_value(name).value_or(-1);
 }

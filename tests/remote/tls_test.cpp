@@ -16,15 +16,6 @@ using remote::peer_event;
 
 namespace {
 
-std::uint64_t connection_errors(node& n, std::string_view reason) {
-  return counter(n, "troupe_transport_connection_errors_total", {{"reason", std::string{reason}}});
-}
-
-std::vector<std::string> with(std::vector<std::string> a, const std::vector<std::string>& b) {
-  a.insert(a.end(), b.begin(), b.end());
-  return a;
-}
-
 /// Connects to `node` as a TLS 1.3 client that trusts `ca` but presents no
 /// certificate; true if the node ends the session (it must: certificates are
 /// mutual).
