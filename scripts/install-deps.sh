@@ -7,6 +7,7 @@ packages=(
   build-essential cmake ccache git
   libcaf-dev            # CAF 0.17.6: the in-process actor runtime
   libboost-dev          # Boost.Asio: the node-to-node transport
+  libssl-dev openssl    # TLS of the transport (OpenSSL under Boost.Asio SSL); the CLI makes test certificates
   libsqlite3-dev sqlite3
   nlohmann-json3-dev    # codec and config
   libfmt-dev            # log formatting

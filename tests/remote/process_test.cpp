@@ -23,8 +23,13 @@ struct peer_process {
   std::unique_ptr<child_process> proc;
   remote::node_identity id;
 
+  /// A peer with the running variant's security settings, then `flags`.
   explicit peer_process(std::vector<std::string> flags = {}) {
-    proc = std::make_unique<child_process>(program_path("troupe-test-transport-peer"), flags);
+    std::vector<std::string> args;
+    for (auto& kv : security_overrides())
+      args.push_back("--" + kv);
+    args.insert(args.end(), flags.begin(), flags.end());
+    proc = std::make_unique<child_process>(program_path("troupe-test-transport-peer"), args);
     REQUIRE(proc->started());
     auto ready = proc->wait_for_line("READY ", 30s);
     REQUIRE(ready);
@@ -63,7 +68,7 @@ std::uint64_t send_all(remote::remote_actor& dest, const event_log& events, cons
 
 } // namespace
 
-TEST_CASE("processes exchange custom messages both ways, requests and one-way") {
+TRANSPORT_TEST_CASE("processes exchange custom messages both ways, requests and one-way") {
   peer_process peer;
   remote_node a{{"node.name=a"}};
   auto a_sink = a.serve("sink", sink_actor);
@@ -97,7 +102,7 @@ TEST_CASE("processes exchange custom messages both ways, requests and one-way") 
   CHECK(info->inbound_connections == 1);  // the peer connected back for the relay
 }
 
-TEST_CASE("per-sender order holds between processes under load with backpressure") {
+TRANSPORT_TEST_CASE("per-sender order holds between processes under load with backpressure") {
   peer_process peer;
   remote_node a{{"node.name=a", "transport.max-queue-bytes=262144",
                  "transport.max-frame-size=65536"}};
@@ -122,7 +127,7 @@ TEST_CASE("per-sender order holds between processes under load with backpressure
   CHECK(s->out_of_order == 0);
 }
 
-TEST_CASE("kill -9 of a peer: the failure signal and the pending asks come at once") {
+TRANSPORT_TEST_CASE("kill -9 of a peer: the failure signal and the pending asks come at once") {
   peer_process peer;
   remote_node a{{"node.name=a"}};
   event_log events{*a.t};
@@ -146,7 +151,7 @@ TEST_CASE("kill -9 of a peer: the failure signal and the pending asks come at on
   CHECK(counter(*a.n, "troupe_transport_failed_requests_total") == 3);
 }
 
-TEST_CASE("a peer process restarted at the same port is seen as a new incarnation") {
+TRANSPORT_TEST_CASE("a peer process restarted at the same port is seen as a new incarnation") {
   remote_node a{{"node.name=a", "transport.reconnect-backoff-min=20ms",
                  "transport.reconnect-backoff-max=200ms"}};
   event_log events{*a.t};
@@ -172,7 +177,7 @@ TEST_CASE("a peer process restarted at the same port is seen as a new incarnatio
   CHECK(r->text == "again");
 }
 
-TEST_CASE("SIGSTOP of the receiver: the queue stays bounded, senders see backpressure, "
+TRANSPORT_TEST_CASE("SIGSTOP of the receiver: the queue stays bounded, senders see backpressure, "
           "nothing accepted is lost") {
   peer_process peer;
   // A long failure timeout: this test is about backpressure, not failure detection.
@@ -239,7 +244,7 @@ TEST_CASE("SIGSTOP of the receiver: the queue stays bounded, senders see backpre
   CHECK(s->out_of_order == 0);
 }
 
-TEST_CASE("a hung (SIGSTOPped) peer is declared lost after the failure timeout") {
+TRANSPORT_TEST_CASE("a hung (SIGSTOPped) peer is declared lost after the failure timeout") {
   peer_process peer;
   remote_node a{{"node.name=a", "transport.heartbeat-interval=50ms",
                  "transport.failure-timeout=300ms"}};

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <optional>
+#include <string>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -30,9 +31,17 @@ public:
   }
   ~raw_socket() { close(); }
 
-  static raw_socket connect_to(const remote::node_address& a) {
+  /// Connects to `a`; from `source` (an address of the loopback network such as
+  /// "127.0.0.2", so that the peer sees another source address) if given.
+  static raw_socket connect_to(const remote::node_address& a, const std::string& source = {}) {
     raw_socket s{::socket(AF_INET, SOCK_STREAM, 0)};
     REQUIRE(s.fd_ >= 0);
+    if (!source.empty()) {
+      sockaddr_in from{};
+      from.sin_family = AF_INET;
+      REQUIRE(::inet_pton(AF_INET, source.c_str(), &from.sin_addr) == 1);
+      REQUIRE(::bind(s.fd_, reinterpret_cast<sockaddr*>(&from), sizeof(from)) == 0);
+    }
     sockaddr_in sa{};
     sa.sin_family = AF_INET;
     sa.sin_port = htons(a.port);

@@ -17,10 +17,6 @@ namespace wire = troupe::remote::wire;
 
 namespace {
 
-std::uint64_t connection_errors(node& n, std::string_view reason) {
-  return counter(n, "troupe_transport_connection_errors_total", {{"reason", std::string{reason}}});
-}
-
 /// The node still answers a well-behaved peer.
 void serves_a_good_peer(remote_node& target) {
   remote_node good{{"node.name=good"}};

@@ -58,7 +58,7 @@ TEST_CASE("a node listens on a port of its own and reports address and incarnati
   CHECK_FALSE(remote::transport::start(*a.n));  // one transport per node
 }
 
-TEST_CASE("requests to a remote actor get their replies, in both directions") {
+TRANSPORT_TEST_CASE("requests to a remote actor get their replies, in both directions") {
   remote_node a{{"node.name=a"}};
   remote_node b{{"node.name=b"}};
   a.serve("echo", echo_actor);
@@ -78,7 +78,7 @@ TEST_CASE("requests to a remote actor get their replies, in both directions") {
   CHECK(*s == "hi!");
 }
 
-TEST_CASE("one-way messages reach registered actors in both directions") {
+TRANSPORT_TEST_CASE("one-way messages reach registered actors in both directions") {
   remote_node a{{"node.name=a"}};
   remote_node b{{"node.name=b"}};
   auto a_sink = a.serve("sink", sink_actor);
@@ -95,7 +95,7 @@ TEST_CASE("one-way messages reach registered actors in both directions") {
   CHECK(stats_of(a.sys(), a_sink).out_of_order == 0);
 }
 
-TEST_CASE("errors come back as replies: the actor's own, an unknown name, an unregistered type") {
+TRANSPORT_TEST_CASE("errors come back as replies: the actor's own, an unknown name, an unregistered type") {
   remote_node a{{"node.name=a"}};
   remote_node b{{"node.name=b"}};
   b.serve("echo", echo_actor);
@@ -120,7 +120,7 @@ TEST_CASE("errors come back as replies: the actor's own, an unknown name, an unr
   CHECK(direct.error().code() == errc::encode_failed);
 }
 
-TEST_CASE("messages of several values cross as tuples, both ways") {
+TRANSPORT_TEST_CASE("messages of several values cross as tuples, both ways") {
   remote_node a{{"node.name=a"}};
   remote_node b{{"node.name=b"}};
   b.serve("echo", echo_actor);
@@ -136,7 +136,7 @@ TEST_CASE("messages of several values cross as tuples, both ways") {
   CHECK(got->second == "why?");
 }
 
-TEST_CASE("values the receiver cannot decode: requests get the error, one-way drops are counted") {
+TRANSPORT_TEST_CASE("values the receiver cannot decode: requests get the error, one-way drops are counted") {
   remote_node a{{"node.name=a"}};
   remote_node b{{"node.name=b"}};
   REQUIRE(remote::add_message_type<one_sided>(*a.n, "test.one-sided"));  // not on b
@@ -154,7 +154,7 @@ TEST_CASE("values the receiver cannot decode: requests get the error, one-way dr
   CHECK(ask<pong>(a.sys(), echo, 10s, ping{3, "still fine"}));
 }
 
-TEST_CASE("a node with open connections and pending requests shuts down cleanly") {
+TRANSPORT_TEST_CASE("a node with open connections and pending requests shuts down cleanly") {
   remote_node a{{"node.name=a"}};
   remote_node b{{"node.name=b"}};
   a.serve("echo", echo_actor);
@@ -176,7 +176,7 @@ TEST_CASE("a node with open connections and pending requests shuts down cleanly"
   CHECK(b.n->shutdown().clean);
 }
 
-TEST_CASE("monitors of remote handles learn when the transport stops") {
+TRANSPORT_TEST_CASE("monitors of remote handles learn when the transport stops") {
   remote_node a{{"node.name=a"}};
   remote_node b{{"node.name=b"}};
   auto downs = std::make_shared<event_counter>();
@@ -194,7 +194,7 @@ TEST_CASE("monitors of remote handles learn when the transport stops") {
   CHECK(after.error().code() == errc::shutting_down);
 }
 
-TEST_CASE("a registered name goes away with its actor and can be taken again") {
+TRANSPORT_TEST_CASE("a registered name goes away with its actor and can be taken again") {
   remote_node a{{"node.name=a"}};
   remote_node b{{"node.name=b"}};
   auto first = b.serve("echo", echo_actor);
@@ -208,7 +208,7 @@ TEST_CASE("a registered name goes away with its actor and can be taken again") {
   CHECK(ask<pong>(a.sys(), a.t->actor_for(b.address(), "echo"), 10s, ping{2, ""}));
 }
 
-TEST_CASE("a node's own address delivers locally") {
+TRANSPORT_TEST_CASE("a node's own address delivers locally") {
   remote_node a{{"node.name=a"}};
   a.serve("echo", echo_actor);
   auto r = ask<pong>(a.sys(), a.t->actor_for(a.address(), "echo"), 10s, ping{3, "me"});
@@ -218,7 +218,7 @@ TEST_CASE("a node's own address delivers locally") {
   CHECK(a.t->peers().empty());  // no connection to itself
 }
 
-TEST_CASE("three nodes in one process all reach each other") {
+TRANSPORT_TEST_CASE("three nodes in one process all reach each other") {
   std::vector<std::unique_ptr<remote_node>> nodes;
   for (auto name : {"a", "b", "c"}) {
     nodes.push_back(std::make_unique<remote_node>(std::vector<std::string>{
@@ -248,7 +248,7 @@ TEST_CASE("three nodes in one process all reach each other") {
   }
 }
 
-TEST_CASE("an oversize message fails at the sender with errc::oversize") {
+TRANSPORT_TEST_CASE("an oversize message fails at the sender with errc::oversize") {
   remote_node a{{"node.name=a", "transport.max-frame-size=2048"}};
   remote_node b{{"node.name=b", "transport.max-frame-size=2048"}};
   b.serve("echo", echo_actor);
@@ -273,7 +273,7 @@ TEST_CASE("an oversize message fails at the sender with errc::oversize") {
   CHECK(small->n == 3);
 }
 
-TEST_CASE("messages from one sender arrive in order, under load, from several senders") {
+TRANSPORT_TEST_CASE("messages from one sender arrive in order, under load, from several senders") {
   remote_node a{{"node.name=a", "transport.max-queue-bytes=268435456"}};
   remote_node b{{"node.name=b"}};
   b.serve("sink", sink_actor);
@@ -288,7 +288,7 @@ TEST_CASE("messages from one sender arrive in order, under load, from several se
   CHECK(counter(*a.n, "troupe_transport_dropped_messages_total", {{"reason", "overloaded"}}) == 0);
 }
 
-TEST_CASE("pending asks fail at once with node_unreachable when the peer goes away") {
+TRANSPORT_TEST_CASE("pending asks fail at once with node_unreachable when the peer goes away") {
   remote_node a{{"node.name=a"}};
   auto b = std::make_unique<remote_node>(std::vector<std::string>{"node.name=b"});
   auto seen = std::make_shared<std::atomic<int>>(0);
@@ -320,7 +320,7 @@ TEST_CASE("pending asks fail at once with node_unreachable when the peer goes aw
   CHECK(later.error().code() == errc::node_unreachable);
 }
 
-TEST_CASE("an unanswered request is forgotten after transport.request-retention") {
+TRANSPORT_TEST_CASE("an unanswered request is forgotten after transport.request-retention") {
   remote_node a{{"node.name=a", "transport.request-retention=1ms"}};
   remote_node b{{"node.name=b"}};
   b.serve("blackhole", [](caf::stateful_actor<blackhole_state>* self) {
@@ -343,7 +343,7 @@ TEST_CASE("an unanswered request is forgotten after transport.request-retention"
   CHECK(pending() == 0);
 }
 
-TEST_CASE("a node restarted at the same address is reported as a new incarnation") {
+TRANSPORT_TEST_CASE("a node restarted at the same address is reported as a new incarnation") {
   remote_node a{{"node.name=a", "transport.reconnect-backoff-min=10ms",
                  "transport.reconnect-backoff-max=100ms"}};
   auto b = std::make_unique<remote_node>(std::vector<std::string>{"node.name=b"});
@@ -377,7 +377,7 @@ TEST_CASE("a node restarted at the same address is reported as a new incarnation
   CHECK(info->wanted);
 }
 
-TEST_CASE("disconnect says goodbye, the peer reports it lost, and later sends reconnect") {
+TRANSPORT_TEST_CASE("disconnect says goodbye, the peer reports it lost, and later sends reconnect") {
   remote_node a{{"node.name=a"}};
   remote_node b{{"node.name=b"}};
   b.serve("echo", echo_actor);
@@ -399,7 +399,7 @@ TEST_CASE("disconnect says goodbye, the peer reports it lost, and later sends re
   CHECK(again->n == 2);
 }
 
-TEST_CASE("peer events reach subscribed actors as messages") {
+TRANSPORT_TEST_CASE("peer events reach subscribed actors as messages") {
   remote_node a{{"node.name=a"}};
   remote_node b{{"node.name=b"}};
   auto got = std::make_shared<event_counter>();
@@ -415,7 +415,7 @@ TEST_CASE("peer events reach subscribed actors as messages") {
   CHECK(got->wait_for(1));
 }
 
-TEST_CASE("a message sent from the up callback goes out after the handshake's last frame") {
+TRANSPORT_TEST_CASE("a message sent from the up callback goes out after the handshake's last frame") {
   // `up` is emitted on the I/O thread before it has written the initiator's auth
   // frame, and the queue is empty then (connect() queued nothing): the message
   // must still follow the auth frame, or b refuses the handshake, every time.

@@ -49,11 +49,14 @@ void from_json(const nlohmann::json& j, node_address& x) {
 
 void to_json(nlohmann::json& j, const actor_ref& x) {
   j = nlohmann::json{{"node", x.node}, {"name", x.name}};
+  if (x.incarnation != 0)
+    j["incarnation"] = x.incarnation;
 }
 
 void from_json(const nlohmann::json& j, actor_ref& x) {
   j.at("node").get_to(x.node);
   j.at("name").get_to(x.name);
+  x.incarnation = j.value("incarnation", std::uint64_t{0});
 }
 
 } // namespace troupe::remote

@@ -18,16 +18,27 @@
 // thread only when it is not already going to look at the queue, so a busy
 // connection costs one syscall per batch, not per frame.
 //
-// Thread-safety: send(), peer(), connect(), disconnect(), peers() and stop() may be
-// called from any thread. engine_sink callbacks run on the I/O thread, one at a
-// time, in the order things happened.
+// Admission: inbound connections are capped (pending handshakes and established
+// connections, in total and per source address); when the pending cap is reached
+// the oldest pending handshake (silent ones first) makes room, so that silent
+// sockets cannot starve new peers. Buffers grow as bytes arrive, never to what a
+// peer merely declares. Without authentication (no secret, no TLS) a hello cannot
+// displace a live incarnation, and an inbound connection's failure ends only that
+// connection (docs/transport.md, "Hostile peers").
+//
+// Thread-safety: send(), peer(), connect(), disconnect(), peers(), quarantine(),
+// is_quarantined(), set_filter() and stop() may be called from any thread.
+// engine_sink callbacks run on the I/O thread, one at a time, in the order things
+// happened.
 #pragma once
 
 #include "troupe/actors/config.hpp"
 #include "troupe/actors/log.hpp"
 #include "troupe/actors/metrics.hpp"
 #include "troupe/actors/remote/address.hpp"
+#include "troupe/actors/remote/clock.hpp"
 #include "troupe/actors/remote/events.hpp"
+#include "troupe/actors/remote/filter.hpp"
 #include "troupe/actors/remote/handshake.hpp"
 #include "troupe/actors/remote/wire.hpp"
 
@@ -40,6 +51,7 @@
 namespace troupe::remote::detail {
 
 using conn_id = std::uint64_t;
+class tls_context;
 
 /// A non-owning reference to a callable; valid only during the call it is passed to.
 template <class Signature>
@@ -61,6 +73,19 @@ private:
   R (*call_)(void*, Ts...);
 };
 
+/// Per-thread buffers that senders reuse (cleared on each use; released if a burst
+/// made them larger than 1 MiB). Slots tell buffers that are in use at once apart.
+enum class thread_slot { frame, sealed };
+
+template <thread_slot Slot>
+wire::bytes& thread_buffer() {
+  thread_local wire::bytes buf;
+  if (buf.capacity() > (std::size_t{1} << 20))
+    wire::bytes{}.swap(buf);
+  buf.clear();
+  return buf;
+}
+
 struct engine_settings {
   std::string host = "127.0.0.1";
   std::uint16_t port = 0;
@@ -74,6 +99,13 @@ struct engine_settings {
   duration handshake_timeout = std::chrono::seconds{3};
   duration backoff_min = std::chrono::milliseconds{100};
   duration backoff_max = std::chrono::seconds{5};
+  std::size_t max_connections = 2048;              ///< established inbound connections
+  std::size_t max_connections_per_address = 512;   ///< ... from one source IP address
+  std::size_t max_pending = 128;                   ///< inbound connections in their handshake
+  std::size_t max_pending_per_address = 64;        ///< ... from one source IP address
+  std::shared_ptr<tls_context> tls;                ///< null: plaintext TCP
+  std::shared_ptr<const transport_clock> clock;    ///< null: steady_clock
+  std::shared_ptr<frame_filter> filter;            ///< null: none (see set_filter)
 };
 
 /// Where the responses to requests of one inbound connection go.
@@ -107,6 +139,8 @@ public:
   /// requests) must fail now with `reason`.
   virtual void on_closed(conn_id conn, const error& reason) = 0;
   virtual void on_event(const peer_event& e) = 0;
+  /// A heartbeat arrived (one connection per peer incarnation reports them).
+  virtual void on_heartbeat(const heartbeat_sample& s) = 0;
   /// All frames of one read were handed to on_frame (the views die now). Returning
   /// false pauses reading from the connection until engine::resume_reading.
   virtual bool on_read_done(conn_id conn) = 0;
@@ -134,13 +168,16 @@ public:
   /// The state of one peer address, created on first use.
   virtual std::shared_ptr<peer_handle> peer(const node_address& address) = 0;
 
-  /// Queues a complete frame (message or request) on the outbound connection to
-  /// `p`, starting a connection if there is none. `on_accept(conn)` runs under the
-  /// queue's lock right before the frame is accepted, naming the connection it
-  /// will travel on; nothing is queued if it does not run. Errors: oversize,
-  /// overloaded, node_unreachable (backing off after a failure), shutting_down.
+  /// Queues a complete frame (message, request or packet) on the outbound
+  /// connection to `p`, starting a connection if there is none. `on_accept(conn)`
+  /// runs under the queue's lock right before the frame is accepted, naming the
+  /// connection it will travel on; nothing is queued if it does not run. A frame
+  /// for one `incarnation` (not 0) is refused while that incarnation is known to
+  /// be replaced or is quarantined. Errors: oversize, overloaded, node_unreachable
+  /// (backing off after a failure, replaced, quarantined), shutting_down.
   virtual expected<void> send(peer_handle& p, wire::byte_span frame,
-                              function_ref<void(conn_id)> on_accept) = 0;
+                              function_ref<void(conn_id)> on_accept,
+                              std::uint64_t incarnation = 0) = 0;
 
   /// Marks a peer wanted: connect now and reconnect with backoff after failures.
   virtual void connect(const node_address& address) = 0;
@@ -151,6 +188,17 @@ public:
   virtual void resume_reading(conn_id conn) = 0;
 
   virtual std::vector<peer_info> peers() const = 0;
+
+  /// Refuses all traffic to and from incarnation `id` from now on: closes its
+  /// connections (`lost` if it was up), refuses its handshakes and sends for it,
+  /// and emits `quarantined`. Idempotent.
+  virtual void quarantine(const node_identity& id, std::string reason) = 0;
+  virtual bool is_quarantined(const node_identity& id) const = 0;
+
+  /// Installs (or with nullptr removes) the frame filter.
+  virtual void set_filter(std::shared_ptr<frame_filter> f) = 0;
+
+  virtual const transport_clock& clock() const noexcept = 0;
 
   /// Says goodbye on every connection, waits up to `bound` for it to be written,
   /// closes everything and joins the I/O thread. Idempotent.

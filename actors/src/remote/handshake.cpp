@@ -4,6 +4,8 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
+
 namespace troupe::remote {
 
 using wire::frame_type;
@@ -18,6 +20,9 @@ std::string_view to_string(refusal r) noexcept {
     case refusal::self_connection: return "self_connection";
     case refusal::refused_by_peer: return "refused_by_peer";
     case refusal::unexpected_frame: return "unexpected_frame";
+    case refusal::quarantined: return "quarantined";
+    case refusal::address_in_use: return "address_in_use";
+    case refusal::too_many_connections: return "too_many_connections";
   }
   return "unknown";
 }
@@ -71,6 +76,12 @@ handshake::state handshake::fail(refusal kind, errc code, std::string reason,
     wire::put_refuse(*refuse_out, static_cast<std::uint8_t>(code), failure_.message());
   state_ = state::failed;
   return state_;
+}
+
+handshake::state handshake::reject(refusal kind, errc code, std::string reason, wire::bytes& out,
+                                   std::size_t keep) {
+  out.resize(std::min(keep, out.size()));
+  return fail(kind, code, std::move(reason), &out);
 }
 
 handshake::state handshake::on_frame(wire::frame_view f, wire::bytes& out) {

@@ -36,6 +36,30 @@ void add_transport_config_keys(config_schema& s) {
         "connection stays up (the requester's own timeout is usually much shorter).");
   s.add("transport.stop-timeout", config_type::duration, duration{1s},
         "How long stopping the transport waits for queued frames and goodbyes to be written.");
+  s.add("transport.max-connections", config_type::integer, std::int64_t{2048},
+        "Most inbound connections established at once (1..1000000); a handshake beyond it is "
+        "refused (too_many_connections).");
+  s.add("transport.max-connections-per-address", config_type::integer, std::int64_t{512},
+        "Most established inbound connections from one source IP address (1..1000000).");
+  s.add("transport.max-pending-handshakes", config_type::integer, std::int64_t{128},
+        "Most inbound connections still in their handshake (1..1000000); a new connection "
+        "beyond it closes the oldest pending one (silent ones first).");
+  s.add("transport.max-pending-handshakes-per-address", config_type::integer, std::int64_t{64},
+        "Most pending handshakes from one source IP address (1..1000000); beyond it that "
+        "address's oldest pending one is closed.");
+  s.add("transport.tls.enabled", config_type::boolean, false,
+        "Encrypt and authenticate every connection with TLS 1.3, both ends presenting a "
+        "certificate signed by transport.tls.ca (docs/transport.md, \"TLS\").");
+  s.add("transport.tls.certificate", config_type::string, std::string{},
+        "PEM file with this node's certificate (and its chain); needed with TLS.");
+  s.add("transport.tls.private-key", config_type::string, std::string{},
+        "PEM file with the private key of transport.tls.certificate; needed with TLS.");
+  s.add("transport.tls.ca", config_type::string, std::string{},
+        "PEM file with the CA certificate(s) that peers' certificates must chain to; needed "
+        "with TLS.");
+  s.add("transport.fault-injection.rules-file", config_type::string, std::string{},
+        "For tests only: a file of fault rules (drop/delay traffic of chosen peers) that the "
+        "transport re-reads when it changes; empty (the default) turns fault injection off.");
 }
 
 } // namespace troupe::remote::detail

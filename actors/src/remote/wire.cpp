@@ -15,6 +15,9 @@ std::string_view to_string(frame_type t) noexcept {
     case frame_type::message: return "message";
     case frame_type::request: return "request";
     case frame_type::response: return "response";
+    case frame_type::message_to: return "message_to";
+    case frame_type::request_to: return "request_to";
+    case frame_type::packet: return "packet";
     case frame_type::heartbeat: return "heartbeat";
     case frame_type::goodbye: return "goodbye";
   }
@@ -249,13 +252,20 @@ std::string read_elements(reader& r, View& out) {
 expected<void> decode_message(frame_view f, message_view& out) {
   reader r{f.body};
   out.correlation = 0;
-  if (f.type == frame_type::request) {
+  out.incarnation = 0;
+  if (!is_message(f.type))
+    return malformed(f.type, "not a message or request");
+  if (f.type == frame_type::message_to || f.type == frame_type::request_to) {
+    if (!r.u64(out.incarnation))
+      return malformed(f.type, r.what());
+    if (out.incarnation == 0)
+      return malformed(f.type, "incarnation 0");
+  }
+  if (f.type == frame_type::request || f.type == frame_type::request_to) {
     if (!r.varint(out.correlation))
       return malformed(f.type, r.what());
     if (out.correlation == 0 || out.correlation > max_correlation)
       return malformed(f.type, fmt::format("correlation id {} outside 1..2^60-1", out.correlation));
-  } else if (f.type != frame_type::message) {
-    return malformed(f.type, "not a message or request");
   }
   if (!r.string(out.target))
     return malformed(f.type, r.what());
@@ -291,8 +301,14 @@ expected<void> decode_response(frame_view f, response_view& out) {
 }
 
 std::size_t begin_message(bytes& out, std::uint64_t correlation, std::string_view target,
-                          std::uint8_t count) {
-  auto offset = begin_frame(out, correlation == 0 ? frame_type::message : frame_type::request);
+                          std::uint8_t count, std::uint64_t incarnation) {
+  std::size_t offset = 0;
+  if (incarnation == 0) {
+    offset = begin_frame(out, correlation == 0 ? frame_type::message : frame_type::request);
+  } else {
+    offset = begin_frame(out, correlation == 0 ? frame_type::message_to : frame_type::request_to);
+    put_u64(out, incarnation);
+  }
   if (correlation != 0)
     put_varint(out, correlation);
   put_string(out, target);
@@ -328,6 +344,37 @@ std::size_t begin_element(bytes& out, std::string_view manifest, std::uint32_t v
 
 void end_element(bytes& out, std::size_t offset) {
   store_u32(out.data() + offset, static_cast<std::uint32_t>(out.size() - offset - 4));
+}
+
+expected<void> decode_packet(frame_view f, packet_view& out) {
+  if (f.type != frame_type::packet)
+    return malformed(f.type, "not a packet");
+  reader r{f.body};
+  std::uint64_t version = 0;
+  std::uint32_t len = 0;
+  auto& e = out.element;
+  if (!r.u64(out.incarnation) || !r.string(out.channel) || !r.string(e.manifest)
+      || !r.varint(version) || !r.u32(len) || !r.raw(len, e.payload) || !r.at_end())
+    return malformed(f.type, r.what());
+  if (out.channel.empty())
+    return malformed(f.type, "empty channel name");
+  if (e.manifest.empty())
+    return malformed(f.type, "empty manifest");
+  if (version == 0 || version > UINT32_MAX)
+    return malformed(f.type, fmt::format("version {} outside 1..2^32-1", version));
+  e.version = static_cast<std::uint32_t>(version);
+  return {};
+}
+
+void put_packet(bytes& out, std::uint64_t incarnation, std::string_view channel,
+                std::string_view manifest, std::uint32_t version, byte_span payload) {
+  auto offset = begin_frame(out, frame_type::packet);
+  put_u64(out, incarnation);
+  put_string(out, channel);
+  auto at = begin_element(out, manifest, version);
+  out.insert(out.end(), payload.begin(), payload.end());
+  end_element(out, at);
+  end_frame(out, offset);
 }
 
 // -- handshake --------------------------------------------------------------------------

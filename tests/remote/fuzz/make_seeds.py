@@ -13,6 +13,7 @@ OUT = os.path.join(HERE, "corpus")
 MAGIC = 0x54525045
 HELLO, WELCOME, AUTH, REFUSE = 1, 2, 3, 4
 MESSAGE, REQUEST, RESPONSE = 16, 17, 18
+MESSAGE_TO, REQUEST_TO, PACKET = 19, 20, 21
 HEARTBEAT, GOODBYE = 32, 34
 
 
@@ -73,6 +74,14 @@ SEEDS = {
     "bad-varint": b"\x00" + HANDSHAKE + frame(REQUEST, b"\xff" * 11 + string("x")),
     "too-many-values": b"\x00" + HANDSHAKE + frame(MESSAGE, string("echo") + b"\x40"),
     "unexpected-frame": b"\x00" + HANDSHAKE + frame(99, b"??"),
+    "pinned-and-packets": b"\x00" + HANDSHAKE
+    + frame(MESSAGE_TO, struct.pack(">Q", 0x1111) + string("echo")
+            + elements(element("test.ping", CBOR_PING)))
+    + frame(REQUEST_TO, struct.pack(">Q", 0x3333) + varint(9) + string("echo")
+            + elements(element("troupe.string", b"\x62hi")))
+    + frame(PACKET, struct.pack(">Q", 0x1111) + string("membership")
+            + element("cluster.gossip", b"\x01\x02\x03", 2))
+    + frame(PACKET, struct.pack(">Q", 0) + string("") + element("x", b"")),
 }
 
 # Mode bit 2: one CBOR payload for the differential check against nlohmann.

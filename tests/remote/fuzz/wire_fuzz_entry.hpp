@@ -41,18 +41,20 @@ void append_elements(remote::wire::bytes& out, const View& v) {
   }
 }
 
+inline void same_element(const remote::wire::element_view& a,
+                         const remote::wire::element_view& b) {
+  require(a.manifest == b.manifest, "manifest");
+  require(a.version == b.version, "version");
+  require(a.payload.size() == b.payload.size()
+            && std::memcmp(a.payload.data(), b.payload.data(), a.payload.size()) == 0,
+          "payload");
+}
+
 template <class View>
 void same_elements(const View& a, const View& b) {
   require(a.count == b.count, "element count");
-  for (std::size_t i = 0; i < a.count; ++i) {
-    require(a.elements[i].manifest == b.elements[i].manifest, "manifest");
-    require(a.elements[i].version == b.elements[i].version, "version");
-    require(a.elements[i].payload.size() == b.elements[i].payload.size()
-              && std::memcmp(a.elements[i].payload.data(), b.elements[i].payload.data(),
-                             a.elements[i].payload.size())
-                   == 0,
-            "payload");
-  }
+  for (std::size_t i = 0; i < a.count; ++i)
+    same_element(a.elements[i], b.elements[i]);
 }
 
 inline remote::wire::frame_view reparse(const remote::wire::bytes& buf) {
@@ -70,13 +72,30 @@ inline void round_trip_message(remote::wire::frame_view f) {
   if (!decode_message(f, m))
     return;
   bytes out;
-  auto at = begin_message(out, m.correlation, m.target, static_cast<std::uint8_t>(m.count));
+  auto at = begin_message(out, m.correlation, m.target, static_cast<std::uint8_t>(m.count),
+                          m.incarnation);
   append_elements(out, m);
   end_frame(out, at);
   message_view again;
   require(decode_message(reparse(out), again).has_value(), "re-decode message");
-  require(again.correlation == m.correlation && again.target == m.target, "message head");
+  require(again.correlation == m.correlation && again.target == m.target
+            && again.incarnation == m.incarnation,
+          "message head");
   same_elements(m, again);
+}
+
+inline void round_trip_packet(remote::wire::frame_view f) {
+  using namespace remote::wire;
+  packet_view p;
+  if (!decode_packet(f, p))
+    return;
+  bytes out;
+  put_packet(out, p.incarnation, p.channel, p.element.manifest, p.element.version,
+             p.element.payload);
+  packet_view again;
+  require(decode_packet(reparse(out), again).has_value(), "re-decode packet");
+  require(again.incarnation == p.incarnation && again.channel == p.channel, "packet head");
+  same_element(p.element, again.element);
 }
 
 inline void round_trip_response(remote::wire::frame_view f) {
@@ -230,6 +249,7 @@ inline int fuzz_wire_one_input(const std::uint8_t* data, std::size_t size) {
       break;
     pos += consumed;
     fuzz_detail::round_trip_message(f);
+    fuzz_detail::round_trip_packet(f);
     fuzz_detail::round_trip_response(f);
     fuzz_detail::round_trip_control(f);
     if (!established) {

@@ -45,10 +45,12 @@ struct node_identity {
 };
 
 /// A reference to a named actor on some node, as data: put it into messages so the
-/// receiver can answer with `transport::actor_for(ref)`.
+/// receiver can answer with `transport::actor_for(ref)`. With an incarnation it
+/// reaches that incarnation only (JSON: "incarnation" present only when set).
 struct actor_ref {
   node_address node;
   std::string name;
+  std::uint64_t incarnation = 0;  ///< 0: whichever incarnation runs at `node`
 
   friend bool operator==(const actor_ref&, const actor_ref&) = default;
 };

@@ -3,18 +3,21 @@
 //
 // Events for one peer address arrive in the order they happened: `up` and `lost`
 // alternate; `new_incarnation` comes right before the `up` of the new incarnation
-// (after a `lost` of the old one if that was still up). See docs/transport.md,
-// "Failure signals".
+// (after a `lost` of the old one if that was still up); `quarantined` follows
+// transport::quarantine (after the `lost` of that incarnation if it was up). See
+// docs/transport.md, "Failure signals".
 //
 // Thread-safety: value types.
 #pragma once
 
 #include "troupe/actors/remote/address.hpp"
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace troupe::remote {
 
@@ -24,11 +27,12 @@ struct peer_event {
     lost,             ///< the peer is no longer connected (reason says why)
     new_incarnation,  ///< a different incarnation appeared at a known address
     writable,         ///< the outbound queue drained below half after a refused send
+    quarantined,      ///< transport::quarantine(peer): its traffic is refused from now on
   };
   kind what = kind::up;
   node_identity peer;
   std::uint64_t previous_incarnation = 0;  ///< new_incarnation only
-  std::string reason;                       ///< lost only
+  std::string reason;                       ///< lost and quarantined only
 };
 
 std::string_view to_string(peer_event::kind k) noexcept;
@@ -53,5 +57,24 @@ struct peer_info {
 };
 
 std::string_view to_string(peer_info::state s) noexcept;
+
+/// A heartbeat that arrived from a peer (transport::subscribe_heartbeats): the
+/// samples of a failure detector. Per peer incarnation they come from one
+/// connection: our outbound one while it is established, else an inbound one.
+struct heartbeat_sample {
+  node_identity peer;
+  std::chrono::steady_clock::time_point arrival;  ///< the transport's clock
+};
+
+/// Bytes a peer sent to a channel of this node (transport::send_packet), outside
+/// CAF: the membership protocol's messages. `manifest` and `version` name the
+/// payload's type as the codec does.
+struct packet {
+  node_identity from;  ///< the sender's identity (as its handshake stated it)
+  std::string channel;
+  std::string manifest;
+  std::uint32_t version = 1;
+  std::vector<std::uint8_t> payload;
+};
 
 } // namespace troupe::remote

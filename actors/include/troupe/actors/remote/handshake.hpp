@@ -49,6 +49,10 @@ enum class refusal {
   self_connection,   ///< the peer is this very node
   refused_by_peer,   ///< the peer sent a refuse frame
   unexpected_frame,  ///< a frame type that is not allowed in this state
+  // Decided by the engine about a peer the handshake itself would accept:
+  quarantined,           ///< the peer's incarnation is quarantined here
+  address_in_use,        ///< an unauthenticated peer claims the address of a live one
+  too_many_connections,  ///< transport.max-connections(-per-address) reached
 };
 
 std::string_view to_string(refusal r) noexcept;
@@ -67,6 +71,11 @@ public:
   /// what to send to `out` (welcome, auth, or a refuse frame to send before
   /// closing). Returns the new state.
   state on_frame(wire::frame_view f, wire::bytes& out);
+
+  /// Fails the handshake for a reason decided outside it (the peer is
+  /// quarantined, too many connections, ...): discards what `out` held for the
+  /// peer from `keep` on and appends a refuse frame instead. Returns failed.
+  state reject(refusal kind, errc code, std::string reason, wire::bytes& out, std::size_t keep);
 
   state current() const noexcept { return state_; }
   /// The peer's identity and frame limit; valid once established.

@@ -54,6 +54,9 @@ enum class frame_type : std::uint8_t {
   message = 16,        ///< one-way message to a named actor
   request = 17,        ///< request to a named actor, answered by a response
   response = 18,       ///< the answer to a request (values or an error)
+  message_to = 19,     ///< message for one incarnation of the receiving node
+  request_to = 20,     ///< request for one incarnation of the receiving node
+  packet = 21,         ///< bytes for a channel of one incarnation (transport::send_packet)
   heartbeat = 32,      ///< both ways, every heartbeat interval
   goodbye = 34,        ///< orderly close, with a reason
 };
@@ -77,6 +80,24 @@ enum class scan_status { frame, need_more, error };
 /// state decides.
 scan_status scan_frame(byte_span data, std::uint32_t max_frame, frame_view& out,
                        std::size_t& consumed, error& err);
+
+/// Calls f(frame) for each frame of `frames`: complete frames back to back (the
+/// engine's queues and batches), each passed whole, header included.
+template <class F>
+void for_each_frame(byte_span frames, F f) {
+  while (!frames.empty()) {
+    auto len = length_size
+               + ((std::size_t{frames[0]} << 24) | (std::size_t{frames[1]} << 16)
+                  | (std::size_t{frames[2]} << 8) | frames[3]);
+    f(frames.first(len));
+    frames = frames.subspan(len);
+  }
+}
+
+/// The type of a complete frame (header included).
+inline frame_type type_of(byte_span frame) {
+  return static_cast<frame_type>(frame[length_size]);
+}
 
 // -- building frames ---------------------------------------------------------------
 
@@ -140,7 +161,10 @@ struct element_view {
 ///   request: varint correlation (1..2^60-1) | str target | elements
 ///   elements: u8 count (<= max_elements) | count x (str manifest | varint version |
 ///             u32 payload length | payload)
+/// `message_to` and `request_to` put `u64 incarnation` (not 0) before the same body:
+/// the receiver refuses them unless it is that incarnation.
 struct message_view {
+  std::uint64_t incarnation = 0;  ///< 0: whichever incarnation receives it
   std::uint64_t correlation = 0;  ///< 0 for one-way messages
   std::string_view target;
   std::array<element_view, max_elements> elements;
@@ -165,9 +189,10 @@ expected<void> decode_message(frame_view f, message_view& out);
 expected<void> decode_response(frame_view f, response_view& out);
 
 /// Appends the head of a message/request frame (before its elements); returns the
-/// frame offset for end_frame. `correlation` 0 builds a one-way message.
+/// frame offset for end_frame. `correlation` 0 builds a one-way message;
+/// `incarnation` other than 0 builds message_to / request_to.
 std::size_t begin_message(bytes& out, std::uint64_t correlation, std::string_view target,
-                          std::uint8_t count);
+                          std::uint8_t count, std::uint64_t incarnation = 0);
 /// Appends the head of a response frame carrying `count` values.
 std::size_t begin_response(bytes& out, std::uint64_t correlation, std::uint8_t count);
 /// Appends a complete error response frame.
@@ -178,6 +203,25 @@ void put_error_response(bytes& out, std::uint64_t correlation, std::uint8_t code
 std::size_t begin_element(bytes& out, std::string_view manifest, std::uint32_t version);
 /// Patches the payload length of the element started at `offset`.
 void end_element(bytes& out, std::size_t offset);
+
+/// Body of `packet` frames:
+///   u64 incarnation (0: any) | str channel | one element (str manifest | varint
+///   version | u32 payload length | payload)
+struct packet_view {
+  std::uint64_t incarnation = 0;
+  std::string_view channel;
+  element_view element;
+};
+
+expected<void> decode_packet(frame_view f, packet_view& out);
+void put_packet(bytes& out, std::uint64_t incarnation, std::string_view channel,
+                std::string_view manifest, std::uint32_t version, byte_span payload);
+
+/// message, request, message_to, request_to.
+constexpr bool is_message(frame_type t) noexcept {
+  return t == frame_type::message || t == frame_type::request || t == frame_type::message_to
+         || t == frame_type::request_to;
+}
 
 // -- handshake frames ---------------------------------------------------------------
 
