@@ -118,7 +118,10 @@ TRANSPORT_TEST_CASE("a partition drops traffic both ways until it heals") {
   // Heartbeats are dropped too: both sides declare the other lost.
   auto lost = a_events.wait_for(peer_event::kind::lost);
   REQUIRE(lost);
-  CHECK(lost->reason.find("no traffic") != std::string::npos);
+  // Whichever side times out first closes the socket: the other sees the close
+  // (a TCP FIN is not a frame, so the filter does not hold it back).
+  CHECK((lost->reason.find("no traffic") != std::string::npos
+         || lost->reason.find("closed the connection") != std::string::npos));
   REQUIRE(b_events.wait_for(peer_event::kind::lost));
   CHECK_FALSE(ask<pong>(a.sys(), a.t->actor_for(b.address(), "echo"), 200ms, ping{1, ""}));
   CHECK(counter(*a.n, "troupe_transport_filtered_frames_total", {{"action", "drop"}}) > 0);
