@@ -96,6 +96,10 @@ void log_event(self_ptr self, const cluster_event& e) {
   }
 }
 
+std::chrono::microseconds quarantine_delay(const membership_core& core) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(4 * core.settings().gossip_interval);
+}
+
 /// Carries out one step's effects: messages, events, decisions, the new view.
 void apply(self_ptr self) {
   auto& st = self->state;
@@ -116,8 +120,11 @@ void apply(self_ptr self) {
   for (auto& e : fx.events) {
     log_event(self, e);
     using k = cluster_event::kind;
-    if (e.what == k::member_removed && t && e.subject.node != st.shared->self)
-      t->quarantine(e.subject.node, "removed from the cluster");
+    // Quarantine a removed incarnation a little later: an exiting member is told
+    // it was removed by the very gossip a quarantine would cut off.
+    if (e.what == k::member_removed && e.subject.node != st.shared->self)
+      self->delayed_send(self, quarantine_delay(*st.core), quarantine_atom::value,
+                         e.subject.node);
     if (e.what == k::self_downed || e.what == k::self_removed
         || (e.what == k::join_refused && e.subject.node == st.shared->self))
       ended = e;
@@ -227,6 +234,10 @@ caf::behavior cluster_actor(self_ptr self, std::shared_ptr<cluster_shared> share
       auto& s = self->state;
       s.core->connection_lost(now(), e.peer, s.fx);
       apply(self);
+    },
+    [=](quarantine_atom, const node_identity& removed) {
+      if (auto t = self->state.shared->transport.lock())
+        t->quarantine(removed, "removed from the cluster");
     },
     [=](join_atom, std::vector<node_address> seeds) {
       auto& s = self->state;

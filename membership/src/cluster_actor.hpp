@@ -16,6 +16,7 @@ using down_atom = caf::atom_constant<caf::atom("m_down")>;
 using subscribe_atom = caf::atom_constant<caf::atom("m_sub")>;
 using unsubscribe_atom = caf::atom_constant<caf::atom("m_unsub")>;
 using tick_atom = caf::atom_constant<caf::atom("m_tick")>;
+using quarantine_atom = caf::atom_constant<caf::atom("m_quar")>;
 
 using event_callback = std::function<void(const cluster_event&)>;
 
@@ -36,5 +37,6 @@ caf::behavior cluster_actor(caf::stateful_actor<cluster_actor_state>* self,
 } // namespace troupe::membership::detail
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::remote::node_address)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::remote::node_identity)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<troupe::remote::node_address>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::membership::detail::event_callback)

@@ -58,6 +58,7 @@ struct test_node {
   std::uint16_t port;
   std::uint16_t http;
   std::unique_ptr<child_process> process;
+  std::vector<std::string> lines;  ///< stdout lines read so far
 };
 
 class test_cluster {
@@ -65,7 +66,7 @@ public:
   explicit test_cluster(std::size_t n, std::size_t seeds = 0) {
     auto ports = free_ports(2 * n);
     for (std::size_t i = 0; i < n; ++i)
-      nodes_.push_back(test_node{ports[i], ports[n + i], nullptr});
+      nodes_.push_back(test_node{ports[i], ports[n + i], nullptr, {}});
     for (std::size_t i = 0; i < (seeds == 0 ? n / 2 + 1 : seeds); ++i)
       seed_list_ += fmt::format("{}127.0.0.1:{}", seed_list_.empty() ? "" : ",", nodes_[i].port);
   }
@@ -80,6 +81,7 @@ public:
     args.insert(args.end(), fast.begin(), fast.end());
     args.insert(args.end(), extra.begin(), extra.end());
     nd.process = std::make_unique<child_process>(program_path("troupe-test-cluster-node"), args);
+    nd.lines.clear();
   }
   void start_all() {
     for (std::size_t i = 0; i < nodes_.size(); ++i)
@@ -144,10 +146,26 @@ private:
   std::string seed_list_;
 };
 
-/// Reads node i's stdout until a line starts with `prefix`.
+/// A line of node i's stdout that starts with `prefix`, already read or read now
+/// (every line read is kept: a node may print what a test waits for before the
+/// line the test waited for first).
 std::optional<std::string> line(test_cluster& c, std::size_t i, const std::string& prefix,
                                 std::chrono::milliseconds timeout = 20s) {
-  return c[i].process->wait_for_line(prefix, timeout);
+  auto& nd = c[i];
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (std::size_t k = 0;; ++k) {
+    for (; k < nd.lines.size(); ++k)
+      if (nd.lines[k].rfind(prefix, 0) == 0)
+        return nd.lines[k];
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left <= 0ms)
+      return std::nullopt;
+    auto next = nd.process->read_line(left);
+    if (!next)
+      return std::nullopt;
+    nd.lines.push_back(*next);
+    --k;
+  }
 }
 
 /// Starts every node and waits until each reported up and all see each other.
@@ -273,6 +291,19 @@ TEST_CASE("cluster processes: garbage on the transport and management ports leav
     REQUIRE_FALSE(ec);
     boost::asio::write(s, boost::asio::buffer(junk), ec);
   }
+  // A header larger than the endpoint accepts.
+  {
+    boost::asio::ip::tcp::socket s{io};
+    boost::system::error_code ec;
+    s.connect({boost::asio::ip::make_address("127.0.0.1"), c[2].http}, ec);
+    REQUIRE_FALSE(ec);
+    auto request = "GET /cluster/members HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(100000, 'a')
+                   + "\r\n\r\n";
+    boost::asio::write(s, boost::asio::buffer(request), ec);
+    std::string answer(64, '\0');
+    auto got = s.read_some(boost::asio::buffer(answer), ec);
+    CHECK(answer.substr(0, std::min<std::size_t>(got, 12)) == "HTTP/1.1 400");
+  }
   // Bad HTTP requests get 4xx answers.
   CHECK(http_call(c[0].http, "GET", "/no/such/thing")->status == 404);
   CHECK(http_call(c[0].http, "DELETE", "/cluster/members")->status == 405);
@@ -281,6 +312,31 @@ TEST_CASE("cluster processes: garbage on the transport and management ports leav
   CHECK(wait_until([&] { return c.all_see_up(c.all()); }, 10s));
   for (std::size_t i = 0; i < 3; ++i)
     CHECK_FALSE(c[i].process->wait(10ms));
+}
+
+TEST_CASE("cluster processes: a node of another cluster or with a wrong secret never joins, and "
+          "the cluster stays as it was") {
+  test_cluster c{5, 2};
+  c.start(0);
+  c.start(1);
+  c.start(2);
+  for (std::size_t i = 0; i < 3; ++i)
+    REQUIRE(line(c, i, "cluster-node n" + std::to_string(i) + " up:"));
+  REQUIRE(wait_until([&] { return c.all_see_up({0, 1, 2}); }, 20s));
+  c.start(3, {"--node.cluster-name=elsewhere"});
+  c.start(4, {"--transport.secret=not-the-clusters"});
+  REQUIRE(line(c, 3, "cluster-node n3 listening:"));
+  REQUIRE(line(c, 4, "cluster-node n4 listening:"));
+  // They keep knocking (the transport refuses their handshakes) ...
+  auto refused = [&] {
+    auto r = http_call(c[0].http, "GET", "/metrics");
+    return r && r->body.find("troupe_transport_connection_errors_total") != std::string::npos;
+  };
+  CHECK(wait_until(refused, 10s));
+  // ... and never become members.
+  CHECK(c.all_see_up({0, 1, 2}));
+  CHECK(c.members(3)["members"].empty());
+  CHECK(c.members(4)["members"].empty());
 }
 
 TEST_CASE("cluster processes: SIGTERM leaves gracefully; troupe cluster members and leave work") {
