@@ -312,6 +312,13 @@ void coordinator_core::tick(timestamp now, coordinator_effects& out) {
   }
   if (now >= next_retry_) {
     next_retry_ = now + settings_.retry_interval;
+    // Homes on gone regions that a rolled-back hand-off left behind.
+    std::set<node_identity> gone;
+    for (auto& [s, a] : homes_)
+      if (is_gone(a.region))
+        gone.insert(a.region);
+    for (auto& r : gone)
+      region_gone(now, r, out);
     // Graceful shutdowns whose hand-offs were rolled back try again.
     for (auto& r : shutting_down_)
       for (auto& [s, a] : homes_)

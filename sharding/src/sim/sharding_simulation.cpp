@@ -356,6 +356,7 @@ void sharding_simulation::apply_singleton(node_index i, membership::singleton_ef
   if (effects.start)
     start_coordinator(i);
   if (effects.stop) {
+    sim_.note(fmt::format("{} coordinator stops", i));
     st->coordinator.reset();
     ++st->coordinator_generation;
     auto delay = membership::duration{rng_.between(0, 50'000'000)};
@@ -376,6 +377,7 @@ void sharding_simulation::start_coordinator(node_index i) {
   st->coordinator = std::make_unique<coordinator_core>(core.self(), options_.coordinator);
   for (auto& e : journal_.coordinator_log())
     st->coordinator->recover(e);
+  sim_.note(fmt::format("{} coordinator starts after {} events", i, journal_.coordinator_log().size()));
   st->coordinator_seq = journal_.coordinator_log().size();
   st->coordinator_queue.clear();
   st->coordinator_writing = false;
@@ -428,6 +430,14 @@ void sharding_simulation::write_coordinator(node_index i) {
       return;
     }
     ++s->coordinator_seq;
+    std::visit([&](auto& ev) {
+      if constexpr (std::is_same_v<std::decay_t<decltype(ev)>, shard_allocated>)
+        sim_.note(fmt::format("{} coordinator wrote #{}: shard {} -> {} @{}", i, s->coordinator_seq,
+                              ev.shard, ev.region.address.port - 7000, ev.epoch));
+      else
+        sim_.note(fmt::format("{} coordinator wrote #{}: shard {} released", i, s->coordinator_seq,
+                              ev.shard));
+    }, s->coordinator_queue.front());
     s->coordinator_queue.pop_front();
     coordinator_effects cfx;
     s->coordinator->persisted(sim_.now(), cfx);
@@ -455,6 +465,7 @@ void sharding_simulation::start_shard(node_index i, shard_id s, std::uint64_t ep
       return;
     region_effects fx;
     if (journal_.fence(s, epoch) == journal_model::result::ok) {
+      sim_.note(fmt::format("{} hosts shard {} @{}", i, s, epoch));
       it->second.at = shard_state::phase::active;
       n->region->shard_started(sim_.now(), s, fx);
     } else {
@@ -575,6 +586,7 @@ void sharding_simulation::maybe_shard_stopped(node_index i, shard_id s) {
       || !sh->second.entities.empty())
     return;
   st->shards.erase(sh);
+  sim_.note(fmt::format("{} stopped shard {}", i, s));
   region_effects fx;
   st->region->shard_stopped_locally(sim_.now(), s, fx);
   apply_region(i, fx);
