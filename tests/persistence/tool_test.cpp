@@ -19,6 +19,12 @@ namespace {
 struct run_result {
   int status = -1;
   std::vector<std::string> lines;  ///< stdout and stderr
+  std::string text() const {
+    std::string all;
+    for (auto& l : lines)
+      all += l + "\n";
+    return all;
+  }
   bool has(const std::string& text) const {
     for (auto& l : lines)
       if (l.find(text) != std::string::npos)
@@ -45,6 +51,7 @@ std::string healthy_journal(const temp_dir& dir) {
   auto path = dir.file("healthy.db");
   sqlite_options o;
   o.path = path;
+  o.create_if_missing = true;
   auto j = *sqlite_journal::open(o);
   std::vector<atomic_write> batch{make_write("acct|a", 1, 5, {"acct"}), make_write("acct|b", 1, 3)};
   for (auto& r : j->write(std::span<const atomic_write>{batch}))
@@ -109,13 +116,16 @@ TEST_CASE("troupe journal verify: reports each planted problem and exits non-zer
                  "ALTER TABLE s2 RENAME TO snapshots;"
                  "INSERT INTO snapshots SELECT * FROM snapshots WHERE seq = 3");
   auto r = troupe_journal({"verify", "--db", path});
+  INFO(r.text());
   CHECK(r.status == 1);
   CHECK(r.has("gap: 'acct|a' seq 4..4 missing"));
   CHECK(r.has("undecodable event: 'acct|b' seq 2"));
   CHECK(r.has("orphaned snapshot: 'ghost' seq 1: the id has no events"));
   CHECK(r.has("orphaned snapshot: 'acct|b' seq 9 is above the highest seq 3"));
   CHECK(r.has("duplicate snapshot: 'acct|b' seq 3 stored 2 times"));
-  CHECK(r.has("verify: 5 problem(s)"));
+  // The gap's event was tagged: its tag row now points nowhere.
+  CHECK(r.has("orphaned tag rows: 1 event_tags row(s) of tag row 1 point to missing events"));
+  CHECK(r.has("verify: 6 problem(s)"));
   // The original is untouched and still healthy.
   CHECK(troupe_journal({"verify", "--db", healthy}).status == 0);
 }

@@ -36,6 +36,17 @@ void add_transport_config_keys(config_schema& s) {
         "connection stays up (the requester's own timeout is usually much shorter).");
   s.add("transport.stop-timeout", config_type::duration, duration{1s},
         "How long stopping the transport waits for queued frames and goodbyes to be written.");
+
+  // Ranges (docs/configuration.md shows them); a value outside is invalid_config.
+  s.set_range("transport.max-frame-size", config_range::of(1024, std::int64_t{1} << 30));
+  s.set_range("transport.max-queue-bytes", config_range::of(1024, std::int64_t{1} << 34));
+  s.set_range("transport.heartbeat-interval", config_range::zero_or(10ms, 1h));
+  s.set_range("transport.failure-timeout", config_range::zero_or(10ms, 1h));
+  s.set_range("transport.handshake-timeout", config_range::of(10ms, 10min));
+  s.set_range("transport.reconnect-backoff-min", config_range::of(1ms, 1min));
+  s.set_range("transport.reconnect-backoff-max", config_range::of(1ms, 1h));
+  s.set_range("transport.request-retention", config_range::of(1s, 24h));
+  s.set_range("transport.stop-timeout", config_range::of(0ms, 10min));
 }
 
 } // namespace troupe::remote::detail
