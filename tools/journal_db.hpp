@@ -135,10 +135,11 @@ private:
 };
 
 /// The highest seq per id: the max stored seq, or what was deleted (never lower).
+/// (A damaged seq that is not an integer does not count; verify reports it.)
 inline constexpr const char* sql_ids =
   "SELECT p.name, (SELECT count(*) FROM events e WHERE e.pid = p.id), "
-  "max(coalesce((SELECT max(seq) FROM events e WHERE e.pid = p.id), 0), p.deleted_to) "
-  "FROM persistence_ids p ORDER BY p.name";
+  "max(coalesce((SELECT max(seq) FROM events e WHERE e.pid = p.id AND typeof(e.seq) = "
+  "'integer'), 0), p.deleted_to) FROM persistence_ids p ORDER BY p.name";
 
 /// `verify`: prints each problem and a summary to `out`; 0 ok, 1 problems found.
 expected<int> verify_journal(journal_db& d, std::FILE* out);
