@@ -170,7 +170,7 @@ TEST_CASE("config ranges: every node and transport key, in range, on the boundar
       {"transport.handshake-timeout", "1s", {"10ms", "10m"}, {"0", "11m"}},
       {"transport.reconnect-backoff-min", "50ms", {"1ms", "1m"}, {"0", "61s"}},
       {"transport.reconnect-backoff-max", "2s", {"1ms", "1h"}, {"0", "2h"}},
-      {"transport.request-retention", "60s", {"1s", "24h"}, {"999ms", "25h"}},
+      {"transport.request-retention", "60s", {"1ms", "24h"}, {"0", "999us", "25h"}},
       {"transport.stop-timeout", "500ms", {"0", "10m"}, {"11m", "-1s"}},
     });
 }

@@ -45,7 +45,7 @@ void add_transport_config_keys(config_schema& s) {
   s.set_range("transport.handshake-timeout", config_range::of(10ms, 10min));
   s.set_range("transport.reconnect-backoff-min", config_range::of(1ms, 1min));
   s.set_range("transport.reconnect-backoff-max", config_range::of(1ms, 1h));
-  s.set_range("transport.request-retention", config_range::of(1s, 24h));
+  s.set_range("transport.request-retention", config_range::of(1ms, 24h));
   s.set_range("transport.stop-timeout", config_range::of(0ms, 10min));
 }
 

@@ -39,11 +39,16 @@
 //   acknowledged them as durable; follow-ups run once, after that, never on replay.
 // - A persist that is rejected (the event does not encode, or the journal refused
 //   it: journal_rejected) gets an error reply; the entity keeps its state and goes
-//   on. A persist that fails (journal_failure: the outcome is unknown) or conflicts
-//   (sequence_conflict: another writer) stops the entity with an error naming the
-//   persistence id; a supervisor restarts it, and it recovers what was stored.
-// - A recovery that fails (undecodable event or snapshot, gap, journal error)
-//   stops the entity with an error naming the persistence id and sequence number.
+//   on. A persist that conflicts (sequence_conflict: another writer) stops the
+//   entity's actor (a supervisor restarts it; it recovers what was stored).
+// - A journal failure (a persist that failed: the outcome is unknown; a recovery
+//   that failed: undecodable event or snapshot, gap, journal error or timeout) is
+//   not a bug in the entity: its incarnation stops with an error naming the
+//   persistence id (and sequence number) and the cause, every held command gets
+//   that error, commands are refused with it for a backoff
+//   (persistence.entity.restart-backoff-min/max), and the next command after it
+//   starts a new incarnation that recovers what was stored. The actor, and so
+//   every handle to it, stays; no supervisor restart is spent.
 // - Whenever an entity stops, every command it still holds gets an error reply: a
 //   requester never waits out its timeout because the entity died.
 //
@@ -226,8 +231,8 @@ expected<entity_ref<Entity>> spawn_entity(node& n, std::string entity_id,
 }
 
 /// A supervisor child running the entity. `transient` (the default) restarts it
-/// after a failure (recovery failure, persist failure) but not after it stopped
-/// itself (effect::stop).
+/// after its actor failed (a handler that threw, a sequence conflict) but not after
+/// it stopped itself (effect::stop). Journal failures the entity handles itself.
 template <class Entity>
 child_spec entity_child(std::string entity_id,
                         entity_options opts = detail::default_options<Entity>(),
