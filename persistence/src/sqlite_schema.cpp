@@ -116,9 +116,19 @@ CREATE TABLE projection_offsets(
 ) WITHOUT ROWID;
 )sql",
   // 2: the journal id, created once with the file (journal_identity.hpp): a
-  // random positive 63-bit number.
+  // random positive 63-bit number. A persistence id row is never deleted,
+  // renumbered or renamed: its events would be orphaned and the entity would
+  // silently recover without them (troupe itself never does either).
   R"sql(
 INSERT INTO journal_meta(key, value) VALUES('journal_id', (random() & 9223372036854775807) | 1);
+CREATE TRIGGER persistence_ids_kept BEFORE DELETE ON persistence_ids
+BEGIN
+  SELECT RAISE(ABORT, 'troupe journal: a persistence id row is never deleted: its events would be orphaned and the entity would recover without them');
+END;
+CREATE TRIGGER persistence_ids_fixed BEFORE UPDATE OF id, name ON persistence_ids
+BEGIN
+  SELECT RAISE(ABORT, 'troupe journal: a persistence id row is never renumbered or renamed: its events would be orphaned');
+END;
 )sql",
 };
 static_assert(std::size(migrations) == sqlite_schema_version);

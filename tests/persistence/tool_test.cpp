@@ -161,11 +161,29 @@ TEST_CASE("troupe journal: a missing file or a non-journal is a clear error") {
   CHECK(r.has("--db FILE is required"));
 }
 
+TEST_CASE("journal schema: a persistence id row cannot be deleted, renumbered or renamed") {
+  temp_dir dir;
+  auto path = healthy_journal(dir);
+  for (auto sql : {"DELETE FROM persistence_ids WHERE name = 'acct|b'",
+                   "UPDATE persistence_ids SET id = 99 WHERE name = 'acct|b'",
+                   "UPDATE persistence_ids SET name = 'acct|c' WHERE name = 'acct|b'"}) {
+    INFO(sql);
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+    CHECK(sqlite3_exec(db, sql, nullptr, nullptr, nullptr) == SQLITE_CONSTRAINT);
+    CHECK(std::string{sqlite3_errmsg(db)}.find("its events would be orphaned") != std::string::npos);
+    sqlite3_close(db);
+  }
+  CHECK(troupe_journal({"verify", "--db", path}).status == 0);
+}
+
 TEST_CASE("troupe journal verify: events whose persistence id row was deleted are orphans") {
   temp_dir dir;
   auto path = healthy_journal(dir);
-  // Recovery of acct|b would now start empty while its 3 events remain.
-  raw_exec(path, "DELETE FROM persistence_ids WHERE name = 'acct|b'");
+  // Past the schema's guard, recovery of acct|b would start empty while its 3
+  // events remain.
+  raw_exec(path, "DROP TRIGGER persistence_ids_kept;"
+                 "DELETE FROM persistence_ids WHERE name = 'acct|b'");
   auto r = troupe_journal({"verify", "--db", path});
   INFO(r.text());
   CHECK(r.status == 1);
