@@ -110,8 +110,10 @@ struct verifier {
       return;
     }
     auto seq = sqlite3_column_int64(s, 1);
-    auto expected_seq = sqlite3_column_type(s, 2) == SQLITE_NULL ? sqlite3_column_int64(s, 3) + 1
-                                                                 : sqlite3_column_int64(s, 2) + 1;
+    // The seq after the previous one (or after the deleted prefix); stored values
+    // may be anything, so no signed overflow at INT64_MAX.
+    auto previous = sqlite3_column_int64(s, sqlite3_column_type(s, 2) == SQLITE_NULL ? 3 : 2);
+    auto expected_seq = previous == INT64_MAX ? INT64_MAX : previous + 1;
     if (seq > expected_seq)
       problem("gap: '{}' seq {}..{} missing (not deleted)", journal_db::shown(s, 0),
               expected_seq, seq - 1);
