@@ -17,3 +17,14 @@ fuzz:
 	@mkdir -p build/fuzz/corpus
 	@build/fuzz/troupe-fuzz-wire -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
 	  -artifact_prefix=build/fuzz/ build/fuzz/corpus tests/remote/fuzz/corpus
+
+# Fuzz every reader of journal rows (SQLite backend, replay_main, `troupe journal`)
+# with libFuzzer for FUZZ_SECONDS; new inputs go to build/fuzz/rows-corpus.
+.PHONY: fuzz-journal
+fuzz-journal:
+	@scripts/install-deps.sh
+	@cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake --build build --target troupe-fuzz-journal-rows
+	@mkdir -p build/fuzz/rows-corpus
+	@build/fuzz/troupe-fuzz-journal-rows -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+	  -artifact_prefix=build/fuzz/ build/fuzz/rows-corpus tests/persistence/fuzz/corpus

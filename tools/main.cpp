@@ -1,5 +1,5 @@
 // troupe: the command-line tool.
-//   troupe journal list|events|verify|stats --db FILE [options]
+//   troupe journal list|events|verify|stats|create --db FILE [options]
 #include "journal_command.hpp"
 
 #include <cstdio>
@@ -11,12 +11,15 @@ int main(int argc, char** argv) {
   if (!args.empty() && args[0] == "journal")
     return troupe::tools::journal_command({args.begin() + 1, args.end()});
   std::fprintf(stderr,
-               "usage: troupe journal list|events|verify|stats --db FILE [options]\n"
+               "usage: troupe journal list|events|verify|stats|create --db FILE [options]\n"
                "  list                       persistence ids with event counts and highest seq\n"
                "  events [--id ID] [--tag T] [--from-offset N] [--limit N]\n"
                "                             events as JSON lines (payloads rendered from CBOR)\n"
-               "  verify                     sequence gaps, orphaned/duplicate snapshots,\n"
-               "                             undecodable rows; exit 1 when problems exist\n"
-               "  stats                      counts, sizes, ids, tags, page size, WAL settings\n");
+               "  verify                     sequence gaps, orphaned events and snapshots,\n"
+               "                             damaged or undecodable rows, invalid UTF-8;\n"
+               "                             exit 1 when problems exist\n"
+               "  stats                      counts, sizes, ids, tags, page size, WAL settings\n"
+               "  create                     a new, empty journal (the explicit creation a\n"
+               "                             node needs before its first start)\n");
   return 2;
 }

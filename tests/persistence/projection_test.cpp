@@ -26,6 +26,7 @@ struct journal_file {
     sqlite_options o;
     o.path = dir.file("journal.db");
     o.synchronous = sync_mode::off;  // about offsets and transactions, not durability
+    o.create_if_missing = true;
     return o;
   }();
   std::shared_ptr<sqlite_journal> journal = *sqlite_journal::open(opts);

@@ -478,12 +478,14 @@ TEST_CASE("with a shared secret, peers that know it connect and others are refus
 }
 
 TEST_CASE("invalid transport settings are refused with the key's name") {
-  auto n = make_node({"transport.max-frame-size=10"});
-  auto t = remote::transport::start(*n);
+  // Out of its range: the config refuses it (config_test.cpp covers every key).
+  config cfg{node_config_keys()};
+  auto t = cfg.set_text("transport.max-frame-size", "10");
   REQUIRE_FALSE(t);
   CHECK(t.error().code() == errc::invalid_config);
   CHECK(t.error().message().find("transport.max-frame-size") != std::string::npos);
-  auto m = make_node({"transport.max-frame-size=65536", "transport.max-queue-bytes=1000"});
+  // In range, but a queue that cannot hold one frame: the transport refuses it.
+  auto m = make_node({"transport.max-frame-size=65536", "transport.max-queue-bytes=2000"});
   auto t2 = remote::transport::start(*m);
   REQUIRE_FALSE(t2);
   CHECK(t2.error().message().find("transport.max-queue-bytes") != std::string::npos);
