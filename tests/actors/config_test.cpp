@@ -172,6 +172,15 @@ TEST_CASE("config ranges: every node and transport key, in range, on the boundar
       {"transport.reconnect-backoff-max", "2s", {"1ms", "1h"}, {"0", "2h"}},
       {"transport.request-retention", "60s", {"1ms", "24h"}, {"0", "999us", "25h"}},
       {"transport.stop-timeout", "500ms", {"0", "10m"}, {"11m", "-1s"}},
+      {"transport.max-connections", "100", {"1", "1000000"}, {"0", "1000001"}},
+      {"transport.max-connections-per-address", "100", {"1", "1000000"}, {"0", "-1"}},
+      {"transport.max-pending-handshakes", "10", {"1", "1000000"}, {"0", "1000001"}},
+      {"transport.max-pending-handshakes-per-address", "10", {"1", "1000000"}, {"0", "1000001"}},
+      {"transport.tls.enabled", "true", {"false"}, {"maybe"}},
+      {"transport.tls.certificate", "cert.pem", {""}, {}},
+      {"transport.tls.private-key", "key.pem", {""}, {}},
+      {"transport.tls.ca", "ca.pem", {""}, {}},
+      {"transport.fault-injection.rules-file", "rules.txt", {""}, {}},
     });
 }
 
