@@ -175,7 +175,7 @@ TEST_CASE("entity: the replay tool starts from the snapshot that covers deleted 
 }
 
 TEST_CASE("entity: corrupt event bytes or an unknown manifest in the file stop that entity's "
-          "recovery with its id and seq; the node serves the others") {
+          "recovery with its id and seq, and the node serves the others") {
   temp_dir dir;
   auto path = dir.file("journal.db");
   write_counter(path, "victim", {1, 2, 3});
