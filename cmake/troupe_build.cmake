@@ -30,6 +30,19 @@ if(TROUPE_SANITIZE)
   target_link_options(troupe_build_flags INTERFACE -fsanitize=address,undefined)
   target_compile_definitions(troupe_build_flags INTERFACE TROUPE_SANITIZE=1)
 endif()
+if(TROUPE_TSAN)
+  if(TROUPE_SANITIZE)
+    message(FATAL_ERROR "TROUPE_TSAN and TROUPE_SANITIZE exclude each other (one build dir each)")
+  endif()
+  # CAF 0.17.6 from Debian is not instrumented: tests/tsan.supp lists what may be
+  # suppressed, and why (ctest sets TSAN_OPTIONS).
+  target_compile_options(troupe_build_flags INTERFACE -fsanitize=thread -fno-omit-frame-pointer)
+  target_link_options(troupe_build_flags INTERFACE -fsanitize=thread)
+  # TSan does not model fences (GCC: -Wtsan); Asio's fenced blocks are redundant with
+  # the mutex of its handler queue, so they go rather than the warning.
+  target_compile_definitions(troupe_build_flags INTERFACE TROUPE_TSAN=1
+                             BOOST_ASIO_DISABLE_FENCED_BLOCK=1)
+endif()
 # Every target sees the same third-party usage requirements (e.g. fmt's FMT_SHARED),
 # which keeps the shared PCH valid everywhere.
 target_link_libraries(troupe_build_flags INTERFACE
