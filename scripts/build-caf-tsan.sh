@@ -16,7 +16,7 @@
 # match), after the one fix Debian makes to them (receive_buffer.hpp includes
 # <limits>). The source comes through apt (`apt-get source`, with a deb-src list
 # of the script's own, so the machine's sources need none). Idempotent: does
-# nothing when both libraries exist. Takes about 15 minutes on 2 cores.
+# nothing when both libraries exist. Takes 15-30 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
