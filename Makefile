@@ -1,10 +1,16 @@
 # Convenience targets; ./run (README.md) is the real entry point, so that a machine
 # without make can start from it too.
-.PHONY: demo test bench asan-test build clean
-demo test bench asan-test build:
+.PHONY: demo test bench asan-test tsan-test build clean
+demo test bench asan-test tsan-test build:
 	@./run $@
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-tsan build-mutation
+
+# Deliberate bugs in the main invariants, one at a time: every one must make a test
+# fail (scripts/mutation-check.sh; slow, not in CI).
+.PHONY: mutation-check
+mutation-check:
+	@scripts/mutation-check.sh
 
 # Fuzz the transport's frame, handshake and CBOR decoders with libFuzzer (clang) for
 # FUZZ_SECONDS; new inputs go to build/fuzz/corpus, crashes to build/fuzz/.

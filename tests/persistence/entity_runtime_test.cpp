@@ -65,7 +65,7 @@ struct held_write {
 
 } // namespace
 
-TEST_CASE("entity: commands wait while a persist is in flight; its reply comes once it is durable") {
+TEST_CASE("entity: commands wait while a persist is in flight, and its reply comes once it is durable") {
   held_write h{"s1"};
   auto second = h.stash(fx::get{});
   // The write is held inside the journal: not durable, so no reply yet.
@@ -257,7 +257,7 @@ TEST_CASE("entity: spawning fails clearly without a journal or with unregistered
   }
 }
 
-TEST_CASE("entity: actors ask entities without blocking; tell sends without a reply") {
+TEST_CASE("entity: actors ask entities without blocking, and tell sends without a reply") {
   auto j = std::make_shared<memory_journal>();
   auto n = fx::make_node(j);
   auto ref = spawn_entity<counter>(*n, "asked");
@@ -408,7 +408,7 @@ TEST_CASE("entity: replay holds a bounded number of pages however long the journ
   CHECK(j->max_in_flight() == 1);
 }
 
-TEST_CASE("entity: an ask from an actor ends at its deadline; a late reply is dropped") {
+TEST_CASE("entity: an ask from an actor ends at its deadline, and a late reply is dropped") {
   held_write h{"slow"};
   struct outcome {
     std::mutex mtx;

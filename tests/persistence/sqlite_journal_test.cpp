@@ -226,7 +226,7 @@ TEST_CASE("sqlite journal: a full disk fails the whole batch with a clear error,
   CHECK(mentions(saved.error(), "'kept'"));
 }
 
-TEST_CASE("sqlite journal: corrupt rows are returned as stored; decoding is the reader's job") {
+TEST_CASE("sqlite journal: corrupt rows are returned as stored (decoding is the reader's job)") {
   temp_dir dir;
   auto path = dir.file("journal.db");
   auto j = sqlite_journal::open(options_for(path));
