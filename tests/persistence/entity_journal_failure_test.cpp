@@ -73,7 +73,7 @@ void check_error(const expected<T>& r, errc code, std::initializer_list<std::str
 
 } // namespace
 
-TEST_CASE("entity: a failed persist stops it; the in-flight, stashed and later commands get "
+TEST_CASE("entity: a failed persist stops it, and the in-flight, stashed and later commands get "
           "errors naming it and the cause") {
   auto j = std::make_shared<memory_journal>();
   // A backoff far longer than the test: every command after the failure is refused.
@@ -118,7 +118,7 @@ TEST_CASE("entity: the next command after the backoff starts it again and it rec
   CHECK(counted(*n, "troupe_persistence_entity_restarts_total") >= 1);
 }
 
-TEST_CASE("entity: a failed recovery stops it with an error naming id and seq; a command after "
+TEST_CASE("entity: a failed recovery stops it with an error naming id and seq, and a command after "
           "the backoff tries again and succeeds once the journal does") {
   auto j = std::make_shared<memory_journal>();
   const std::string pid = "counter|r1";

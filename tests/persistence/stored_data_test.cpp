@@ -97,7 +97,7 @@ TEST_CASE("stored data: recovery refuses a snapshot above the highest seq, namin
 }
 
 TEST_CASE("stored data: a string ending in ff fe persists, recovers, replays and is listed "
-          "escaped; verify reports it") {
+          "escaped, and verify reports it") {
   temp_dir dir;
   auto path = dir.file("bank.db");
   const std::string owner = "ada\xff\xfe";
