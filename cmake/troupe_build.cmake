@@ -20,6 +20,11 @@ if(CCACHE_PROGRAM)
 endif()
 
 add_library(troupe_build_flags INTERFACE)
+# troupe/version.hpp (TROUPE_VERSION) for --version; an include directory, not a
+# definition, so the shared PCH stays valid.
+configure_file(${PROJECT_SOURCE_DIR}/cmake/version.hpp.in
+               ${PROJECT_BINARY_DIR}/generated/troupe/version.hpp @ONLY)
+target_include_directories(troupe_build_flags INTERFACE ${PROJECT_BINARY_DIR}/generated)
 target_compile_options(troupe_build_flags INTERFACE
   -Wall -Wextra -Werror -Wno-missing-field-initializers)
 if(TROUPE_SANITIZE)

@@ -1,5 +1,7 @@
 // troupe: the command-line tool.
 //   troupe journal list|events|verify|stats|create --db FILE [options]
+//   troupe cluster members|leave|down --http HOST:PORT [--address HOST:PORT]
+#include "cluster_command.hpp"
 #include "journal_command.hpp"
 
 #include <cstdio>
@@ -10,6 +12,8 @@ int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   if (!args.empty() && args[0] == "journal")
     return troupe::tools::journal_command({args.begin() + 1, args.end()});
+  if (!args.empty() && args[0] == "cluster")
+    return troupe::tools::cluster_command({args.begin() + 1, args.end()});
   std::fprintf(stderr,
                "usage: troupe journal list|events|verify|stats|create --db FILE [options]\n"
                "  list                       persistence ids with event counts and highest seq\n"
@@ -20,6 +24,7 @@ int main(int argc, char** argv) {
                "                             exit 1 when problems exist\n"
                "  stats                      counts, sizes, ids, tags, page size, WAL settings\n"
                "  create                     a new, empty journal (the explicit creation a\n"
-               "                             node needs before its first start)\n");
+               "                             node needs before its first start)\n"
+               "       troupe cluster members|leave|down --http HOST:PORT [--address HOST:PORT]\n");
   return 2;
 }

@@ -1,5 +1,7 @@
 #include "troupe/actors/config.hpp"
 
+#include "troupe/actors/shutdown_phase.hpp"
+
 #include <fmt/core.h>
 #include <nlohmann/json.hpp>
 
@@ -112,6 +114,30 @@ namespace remote::detail {
 void add_transport_config_keys(config_schema& schema);  // remote/transport_config_keys.cpp
 } // namespace remote::detail
 
+static void add_shutdown_phase_keys(config_schema& s) {
+  using namespace std::chrono_literals;
+  struct phase_default {
+    shutdown_phase phase;
+    duration timeout;
+    const char* help;
+  };
+  for (auto [phase, timeout, help] : {
+         phase_default{shutdown_phase::before_service_unbind, 2s,
+                       "stop accepting new outside work"},
+         phase_default{shutdown_phase::service_stop, 2s, "finish or refuse work in flight"},
+         phase_default{shutdown_phase::cluster_sharding_shutdown_region, 10s,
+                       "shard regions hand off their shards (hand-off timeouts derive from it)"},
+         phase_default{shutdown_phase::cluster_leave, 5s,
+                       "the node leaves the cluster (until it is exiting)"},
+         phase_default{shutdown_phase::cluster_exiting, 5s,
+                       "the node waits until the cluster removed it"},
+         phase_default{shutdown_phase::before_actor_system_terminate, 2s,
+                       "last steps before the actors stop"}})
+    s.add(fmt::format("shutdown.phase.{}", to_string(phase)), config_type::duration, timeout,
+          fmt::format("Timeout of the coordinated-shutdown phase in which {}.", help),
+          config_range::of(0ms, 1h));
+}
+
 config_schema node_config_keys() {
   using namespace std::chrono_literals;
   config_schema s;
@@ -136,13 +162,14 @@ config_schema node_config_keys() {
   s.add("log.stderr", config_type::boolean, true, "Write log lines to stderr.");
   s.add("log.file", config_type::string, std::string{},
         "Also append log lines to this file when not empty.");
-  s.add("shutdown.timeout", config_type::duration, duration{10s},
-        "Upper bound for node::shutdown(); actors still running then are reported and "
-        "abandoned.",
+  s.add("shutdown.timeout", config_type::duration, duration{30s},
+        "Upper bound for node::shutdown(), its phases included; actors still running then "
+        "are reported and abandoned.",
         config_range::of(10ms, 1h));
   s.add("shutdown.actor-timeout", config_type::duration, duration{3s},
         "How long shutdown waits for one actor to stop before killing it.",
         config_range::of(1ms, 1h));
+  add_shutdown_phase_keys(s);
   remote::detail::add_transport_config_keys(s);
   return s;
 }

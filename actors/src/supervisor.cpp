@@ -1,5 +1,7 @@
 #include "troupe/actors/supervisor.hpp"
 
+#include "troupe/actors/forwarding.hpp"
+
 #include "troupe/actors/ask.hpp"
 #include "troupe/actors/atoms.hpp"
 #include "troupe/actors/caf_error.hpp"
@@ -87,13 +89,10 @@ bool is_abnormal(const caf::error& reason) {
 
 // -- the stable handle -----------------------------------------------------------------
 
-// Answers a held request with `reason`. (CAF's sync_request_bouncer always answers
-// request_receiver_down, whatever reason it is given.) Actor composition (forwarding
-// stages) is not supported through stable handles: the error goes to the sender.
-void answer(caf::mailbox_element& e, const caf::error& reason) {
-  if (e.mid.is_request() && !e.mid.is_answered() && e.sender)
-    e.sender->enqueue(nullptr, e.mid.response_id(), caf::make_message(reason), nullptr);
-}
+// Held requests are answered with the real reason (answer_held): CAF's
+// sync_request_bouncer always answers request_receiver_down. Actor composition
+// (forwarding stages) is not supported through stable handles: the error goes to
+// the sender.
 
 struct router_state {
   caf::actor target;
@@ -109,19 +108,9 @@ struct router_state {
     auto reason = close_reason ? close_reason
                                : to_caf_error(error{errc::stopped, "the child's supervisor stopped"});
     for (auto& e : buffer)
-      answer(*e, reason);
+      answer_held(*e, reason);
   }
 };
-
-// Takes the message being processed out of the mailbox element, keeping its sender,
-// request id and forwarding stages, so that the receiver answers the original sender.
-caf::mailbox_element_ptr take_current(caf::scheduled_actor* self, caf::message_view& x) {
-  auto* e = self->current_mailbox_element();
-  auto mid = e->mid;
-  e->mid.mark_as_answered();
-  return caf::make_mailbox_element(std::move(e->sender), mid, std::move(e->stages),
-                                   x.move_content_to_message());
-}
 
 caf::behavior router(caf::stateful_actor<router_state>* self, std::string name,
                      std::size_t capacity) {
@@ -137,7 +126,7 @@ caf::behavior router(caf::stateful_actor<router_state>* self, std::string name,
       if (st.target && st.failing->load(std::memory_order_acquire))
         st.target = nullptr;  // dying: hold messages for the next incarnation
       if (st.target) {
-        st.target->enqueue(take_current(self, x), self->context());
+        st.target->enqueue(take_current_message(self, x), self->context());
         return caf::delegated<caf::message>{};
       }
       if (st.closed)
@@ -149,7 +138,7 @@ caf::behavior router(caf::stateful_actor<router_state>* self, std::string name,
                                               "buffer of {} messages is full",
                                               name, st.capacity)});
       }
-      st.buffer.push_back(take_current(self, x));
+      st.buffer.push_back(take_current_message(self, x));
       return caf::delegated<caf::message>{};
     });
   return {
@@ -169,7 +158,7 @@ caf::behavior router(caf::stateful_actor<router_state>* self, std::string name,
       st.closed = true;
       st.close_reason = c.reason;
       for (auto& e : st.buffer)
-        answer(*e, c.reason);
+        answer_held(*e, c.reason);
       st.buffer.clear();
     },
   };

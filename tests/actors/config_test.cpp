@@ -33,7 +33,7 @@ TEST_CASE("defaults come from the schema") {
   troupe::config cfg{troupe::node_config_keys()};
   CHECK(cfg.get_string("node.cluster-name") == "troupe");
   CHECK(cfg.get_int("node.port") == 0);
-  CHECK(cfg.get_duration("shutdown.timeout") == 10s);
+  CHECK(cfg.get_duration("shutdown.timeout") == 30s);
   CHECK(cfg.get_bool("log.stderr"));
 }
 
@@ -160,6 +160,12 @@ TEST_CASE("config ranges: every node and transport key, in range, on the boundar
       {"log.stderr", "false", {"true"}, {"2"}},
       {"log.file", "x.log", {""}, {}},
       {"shutdown.timeout", "2s", {"10ms", "1h"}, {"0", "9ms", "61m", "-1s", "99999999999h"}},
+      {"shutdown.phase.before-service-unbind", "1s", {"0", "1h"}, {"61m", "-1s"}},
+      {"shutdown.phase.service-stop", "1s", {"0", "1h"}, {"61m", "-1s"}},
+      {"shutdown.phase.cluster-sharding-shutdown-region", "1s", {"0", "1h"}, {"61m", "-1s"}},
+      {"shutdown.phase.cluster-leave", "1s", {"0", "1h"}, {"61m", "-1s"}},
+      {"shutdown.phase.cluster-exiting", "1s", {"0", "1h"}, {"61m", "-1s"}},
+      {"shutdown.phase.before-actor-system-terminate", "1s", {"0", "1h"}, {"61m", "-1s"}},
       {"shutdown.actor-timeout", "1s", {"1ms", "1h"}, {"0", "999us", "2h", "99999999999h"}},
       {"transport.advertised-host", "h", {""}, {}},
       {"transport.secret", "s", {""}, {}},
