@@ -33,7 +33,7 @@ struct event_log {
 
 } // namespace
 
-TEST_CASE("cluster shell: nodes join and are up; wait_until_up and the view agree") {
+TEST_CASE("cluster shell: nodes join and are up, and wait_until_up and the view agree") {
   in_process_cluster c{3};
   c.start_clusters(2);
   for (std::size_t i = 0; i < 3; ++i)

@@ -6,7 +6,7 @@
 using namespace std::chrono_literals;
 using namespace troupe::membership;
 
-TEST_CASE("phi accrual: regular heartbeats keep phi low; silence beyond the acceptable pause "
+TEST_CASE("phi accrual: regular heartbeats keep phi low, silence beyond the acceptable pause "
           "crosses the threshold") {
   phi_settings s;
   s.acceptable_pause = 2s;

@@ -339,7 +339,7 @@ TEST_CASE("cluster processes: a node of another cluster or with a wrong secret n
   CHECK(c.members(4)["members"].empty());
 }
 
-TEST_CASE("cluster processes: SIGTERM leaves gracefully; troupe cluster members and leave work") {
+TEST_CASE("cluster processes: SIGTERM leaves gracefully, and troupe cluster members and leave work") {
   test_cluster c{3};
   start_and_converge(c);
   // The CLI prints the member table.

@@ -131,7 +131,7 @@ TEST_CASE("membership: a pause shorter than stable-after downs nobody") {
   CHECK(sim.violations().empty());
 }
 
-TEST_CASE("membership: keep-majority keeps the majority side; the minority downs itself") {
+TEST_CASE("membership: keep-majority keeps the majority side and the minority downs itself") {
   membership_simulation sim{quiet(5)};
   sim.start_all();
   REQUIRE(settle(sim, [&] { return up_everywhere(sim, 5); }, 20s));

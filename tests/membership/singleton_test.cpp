@@ -134,7 +134,7 @@ simulation_options options(std::size_t n, std::uint64_t seed) {
 
 } // namespace
 
-TEST_CASE("singleton: one instance on the oldest member; a graceful leave hands it over "
+TEST_CASE("singleton: one instance on the oldest member, and a graceful leave hands it over "
           "acknowledged") {
   singleton_world w{options(4, 3)};
   w.sim().start_all();

@@ -114,7 +114,7 @@ TEST_CASE("gossip: convergence needs every up member's view, and unreachable one
   CHECK(g.converged());
 }
 
-TEST_CASE("gossip: the leader is the first reachable up member by address; the oldest has the "
+TEST_CASE("gossip: the leader is the first reachable up member by address, and the oldest has the "
           "smallest up number") {
   auto g = state_of({up(0, 3), up(1, 1), up(2, 2), with_status(3, ms::joining)});
   CHECK(g.leader(node(2)) == node(0));
