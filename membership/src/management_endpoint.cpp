@@ -224,7 +224,8 @@ void add_management_config_keys(config_schema& s) {
         "Interface of the HTTP management endpoint (cluster members, leave/down, health, "
         "metrics); keep it on loopback unless a firewall guards it.");
   s.add("management.http.port", config_type::integer, std::int64_t{0},
-        "Port of the HTTP management endpoint; 0 picks a free port (the node logs it).");
+        "Port of the HTTP management endpoint; 0 picks a free port (the node logs it).",
+        config_range::of(0, 65535));
 }
 
 } // namespace troupe::membership

@@ -128,6 +128,28 @@ void add_config_keys(config_schema& s) {
         "Count only members with this role in decisions (empty: all members).");
   s.add("cluster.prune-tombstones-after", config_type::duration, d.prune_tombstones_after,
         "How long removed incarnations are remembered (so they can never rejoin).");
+
+  // Ranges (docs/configuration.md shows them); a value outside is invalid_config.
+  s.set_range("cluster.min-nr-of-members", config_range::of(1, 10000));
+  s.set_range("cluster.gossip-interval", config_range::of(10ms, 1min));
+  s.set_range("cluster.leader-actions-interval", config_range::of(10ms, 1min));
+  s.set_range("cluster.seed-node-timeout", config_range::of(10ms, 10min));
+  s.set_range("cluster.join-retry-interval", config_range::of(10ms, 1min));
+  s.set_range("cluster.retry-unsuccessful-join-after", config_range::of(100ms, 10min));
+  s.set_range("cluster.allow-weakly-up-members", config_range::zero_or(100ms, 1h));
+  s.set_range("cluster.failure-detector.heartbeat-interval", config_range::of(10ms, 1min));
+  s.set_range("cluster.failure-detector.threshold", config_range::of(1, 100));
+  s.set_range("cluster.failure-detector.acceptable-heartbeat-pause", config_range::of(0ms, 10min));
+  s.set_range("cluster.failure-detector.min-std-deviation", config_range::of(1ms, 1min));
+  s.set_range("cluster.failure-detector.max-sample-size", config_range::of(1, 100000));
+  s.set_range("cluster.failure-detector.monitored-by-nr-of-members", config_range::of(1, 1000));
+  s.set_range("cluster.split-brain.strategy",
+              config_range::one_of({"keep-majority", "static-quorum", "keep-oldest", "down-all",
+                                    "off"}));
+  s.set_range("cluster.split-brain.stable-after", config_range::of(10ms, 1h));
+  s.set_range("cluster.split-brain.down-all-when-indirectly-connected", config_range::of(0, 1));
+  s.set_range("cluster.split-brain.quorum-size", config_range::of(0, 100000));
+  s.set_range("cluster.prune-tombstones-after", config_range::of(1min, 720h));
 }
 
 expected<membership_settings> settings_from(const config& cfg) {

@@ -78,6 +78,7 @@ public:
   const std::string& name() const noexcept { return context_->name(); }
   logger& log() noexcept { return context_->log(); }
   metrics_registry& metrics() noexcept { return context_->metrics(); }
+  node_health& health() noexcept { return context_->health(); }
   codec_registry& codec() noexcept { return context_->codec(); }
   const troupe::config& config() const noexcept { return context_->config(); }
 
