@@ -1,5 +1,7 @@
 #include "troupe/sharding/protocol.hpp"
 
+#include "troupe/sharding/coordinator_core.hpp"
+
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -110,6 +112,29 @@ expected<sharding_envelope> decode_sharding_envelope(const std::uint8_t* data, s
     return e;
   } catch (const std::exception& ex) {
     return error{errc::decode_failed, fmt::format("sharding message: {}", ex.what())};
+  }
+}
+
+std::vector<std::uint8_t> encode(const coordinator_event& e) {
+  if (auto* a = std::get_if<shard_allocated>(&e))
+    return json::to_cbor(
+      json{{"k", "allocated"}, {"s", a->shard}, {"r", identity_json(a->region)}, {"e", a->epoch}});
+  return json::to_cbor(json{{"k", "released"}, {"s", std::get<shard_released>(e).shard}});
+}
+
+expected<coordinator_event> decode_coordinator_event(const std::uint8_t* data, std::size_t size) {
+  try {
+    auto j = json::from_cbor(data, data + size);
+    auto kind = j.at("k").get<std::string>();
+    auto shard = j.at("s").get<shard_id>();
+    if (kind == "allocated")
+      return coordinator_event{
+        shard_allocated{shard, identity_from(j.at("r")), j.at("e").get<std::uint64_t>()}};
+    if (kind == "released")
+      return coordinator_event{shard_released{shard}};
+    return error{errc::decode_failed, fmt::format("coordinator event: unknown kind '{}'", kind)};
+  } catch (const std::exception& ex) {
+    return error{errc::decode_failed, fmt::format("coordinator event: {}", ex.what())};
   }
 }
 

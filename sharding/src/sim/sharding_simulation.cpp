@@ -1,4 +1,5 @@
 #include "troupe/sharding/sim/sharding_simulation.hpp"
+#include "troupe/sharding/snapshot.hpp"
 
 #include <fmt/format.h>
 
@@ -138,31 +139,6 @@ sharding_simulation::node_state* sharding_simulation::state_of(node_index i) {
   return st.get();
 }
 
-cluster_snapshot sharding_simulation::snapshot_of(const membership::membership_core& core) const {
-  cluster_snapshot s;
-  auto& g = core.state();
-  s.stable = g.converged() && g.unreachable().empty();
-  for (auto& m : g.members) {
-    if (m.status != member_status::down)
-      s.members.push_back(m.node);
-    if (m.status == member_status::up)
-      s.eligible.push_back(m.node);
-    if (m.status == member_status::joining || m.status == member_status::weakly_up)
-      s.stable = false;
-  }
-  return s;
-}
-
-std::optional<node_identity>
-sharding_simulation::coordinator_location(const membership::membership_core& core) const {
-  // Where the singleton should run: the oldest up member.
-  const membership::member* oldest = nullptr;
-  for (auto& m : core.state().members)
-    if (m.status == member_status::up && (!oldest || m.is_older_than(*oldest)))
-      oldest = &m;
-  return oldest ? std::optional{oldest->node} : std::nullopt;
-}
-
 // ---- membership and timers -------------------------------------------------------
 
 void sharding_simulation::on_membership(node_index i) {
@@ -176,10 +152,10 @@ void sharding_simulation::on_membership(node_index i) {
     return;
   st->seen_state = core.state_ptr();
   auto now = sim_.now();
-  auto snap = snapshot_of(core);
+  auto snap = cluster_snapshot_of(core.state());
   region_effects rfx;
   st->region->members_changed(now, snap, rfx);
-  st->region->coordinator_moved(now, coordinator_location(core), rfx);
+  st->region->coordinator_moved(now, coordinator_location(core.state()), rfx);
   auto me = core.self_member();
   if (me && !st->left
       && (me->status == member_status::leaving || me->status == member_status::exiting)) {
@@ -383,7 +359,7 @@ void sharding_simulation::start_coordinator(node_index i) {
   st->coordinator_writing = false;
   coordinator_effects cfx;
   st->coordinator->start(sim_.now(), cfx);
-  st->coordinator->members_changed(sim_.now(), snapshot_of(core), cfx);
+  st->coordinator->members_changed(sim_.now(), cluster_snapshot_of(core.state()), cfx);
   apply_coordinator(i, cfx);
 }
 

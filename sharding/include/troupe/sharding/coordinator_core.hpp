@@ -68,6 +68,11 @@ struct shard_released {
 };
 using coordinator_event = std::variant<shard_allocated, shard_released>;
 
+/// CBOR bytes of a durable event (the coordinator's journal payload), and back
+/// (decode_failed naming the problem).
+std::vector<std::uint8_t> encode(const coordinator_event& e);
+expected<coordinator_event> decode_coordinator_event(const std::uint8_t* data, std::size_t size);
+
 struct allocation {
   node_identity region;
   std::uint64_t epoch = 0;

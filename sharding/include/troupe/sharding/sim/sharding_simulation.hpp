@@ -137,8 +137,6 @@ private:
   void check_single_writer(const std::string& entity);
   void periodic_checks();
   void fail(std::string what);
-  cluster_snapshot snapshot_of(const membership::membership_core& core) const;
-  std::optional<node_identity> coordinator_location(const membership::membership_core& core) const;
   std::optional<node_index> index_of(const node_identity& n) const;
 
   sharding_sim_options options_;
