@@ -80,6 +80,12 @@ shard_map coordinator_core::eligible_map() const {
   for (auto& [s, a] : homes_)
     if (auto i = result.find(a.region); i != result.end())
       i->second.push_back(s);
+  // Allocations being written count already: shards requested together spread
+  // over the regions instead of all going to the one that had the fewest.
+  for (auto& w : writes_)
+    if (auto* a = std::get_if<shard_allocated>(&w.event))
+      if (auto i = result.find(a->region); i != result.end())
+        i->second.push_back(a->shard);
   return result;
 }
 
