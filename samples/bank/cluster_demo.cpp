@@ -25,7 +25,6 @@
 #include "troupe/membership/settings.hpp"
 #include "troupe/persistence/journal_service.hpp"
 #include "troupe/persistence/sqlite_journal.hpp"
-#include "troupe/sharding/coordinator_core.hpp"
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -181,24 +180,12 @@ std::size_t up_members(troupe::membership::cluster& c) {
   return n;
 }
 
-/// Which node hosts which shard, folded from the coordinator's journal.
+/// How many shards each node hosts, from the coordinator's journal.
 std::map<std::string, int> shard_distribution(troupe::persistence::journal_backend& j) {
-  std::map<troupe::sharding::shard_id, std::string> home;
-  auto events = j.read_events("troupe.sharding-coordinator|account", 1,
-                              troupe::persistence::max_sequence_nr, 1'000'000);
-  if (events)
-    for (auto& r : *events) {
-      auto e = troupe::sharding::decode_coordinator_event(r.payload.data(), r.payload.size());
-      if (!e)
-        continue;
-      if (auto* a = std::get_if<troupe::sharding::shard_allocated>(&*e))
-        home[a->shard] = a->region.address.to_string();
-      else
-        home.erase(std::get<troupe::sharding::shard_released>(*e).shard);
-    }
   std::map<std::string, int> count;
-  for (auto& [s, n] : home)
-    ++count[n];
+  if (auto all = troupe::sharding::current_allocations(j, bank::account::entity_type))
+    for (auto& a : *all)
+      ++count[a.region.address.to_string()];
   return count;
 }
 

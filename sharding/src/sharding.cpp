@@ -3,6 +3,7 @@
 #include "coordinator_actor.hpp"
 #include "region_actor.hpp"
 #include "region_messages.hpp"
+#include "shards_route.hpp"
 #include "wire.hpp"
 
 #include "troupe/actors/ask.hpp"
@@ -14,6 +15,9 @@
 #include "troupe/persistence/journal_service.hpp"
 
 #include <caf/all.hpp>
+
+#include <limits>
+#include <map>
 
 namespace troupe::sharding {
 
@@ -68,6 +72,7 @@ expected<void> start_region(node& n, entity_type_spec spec) {
   singleton.start = [shared](caf::actor_system& sys) { return spawn_coordinator(sys, shared); };
   if (auto m = membership::start_singleton(n, std::move(singleton)); !m)
     return std::move(m).error();
+  add_to_shards_route(n, shared->name);
   // Before the node leaves the cluster, its shards move elsewhere (their entities
   // stop after persisting what they acknowledged), so nothing waits for a
   // failure detector.
@@ -116,6 +121,29 @@ void tell_sharded(const caf::actor& region, std::string id, command_ptr cmd) {
 }
 
 } // namespace detail
+
+expected<std::vector<shard_allocation>>
+current_allocations(persistence::journal_backend& journal, std::string_view entity_type) {
+  auto pid = detail::coordinator_persistence_id(entity_type);
+  auto events = journal.read_events(pid, 1, persistence::max_sequence_nr,
+                                    std::numeric_limits<std::size_t>::max());
+  if (!events)
+    return std::move(events).error();
+  std::map<shard_id, shard_allocation> homes;
+  for (auto& r : *events) {
+    auto e = detail::from_record(r);
+    if (!e)
+      return std::move(e).error();
+    if (auto* a = std::get_if<shard_allocated>(&*e))
+      homes[a->shard] = shard_allocation{a->shard, a->region, a->epoch};
+    else
+      homes.erase(std::get<shard_released>(*e).shard);
+  }
+  std::vector<shard_allocation> out;
+  for (auto& [s, a] : homes)
+    out.push_back(a);
+  return out;
+}
 
 expected<region_report> report(node& n, std::string_view entity_type, duration timeout) {
   auto region = detail::region_of(n, entity_type);

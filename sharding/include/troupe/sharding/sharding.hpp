@@ -31,6 +31,7 @@
 #include "troupe/actors/remote/address.hpp"
 #include "troupe/membership/timestamp.hpp"
 #include "troupe/persistence/entity.hpp"
+#include "troupe/persistence/journal.hpp"
 #include "troupe/sharding/entity_protocol.hpp"
 #include "troupe/sharding/shard_id.hpp"
 
@@ -82,6 +83,19 @@ struct region_report {
   std::size_t buffered = 0;
   std::uint64_t refused = 0;
 };
+
+/// Where a shard lives, with its epoch, as the coordinator stored it.
+struct shard_allocation {
+  shard_id shard = 0;
+  remote::node_identity region;
+  std::uint64_t epoch = 0;
+};
+
+/// The allocations of `entity_type` folded from the coordinator's journal: the
+/// cluster-wide truth that every coordinator recovers (shards without a home are
+/// absent). Errors: the journal's, or decode_failed naming the event.
+expected<std::vector<shard_allocation>>
+current_allocations(persistence::journal_backend& journal, std::string_view entity_type);
 
 /// This node's region report of `entity_type` (not_found if it runs none).
 expected<region_report> report(node& n, std::string_view entity_type, duration timeout);
