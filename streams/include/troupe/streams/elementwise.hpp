@@ -14,6 +14,7 @@
 // accumulator and stateful_map_concat's function.
 #pragma once
 
+#include "troupe/streams/detail/expanding_stage.hpp"
 #include "troupe/streams/detail/stage_base.hpp"
 #include "troupe/streams/source.hpp"
 
@@ -58,9 +59,7 @@ public:
   pull_status pull(std::vector<T>& out, std::size_t max) override {
     return this->until_emitted(out, [&] {
       auto start = out.size();
-      auto st = this->up_->pull(out, max);
-      if (st == pull_status::failed)
-        this->failure_ = this->up_->failure();
+      auto st = this->pull_through(out, max);
       if (st != pull_status::ready)
         return st;
       auto keep = start;
@@ -78,57 +77,6 @@ public:
 
 private:
   P p_;
-};
-
-/// Stages that turn one element into zero or more and may hold some back: the
-/// held elements are emitted first, within `max`.
-template <class In, class Out>
-class expanding_stage : public stage_base<In, Out> {
-public:
-  pull_status pull(std::vector<Out>& out, std::size_t max) override {
-    if (drain(out, max))
-      return pull_status::ready;
-    if (upstream_done_)
-      return finish_status_;
-    return this->until_emitted(out, [&] {
-      auto st = this->pull_up(max);
-      if (st == pull_status::done || st == pull_status::failed) {
-        upstream_done_ = true;
-        finish_status_ = st;
-        if (st == pull_status::done && !on_upstream_done()) {
-          finish_status_ = pull_status::failed;
-        }
-        return drain(out, max) ? pull_status::ready : finish_status_;
-      }
-      if (st != pull_status::ready)
-        return st;
-      auto& in = this->scratch_;
-      if (!this->guarded_loop(in.size(), [&](std::size_t i) { expand(std::move(in[i])); }))
-        return pull_status::failed;
-      drain(out, max);
-      return pull_status::ready;
-    });
-  }
-
-protected:
-  using stage_base<In, Out>::stage_base;
-  /// Appends the outputs of one input to held_.
-  virtual void expand(In&& x) = 0;
-  /// Upstream completed: may append final outputs; false means failed.
-  virtual bool on_upstream_done() { return true; }
-
-  bool drain(std::vector<Out>& out, std::size_t max) {
-    std::size_t k = 0;
-    for (; k < max && !held_.empty(); ++k) {
-      out.push_back(std::move(held_.front()));
-      held_.pop_front();
-    }
-    return k > 0;
-  }
-
-  std::deque<Out> held_;
-  bool upstream_done_ = false;
-  pull_status finish_status_ = pull_status::done;
 };
 
 template <class In, class Out, class F>
@@ -150,16 +98,16 @@ class stateful_map_concat_stage final : public expanding_stage<In, Out> {
 public:
   stateful_map_concat_stage(island_context& ctx, outlet_ptr<In> up, decider d, Make make)
     : expanding_stage<In, Out>(ctx, std::move(up), "stateful_map_concat", std::move(d)),
-      make_(std::move(make)), f_(make_()) {}
+      make_(std::move(make)), f_(std::in_place, make_()) {}
 
 private:
   void expand(In&& x) override {
-    for (auto&& y : f_(std::move(x)))
+    for (auto&& y : (*f_)(std::move(x)))
       this->held_.push_back(std::move(y));
   }
-  void on_restart() override { f_ = make_(); }
+  void on_restart() override { f_.emplace(make_()); }
   Make make_;
-  std::invoke_result_t<Make&> f_;
+  std::optional<std::invoke_result_t<Make&>> f_;  // lambdas cannot be assigned
 };
 
 template <class In, class Acc, class F>
@@ -189,9 +137,6 @@ private:
   F f_;
   bool emit_each_;
 };
-
-template <class S>
-using element_of = typename std::decay_t<S>::element_type;
 
 } // namespace detail
 

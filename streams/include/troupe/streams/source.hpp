@@ -29,6 +29,14 @@ namespace troupe::streams {
 
 template <class T, class M>
 class sink;
+template <class T>
+class source;
+
+namespace detail {
+template <class T>
+source<T> async_source(const source<T>& inner, std::size_t buffer, overflow_strategy overflow);
+} // namespace detail
+
 template <class M>
 class runnable;
 
@@ -58,16 +66,7 @@ public:
   /// pass elements downstream through a buffer of `buffer` elements (0: the
   /// stream's buffer_size). The buffer bounds the elements between the islands.
   source async(std::size_t buffer = 0) const {
-    auto inner = *this;
-    return source{[inner, buffer](detail::island_context& ctx) -> detail::outlet_ptr<T> {
-      auto b = buffer ? buffer : ctx.options().buffer_size;
-      auto d = ctx.current_decider;
-      auto build_upstream = [inner, d](detail::island_context& uctx) {
-        uctx.current_decider = d;
-        return inner.build(uctx);
-      };
-      return std::make_unique<detail::boundary_in<T>>(ctx, std::move(build_upstream), b);
-    }};
+    return detail::async_source(*this, buffer, overflow_strategy::backpressure);
   }
 
   /// Stages built by this blueprint (those before this call) use `d` when their
@@ -87,6 +86,20 @@ private:
 };
 
 namespace detail {
+
+/// `inner` in an island of its own, feeding a boundary of `buffer` elements.
+template <class T>
+source<T> async_source(const source<T>& inner, std::size_t buffer, overflow_strategy overflow) {
+  return source<T>{[inner, buffer, overflow](island_context& ctx) -> outlet_ptr<T> {
+    auto b = buffer ? buffer : ctx.options().buffer_size;
+    auto d = ctx.current_decider;
+    auto build_upstream = [inner, d](island_context& uctx) {
+      uctx.current_decider = d;
+      return inner.build(uctx);
+    };
+    return std::make_unique<boundary_in<T>>(ctx, std::move(build_upstream), b, overflow);
+  }};
+}
 
 template <class S>
 struct is_source : std::false_type {};

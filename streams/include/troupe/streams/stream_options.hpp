@@ -6,6 +6,16 @@
 
 namespace troupe::streams {
 
+/// What buffer(n, strategy) does when an element arrives and n are held.
+enum class overflow_strategy {
+  backpressure,  ///< never full: the upstream waits for room (like async(n))
+  drop_head,     ///< drop the oldest held element
+  drop_tail,     ///< drop the newest held element
+  drop_buffer,   ///< drop every held element
+  drop_new,      ///< drop the arriving element
+  fail,          ///< fail the stream (errc::overloaded)
+};
+
 struct stream_options {
   /// The name in logs, actor names and errors; empty: "stream-<n>".
   std::string name;

@@ -16,6 +16,7 @@
 #pragma once
 
 #include "troupe/streams/detail/stage.hpp"
+#include "troupe/streams/stream_options.hpp"
 
 #include <caf/event_based_actor.hpp>
 
@@ -36,8 +37,9 @@ class boundary_in final : public outlet<T>, public link_handler {
 public:
   /// Spawns the upstream island, which runs `build_upstream` into a boundary_out.
   boundary_in(island_context& ctx, std::function<outlet_ptr<T>(island_context&)> build_upstream,
-              std::size_t capacity)
-    : ctx_(ctx), link_(next_link_id()), capacity_(std::max<std::size_t>(capacity, 1)) {
+              std::size_t capacity, overflow_strategy overflow = overflow_strategy::backpressure)
+    : ctx_(ctx), link_(next_link_id()), capacity_(std::max<std::size_t>(capacity, 1)),
+      overflow_(overflow) {
     auto down = caf::actor_cast<caf::actor>(ctx.self());
     auto link = link_;
     auto cap = capacity_;
@@ -69,7 +71,8 @@ public:
       buffer_.pop_front();
     }
     consumed_ += k;
-    if (!finished_ && consumed_ >= std::max<std::size_t>(capacity_ / 2, 1)) {
+    if (!finished_ && overflow_ == overflow_strategy::backpressure
+        && consumed_ >= std::max<std::size_t>(capacity_ / 2, 1)) {
       send(link_signal::demand, consumed_);
       consumed_ = 0;
     }
@@ -94,8 +97,17 @@ public:
     switch (s.kind) {
       case link_signal::batch: {
         auto& v = *std::static_pointer_cast<std::vector<T>>(s.elements);
+        if (overflow_ == overflow_strategy::backpressure) {
+          for (auto& x : v)
+            buffer_.push_back(std::move(x));
+          break;
+        }
+        // The dropping strategies never slow the upstream: credit comes back on
+        // receipt, and the buffer's bound is kept by dropping.
         for (auto& x : v)
-          buffer_.push_back(std::move(x));
+          if (!admit(std::move(x)))
+            return;
+        send(link_signal::demand, v.size());
         break;
       }
       case link_signal::complete:
@@ -126,6 +138,38 @@ public:
   std::size_t buffered() const noexcept { return buffer_.size(); }
 
 private:
+  // One arriving element under a dropping strategy; false when the stream failed.
+  bool admit(T&& x) {
+    if (buffer_.size() < capacity_) {
+      buffer_.push_back(std::move(x));
+      return true;
+    }
+    switch (overflow_) {
+      case overflow_strategy::drop_head:
+        buffer_.pop_front();
+        buffer_.push_back(std::move(x));
+        return true;
+      case overflow_strategy::drop_tail:
+        buffer_.back() = std::move(x);
+        return true;
+      case overflow_strategy::drop_buffer:
+        buffer_.clear();
+        buffer_.push_back(std::move(x));
+        return true;
+      case overflow_strategy::drop_new:
+        return true;
+      default:
+        break;
+    }
+    this->failure_ = error{errc::overloaded, "stream '" + ctx_.stream_name() + "': stage '" + name_
+                                               + "': the buffer of " + std::to_string(capacity_)
+                                               + " elements overflowed"};
+    cancel();
+    failed_ = true;
+    ctx_.wake();
+    return false;
+  }
+
   void send(link_signal::kind_type k, std::uint64_t n) {
     if (ctx_.closed)
       return;  // the island is being destroyed; the link tells the peer
@@ -135,6 +179,7 @@ private:
   island_context& ctx_;
   std::uint64_t link_;
   std::size_t capacity_;
+  overflow_strategy overflow_ = overflow_strategy::backpressure;
   std::string name_;
   caf::actor peer_;
   std::deque<T> buffer_;

@@ -20,6 +20,9 @@ public:
     };
   }
 
+  /// Expires when the owner is destroyed.
+  std::weak_ptr<const char> token() const { return token_; }
+
 private:
   std::shared_ptr<const char> token_ = std::make_shared<const char>('\0');
 };

@@ -37,6 +37,15 @@ protected:
     return st;
   }
 
+  /// Pulls straight into `out` (stages whose output type is their input type);
+  /// a failure of the upstream becomes this stage's failure.
+  pull_status pull_through(std::vector<In>& out, std::size_t max) {
+    auto st = up_->pull(out, max);
+    if (st == pull_status::failed)
+      this->failure_ = up_->failure();
+    return st;
+  }
+
   /// Repeats `step()` (which pulls upstream and appends to `out`) until `out`
   /// grew, upstream stops being ready, or the step fails. A stage that keeps
   /// dropping everything yields the actor after a few rounds (pending + wake).
