@@ -45,6 +45,7 @@ struct entity {
 
   static effect on_command(const state&, const append& c) { return effect::persist(appended{c.value}); }
   static effect on_command(const state& s, const get_values& c) { return effect::reply(c, s.values); }
+  static std::vector<std::string> tags(const event&) { return {"tally"}; }
   static state on_event(state s, const appended& e) {
     s.values.push_back(e.value);
     return s;

@@ -6,6 +6,7 @@
 #include "troupe/streams/elementwise.hpp"
 #include "troupe/streams/fan_in.hpp"
 #include "troupe/streams/flow.hpp"
+#include "troupe/streams/journal_source.hpp"
 #include "troupe/streams/grouping.hpp"
 #include "troupe/streams/kill_switch.hpp"
 #include "troupe/streams/limits.hpp"
