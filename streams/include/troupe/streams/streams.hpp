@@ -13,6 +13,7 @@
 #include "troupe/streams/map_async.hpp"
 #include "troupe/streams/queue_source.hpp"
 #include "troupe/streams/recover.hpp"
+#include "troupe/streams/restart.hpp"
 #include "troupe/streams/runnable.hpp"
 #include "troupe/streams/sink.hpp"
 #include "troupe/streams/sinks.hpp"
