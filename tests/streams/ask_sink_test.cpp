@@ -86,7 +86,7 @@ caf::behavior slow_target(caf::stateful_actor<target_state>* self, std::shared_p
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(item)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(answer_msg)
 
-TEST_CASE("streams: ask_sink into plain actors keeps order per key and at most parallelism in flight") {
+TEST_CASE("ask sink: ask_sink into plain actors keeps order per key and at most parallelism in flight") {
   auto node = troupe::test::make_node();
   auto log = std::make_shared<target_log>();
   auto target = node->spawn("target", slow_target, log);
@@ -115,7 +115,7 @@ TEST_CASE("streams: ask_sink into plain actors keeps order per key and at most p
   CHECK(total == 600);
 }
 
-TEST_CASE("streams: a non-retryable ask failure fails the stream naming the stage") {
+TEST_CASE("ask sink: a non-retryable ask failure fails the stream naming the stage") {
   auto node = troupe::test::make_node();
   auto log = std::make_shared<target_log>();
   auto target = node->spawn("target", slow_target, log);
@@ -134,7 +134,7 @@ TEST_CASE("streams: a non-retryable ask failure fails the stream naming the stag
   CHECK(r.error().message().find("value -1 refused") != std::string::npos);
 }
 
-TEST_CASE("streams: map_async keeps input order and map_async_unordered delivers every element") {
+TEST_CASE("ask sink: map_async keeps input order and map_async_unordered delivers every element") {
   auto node = troupe::test::make_node();
   auto log = std::make_shared<target_log>();
   auto target = node->spawn("target", slow_target, log);
@@ -157,7 +157,7 @@ TEST_CASE("streams: map_async keeps input order and map_async_unordered delivers
   CHECK(*a == *b);
 }
 
-TEST_CASE("streams: ask_sink into persistent entities delivers each element once in order per entity") {
+TEST_CASE("ask sink: ask_sink into persistent entities delivers each element once in order per entity") {
   troupe::test::temp_dir dir;
   auto node = tally::make_node(dir);
   std::vector<troupe::persistence::entity_ref<tally::entity>> refs;

@@ -54,7 +54,7 @@ caf::behavior gated_consumer(caf::stateful_actor<gate_state>* self, std::shared_
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(release_msg)
 
-TEST_CASE("streams: a fast source into a slow sink never holds more than the buffers") {
+TEST_CASE("backpressure: a fast source into a slow sink never holds more than the buffers") {
   auto node = troupe::test::make_node();
   auto produced = std::make_shared<std::atomic<int>>(0);
   auto acked = std::make_shared<std::atomic<int>>(0);
@@ -88,7 +88,7 @@ TEST_CASE("streams: a fast source into a slow sink never holds more than the buf
   CHECK_FALSE(done->wait(10s));
 }
 
-TEST_CASE("streams: two async boundaries bound the elements by the sum of their buffers") {
+TEST_CASE("backpressure: two async boundaries bound the elements by the sum of their buffers") {
   auto node = troupe::test::make_node();
   auto produced = std::make_shared<std::atomic<int>>(0);
   auto acked = std::make_shared<std::atomic<int>>(0);
@@ -114,7 +114,7 @@ TEST_CASE("streams: two async boundaries bound the elements by the sum of their 
   CHECK(produced->load() - acked->load() <= bound);
 }
 
-TEST_CASE("streams: buffer with the fail strategy fails the stream when it overflows") {
+TEST_CASE("backpressure: buffer with the fail strategy fails the stream when it overflows") {
   auto node = troupe::test::make_node();
   auto acked = std::make_shared<std::atomic<int>>(0);
   auto consumer = node->spawn("gated", gated_consumer, acked);
@@ -136,7 +136,7 @@ TEST_CASE("streams: buffer with the fail strategy fails the stream when it overf
   CHECK(acked->load() <= 5);
 }
 
-TEST_CASE("streams: buffer with drop_head keeps the newest elements and never slows the source") {
+TEST_CASE("backpressure: buffer with drop_head keeps the newest elements and never slows the source") {
   auto node = troupe::test::make_node();
   auto [src, queue] = ts::queue_source<int>(1000);
   auto acked = std::make_shared<std::atomic<int>>(0);

@@ -13,7 +13,7 @@
 using namespace std::chrono_literals;
 namespace ts = troupe::streams;
 
-TEST_CASE("streams: source via map and filter into fold runs fused to the right sum") {
+TEST_CASE("model: source via map and filter into fold runs fused to the right sum") {
   auto node = troupe::test::make_node();
   auto s = ts::from_range(0, 1000)
              .via(ts::map([](int x) { return x * 2; }))
@@ -29,7 +29,7 @@ TEST_CASE("streams: source via map and filter into fold runs fused to the right 
   CHECK(*sum == expected);
 }
 
-TEST_CASE("streams: a blueprint runs many times and each run starts fresh") {
+TEST_CASE("model: a blueprint runs many times and each run starts fresh") {
   auto node = troupe::test::make_node();
   auto s = ts::from_range(1, 5).via(ts::scan(0, [](int a, int x) { return a + x; }));
   for (int i = 0; i < 3; ++i) {
@@ -41,7 +41,7 @@ TEST_CASE("streams: a blueprint runs many times and each run starts fresh") {
   }
 }
 
-TEST_CASE("streams: a throwing map fails the stream with an error naming the stage") {
+TEST_CASE("model: a throwing map fails the stream with an error naming the stage") {
   auto node = troupe::test::make_node();
   auto s = ts::from_range(0, 100).via(ts::map([](int x) {
     if (x == 42)
@@ -58,7 +58,7 @@ TEST_CASE("streams: a throwing map fails the stream with an error naming the sta
   CHECK(done.error().message().find("bad element 42") != std::string::npos);
 }
 
-TEST_CASE("streams: the resume decider drops the failing element and goes on") {
+TEST_CASE("model: the resume decider drops the failing element and goes on") {
   auto node = troupe::test::make_node();
   auto s = ts::from_range(0, 10)
              .via(ts::map([](int x) {
@@ -74,7 +74,7 @@ TEST_CASE("streams: the resume decider drops the failing element and goes on") {
   CHECK(*v == std::vector<int>{1, 2, 4, 5, 7, 8});
 }
 
-TEST_CASE("streams: the restart decider resets the scan accumulator") {
+TEST_CASE("model: the restart decider resets the scan accumulator") {
   auto node = troupe::test::make_node();
   auto s = ts::from_range(1, 7)
              .via(ts::scan(0, [](int acc, int x) {
@@ -90,7 +90,7 @@ TEST_CASE("streams: the restart decider resets the scan accumulator") {
   CHECK(*v == std::vector<int>{0, 1, 3, 6, 5, 11});
 }
 
-TEST_CASE("streams: elements cross an async boundary in order and complete") {
+TEST_CASE("model: elements cross an async boundary in order and complete") {
   auto node = troupe::test::make_node();
   auto s = ts::from_range(0, 100'000).via(ts::map([](int x) { return x + 1; })).async(8);
   auto r = s.to(ts::fold_sink<int>(std::int64_t{0}, [](std::int64_t a, int x) { return a + x; }))
@@ -101,7 +101,7 @@ TEST_CASE("streams: elements cross an async boundary in order and complete") {
   CHECK(*sum == std::int64_t{100'000} * 100'001 / 2);
 }
 
-TEST_CASE("streams: a failure before an async boundary reaches the sink naming the stage") {
+TEST_CASE("model: a failure before an async boundary reaches the sink naming the stage") {
   auto node = troupe::test::make_node();
   auto s = ts::from_range(0, 1000)
              .via(ts::filter([](int x) {
@@ -120,7 +120,7 @@ TEST_CASE("streams: a failure before an async boundary reaches the sink naming t
   CHECK(done.error().message().find("filter broke") != std::string::npos);
 }
 
-TEST_CASE("streams: head cancels an endless upstream across a boundary and every island stops") {
+TEST_CASE("model: head cancels an endless upstream across a boundary and every island stops") {
   auto node = troupe::test::make_node();
   auto before = node->system().registry().running();
   auto r = ts::repeat(7).async().to(ts::head<int>()).run(*node);
@@ -131,7 +131,7 @@ TEST_CASE("streams: head cancels an endless upstream across a boundary and every
   CHECK(troupe::test::wait_until([&] { return node->system().registry().running() <= before; }));
 }
 
-TEST_CASE("streams: node shutdown fails a running stream with shutting_down") {
+TEST_CASE("model: node shutdown fails a running stream with shutting_down") {
   auto node = troupe::test::make_node();
   auto r = ts::repeat(1).async().to(ts::ignore<int>()).run(*node);
   REQUIRE(r);

@@ -27,7 +27,7 @@ void fill(troupe::node& node, const std::string& id, int from, int to) {
 
 } // namespace
 
-TEST_CASE("streams: events_by_tag current ends at the events that existed and resumes after an offset") {
+TEST_CASE("journal source: events_by_tag current ends at the events that existed and resumes after an offset") {
   troupe::test::temp_dir dir;
   auto node = tally::make_node(dir);
   fill(*node, "a", 0, 150);
@@ -52,7 +52,7 @@ TEST_CASE("streams: events_by_tag current ends at the events that existed and re
   CHECK(tail->front().offset == (*all)[100].offset);
 }
 
-TEST_CASE("streams: events_by_persistence_id current delivers one entity's events in sequence") {
+TEST_CASE("journal source: events_by_persistence_id current delivers one entity's events in sequence") {
   troupe::test::temp_dir dir;
   auto node = tally::make_node(dir);
   fill(*node, "a", 0, 40);
@@ -67,7 +67,7 @@ TEST_CASE("streams: events_by_persistence_id current delivers one entity's event
   CHECK(v->back().seq == 40);
 }
 
-TEST_CASE("streams: a live events_by_tag source delivers events persisted after it started") {
+TEST_CASE("journal source: a live events_by_tag source delivers events persisted after it started") {
   troupe::test::temp_dir dir;
   auto node = tally::make_node(dir);
   fill(*node, "a", 0, 10);
@@ -84,7 +84,7 @@ TEST_CASE("streams: a live events_by_tag source delivers events persisted after 
   CHECK(v->back().persistence_id == "tally|b");
 }
 
-TEST_CASE("streams: a journal source paced by a slow consumer delivers what was asked and stops when the stream completes") {
+TEST_CASE("journal source: a journal source paced by a slow consumer delivers what was asked and stops when the stream completes") {
   troupe::test::temp_dir dir;
   auto node = tally::make_node(dir);
   fill(*node, "a", 0, 400);

@@ -36,20 +36,20 @@ troupe::error run_error(troupe::node& n, const ts::source<T>& s) {
 
 } // namespace
 
-TEST_CASE("streams: take passes a prefix and cancels an endless upstream") {
+TEST_CASE("operators: take passes a prefix and cancels an endless upstream") {
   auto node = troupe::test::make_node();
   CHECK(run_all(*node, ts::repeat(3).via(ts::take(4))) == std::vector<int>{3, 3, 3, 3});
   CHECK(run_all(*node, ts::from_range(0, 10).via(ts::take(0))).empty());
   CHECK(run_all(*node, ts::from_range(0, 3).via(ts::take(10))) == std::vector<int>{0, 1, 2});
 }
 
-TEST_CASE("streams: take_while stops at the first element that fails the predicate") {
+TEST_CASE("operators: take_while stops at the first element that fails the predicate") {
   auto node = troupe::test::make_node();
   auto s = ts::from_range(0, 1'000'000).via(ts::take_while([](int x) { return x < 5; }));
   CHECK(run_all(*node, s) == std::vector<int>{0, 1, 2, 3, 4});
 }
 
-TEST_CASE("streams: drop and drop_while skip a prefix") {
+TEST_CASE("operators: drop and drop_while skip a prefix") {
   auto node = troupe::test::make_node();
   CHECK(run_all(*node, ts::from_range(0, 6).via(ts::drop(4))) == std::vector<int>{4, 5});
   CHECK(run_all(*node, ts::from_range(0, 600).via(ts::drop(598))) == std::vector<int>{598, 599});
@@ -57,7 +57,7 @@ TEST_CASE("streams: drop and drop_while skip a prefix") {
   CHECK(run_all(*node, s) == std::vector<int>{5, 1, 7});
 }
 
-TEST_CASE("streams: collect map_concat and stateful_map_concat") {
+TEST_CASE("operators: collect map_concat and stateful_map_concat") {
   auto node = troupe::test::make_node();
   auto evens = ts::from_range(0, 7).via(ts::collect([](int x) {
     return x % 2 == 0 ? std::optional<std::string>{std::to_string(x)} : std::nullopt;
@@ -73,14 +73,14 @@ TEST_CASE("streams: collect map_concat and stateful_map_concat") {
   CHECK(run_all(*node, indexed) == std::vector<std::string>{"a0", "b1", "c2"});
 }
 
-TEST_CASE("streams: fold emits once at completion and scan emits every step") {
+TEST_CASE("operators: fold emits once at completion and scan emits every step") {
   auto node = troupe::test::make_node();
   CHECK(run_all(*node, ts::from_range(1, 5).via(ts::fold(0, std::plus<>{}))) == std::vector<int>{10});
   CHECK(run_all(*node, ts::empty<int>().via(ts::fold(7, std::plus<>{}))) == std::vector<int>{7});
   CHECK(run_all(*node, ts::empty<int>().via(ts::scan(7, std::plus<>{}))) == std::vector<int>{7});
 }
 
-TEST_CASE("streams: grouped makes full groups and a short last one") {
+TEST_CASE("operators: grouped makes full groups and a short last one") {
   auto node = troupe::test::make_node();
   auto g = run_all(*node, ts::from_range(0, 7).via(ts::grouped(3)));
   REQUIRE(g.size() == 3);
@@ -88,7 +88,7 @@ TEST_CASE("streams: grouped makes full groups and a short last one") {
   CHECK(g[2] == std::vector<int>{6});
 }
 
-TEST_CASE("streams: grouped_within emits a partial group when its window passes") {
+TEST_CASE("operators: grouped_within emits a partial group when its window passes") {
   auto node = troupe::test::make_node();
   auto [src, queue] = ts::queue_source<int>(10);
   std::mutex mtx;
@@ -115,7 +115,7 @@ TEST_CASE("streams: grouped_within emits a partial group when its window passes"
     CHECK_FALSE(g.empty());
 }
 
-TEST_CASE("streams: merge concat and zip combine two sources") {
+TEST_CASE("operators: merge concat and zip combine two sources") {
   auto node = troupe::test::make_node();
   auto merged = run_all(*node, ts::from_range(0, 500).via(ts::merge(ts::from_range(1000, 1500).async())));
   CHECK(merged.size() == 1000);
@@ -129,14 +129,14 @@ TEST_CASE("streams: merge concat and zip combine two sources") {
   CHECK(zipped[1] == std::pair<int, std::string>{1, "b"});
 }
 
-TEST_CASE("streams: a failing side of merge fails the result") {
+TEST_CASE("operators: a failing side of merge fails the result") {
   auto node = troupe::test::make_node();
   auto e = run_error(*node, ts::repeat(1).via(ts::merge(ts::failed<int>(troupe::error{troupe::errc::io_error, "side broke"}))));
   CHECK(e.code() == troupe::errc::io_error);
   CHECK(e.message() == "side broke");
 }
 
-TEST_CASE("streams: recover turns an upstream failure into a last element") {
+TEST_CASE("operators: recover turns an upstream failure into a last element") {
   auto node = troupe::test::make_node();
   auto s = ts::from_range(0, 3)
              .via(ts::concat(ts::failed<int>(troupe::error{troupe::errc::io_error, "disk"})))
@@ -150,14 +150,14 @@ TEST_CASE("streams: recover turns an upstream failure into a last element") {
   CHECK(run_error(*node, passes).code() == troupe::errc::timeout);
 }
 
-TEST_CASE("streams: throttle lets every element through") {
+TEST_CASE("operators: throttle lets every element through") {
   auto node = troupe::test::make_node();
   auto v = run_all(*node, ts::from_range(0, 50).via(ts::throttle(1000, 1s, 10)));
   CHECK(v.size() == 50);
   CHECK(v.back() == 49);
 }
 
-TEST_CASE("streams: a kill switch completes or fails running streams") {
+TEST_CASE("operators: a kill switch completes or fails running streams") {
   auto node = troupe::test::make_node();
   ts::kill_switch ks;
   auto a = ts::tick(1ms, 1ms, 1).via(ks.flow()).to(ts::ignore<int>()).run(*node);
@@ -176,7 +176,7 @@ TEST_CASE("streams: a kill switch completes or fails running streams") {
   CHECK(r.error().message() == "operator pulled the plug");
 }
 
-TEST_CASE("streams: a queue source answers offers at once and stays bounded") {
+TEST_CASE("operators: a queue source answers offers at once and stays bounded") {
   auto node = troupe::test::make_node();
   auto [src, queue] = ts::queue_source<int>(2);
   CHECK(queue.offer(1) == ts::offer_result::enqueued);

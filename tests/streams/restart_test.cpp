@@ -11,7 +11,7 @@
 using namespace std::chrono_literals;
 namespace ts = troupe::streams;
 
-TEST_CASE("streams: restart_source runs a fresh source after each failure and keeps the elements") {
+TEST_CASE("restart: restart_source runs a fresh source after each failure and keeps the elements") {
   auto node = troupe::test::make_node();
   auto runs = std::make_shared<std::atomic<int>>(0);
   // Each run emits 3 elements and fails, until the third run, which completes.
@@ -31,7 +31,7 @@ TEST_CASE("streams: restart_source runs a fresh source after each failure and ke
   CHECK(runs->load() == 3);
 }
 
-TEST_CASE("streams: a restart limit stops a crash-looping source with restart_limit") {
+TEST_CASE("restart: a restart limit stops a crash-looping source with restart_limit") {
   auto node = troupe::test::make_node();
   auto runs = std::make_shared<std::atomic<int>>(0);
   auto make = [runs] {
