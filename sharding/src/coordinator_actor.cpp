@@ -20,6 +20,7 @@
 #include <caf/all.hpp>
 
 #include <deque>
+#include <optional>
 
 namespace troupe::sharding::detail {
 
@@ -69,6 +70,8 @@ struct coordinator_state {
   std::vector<remote::packet> early;  ///< arrived before the recovery finished
   std::deque<coordinator_event> unwritten;
   std::size_t writing = 0;  ///< events of the write in flight (front of unwritten)
+  std::optional<cluster_snapshot> snapshot;  ///< the last one the core got
+  std::uint64_t ticks = 0;
 };
 
 namespace {
@@ -126,7 +129,12 @@ void apply(self_ptr self) {
 void members_changed(self_ptr self) {
   auto& st = *self->state;
   auto v = st.cluster->view();
-  st.core->members_changed(now(), cluster_snapshot_of(*v.state, st.spec->settings.role), st.fx);
+  auto snap = cluster_snapshot_of(*v.state, st.spec->settings.role);
+  if (st.snapshot && st.snapshot->members == snap.members && st.snapshot->eligible == snap.eligible
+      && st.snapshot->stable == snap.stable)
+    return;
+  st.snapshot = snap;
+  st.core->members_changed(now(), snap, st.fx);
   apply(self);
 }
 
@@ -277,6 +285,10 @@ caf::behavior coordinator_actor(caf::stateful_actor<std::shared_ptr<coordinator_
     [self](coordinator_tick_atom) {
       auto& st = *self->state;
       st.core->tick(now(), st.fx);
+      // Convergence is no cluster event: look at the state now and then, or a
+      // coordinator that saw a join before it converged would never rebalance.
+      if (++st.ticks % 5 == 0)
+        members_changed(self);
       apply(self);
       self->delayed_send(self, tick_interval, coordinator_tick_atom::value);
     },
