@@ -1,4 +1,5 @@
 #include "troupe/membership/membership_core.hpp"
+#include "troupe/actors/overloaded.hpp"
 
 #include "cluster_event_diff.hpp"
 #include "heartbeat_ring.hpp"
@@ -10,13 +11,6 @@
 namespace troupe::membership {
 
 namespace {
-
-template <class... Fs>
-struct overloaded : Fs... {
-  using Fs::operator()...;
-};
-template <class... Fs>
-overloaded(Fs...) -> overloaded<Fs...>;
 
 /// The member a command for `address` means: the live incarnation there (a
 /// replaced one is down already).

@@ -1,17 +1,11 @@
 #include "troupe/sharding/coordinator_core.hpp"
+#include "troupe/actors/overloaded.hpp"
 
 #include <algorithm>
 
 namespace troupe::sharding {
 
 namespace {
-
-template <class... Fs>
-struct overloaded : Fs... {
-  using Fs::operator()...;
-};
-template <class... Fs>
-overloaded(Fs...) -> overloaded<Fs...>;
 
 bool contains(const std::vector<node_identity>& sorted, const node_identity& n) {
   return std::binary_search(sorted.begin(), sorted.end(), n);

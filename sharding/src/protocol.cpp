@@ -1,4 +1,5 @@
 #include "troupe/sharding/protocol.hpp"
+#include "troupe/actors/overloaded.hpp"
 
 #include "troupe/sharding/coordinator_core.hpp"
 
@@ -26,13 +27,6 @@ node_identity identity_from(const json& j) {
   return node_identity{node_address{j.at(0).get<std::string>(), j.at(1).get<std::uint16_t>()},
                        j.at(2).get<std::uint64_t>()};
 }
-
-template <class... Fs>
-struct overloaded : Fs... {
-  using Fs::operator()...;
-};
-template <class... Fs>
-overloaded(Fs...) -> overloaded<Fs...>;
 
 json body_json(const sharding_message& m) {
   return std::visit(overloaded{

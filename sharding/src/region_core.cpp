@@ -1,21 +1,11 @@
 #include "troupe/sharding/region_core.hpp"
+#include "troupe/actors/overloaded.hpp"
 
 #include <fmt/format.h>
 
 #include <algorithm>
 
 namespace troupe::sharding {
-
-namespace {
-
-template <class... Fs>
-struct overloaded : Fs... {
-  using Fs::operator()...;
-};
-template <class... Fs>
-overloaded(Fs...) -> overloaded<Fs...>;
-
-} // namespace
 
 region_core::region_core(node_identity self, region_settings settings)
   : self_(std::move(self)), settings_(settings) {
