@@ -96,7 +96,15 @@ struct account {
   }
 };
 
-// JSON for the codec (events are stored as CBOR of this JSON).
+// JSON for the codec (events are stored as CBOR of this JSON; commands and replies
+// travel between nodes as CBOR of it).
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(open_account, owner)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(deposit, amount)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(withdraw, amount)
+inline void to_json(nlohmann::json& j, const get_balance&) { j = nlohmann::json::object(); }
+inline void from_json(const nlohmann::json&, get_balance&) {}
+inline void to_json(nlohmann::json& j, const close_account&) { j = nlohmann::json::object(); }
+inline void from_json(const nlohmann::json&, close_account&) {}
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(account_opened, owner)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(deposited, amount)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(withdrawn, amount)
@@ -114,6 +122,13 @@ inline void register_types(troupe::codec_registry& codec) {
   codec.add<withdrawn>("bank.withdrawn");
   codec.add<account_closed>("bank.account-closed");
   codec.add<account_state>("bank.account-state");  // for snapshots
+  // Commands and replies (`done` needs no registration).
+  codec.add<open_account>("bank.open-account");
+  codec.add<deposit>("bank.deposit");
+  codec.add<withdraw>("bank.withdraw");
+  codec.add<get_balance>("bank.get-balance");
+  codec.add<close_account>("bank.close-account");
+  codec.add<std::int64_t>("bank.amount");  // get_balance's reply
 }
 
 } // namespace bank
