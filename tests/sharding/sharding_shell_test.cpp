@@ -5,6 +5,7 @@
 
 #include "troupe/membership/management_client.hpp"
 #include "troupe/membership/management_endpoint.hpp"
+#include "troupe/membership/sim/membership_simulation.hpp"
 #include "troupe/persistence/journal_service.hpp"
 #include "troupe/persistence/memory_journal.hpp"
 #include "troupe/sharding/sharding.hpp"
@@ -210,4 +211,44 @@ TEST_CASE("sharding shell: a node that leaves hands its shards off first, and no
     CHECK(*b == expected_balance[account(k)]);
   }
   (void) hosts(c, {0, 1});
+}
+
+TEST_CASE("sharding settings: a node with another number of shards is refused at join, naming "
+          "both values") {
+  using namespace troupe::membership;
+  using namespace troupe::membership::sim;
+  simulation_options o;
+  o.nodes = 3;
+  o.seed_nodes = 2;
+  o.faults = link_faults{0.0, 0.0, std::chrono::milliseconds{1}, std::chrono::milliseconds{5}};
+  o.restart_stopped_after.reset();
+  o.configure_node = [](node_index i, membership_settings& s) {
+    troupe::sharding::sharding_settings shards;
+    shards.number_of_shards = i == 2 ? 40 : 30;
+    troupe::sharding::require_same_shards(s, "account", shards);
+  };
+  membership_simulation sim{o};
+  std::vector<std::string> reasons;
+  sim.on_effects = [&](node_index, const effects& fx) {
+    for (auto& e : fx.events)
+      if (e.what == cluster_event::kind::join_refused)
+        reasons.push_back(e.reason);
+  };
+  sim.start(0);
+  sim.start(1);
+  auto up = [&](std::size_t n) {
+    return sim.run_until([&] {
+      std::size_t count = 0;
+      for (auto& m : sim.at(0).core->state().members)
+        count += m.status == member_status::up;
+      return count == n;
+    }, sim.now() + std::chrono::seconds{20});
+  };
+  REQUIRE(up(2));
+  sim.start(2);
+  CHECK(sim.run_until([&] { return !sim.running(2); }, sim.now() + std::chrono::seconds{10}));
+  REQUIRE_FALSE(reasons.empty());
+  CHECK(reasons[0].find("'sharding.account.number-of-shards' is '30' in the cluster but '40' on "
+                        "the joining node")
+        != std::string::npos);
 }
