@@ -36,6 +36,7 @@
 #include <caf/all.hpp>
 
 #include <deque>
+#include <list>
 #include <map>
 #include <set>
 #include <unordered_map>
@@ -70,6 +71,7 @@ struct entity_slot {
   std::map<message_token, pending> asked;
   clock::time_point last_used;
   std::deque<message_token> waiting;  ///< for the next incarnation
+  std::list<std::string>::iterator lru;  ///< its place in region_state::lru
 };
 
 } // namespace
@@ -87,6 +89,9 @@ struct region_state {
   std::unordered_map<std::string, entity_slot> entities;
   std::map<caf::actor_addr, std::string> ids_by_actor;
   std::map<shard_id, std::set<std::string>> by_shard;
+  /// Running entities, most recently used first (for max_active_entities).
+  std::list<std::string> lru;
+  std::size_t stopping_entities = 0;
   std::set<shard_id> stopping;
   std::vector<caf::response_promise> leave_waiters;
 };
@@ -101,6 +106,38 @@ void route(self_ptr self, pending p);
 void complete(pending& p, expected<reply_box> r) {
   if (p.done)
     p.done(std::move(r));
+}
+
+void stop_entity(self_ptr self, const std::string& id, entity_slot& slot);
+
+void count_passivation(self_ptr self, std::string_view reason) {
+  auto& st = *self->state;
+  st.ctx->metrics()
+    .counter("troupe_sharding_passivations_total", {{"type", st.spec->name}, {"reason", std::string{reason}}},
+             "Entities stopped after being idle (reason idle) or to stay within "
+             "max_active_entities (reason limit).")
+    .inc();
+}
+
+/// Passivates least recently used idle entities while more than
+/// max_active_entities run (the newest is never chosen: it is about to be asked).
+void enforce_entity_limit(self_ptr self) {
+  auto& st = *self->state;
+  auto limit = st.spec->settings.max_active_entities;
+  if (limit == 0)
+    return;
+  auto it = st.lru.end();
+  while (st.entities.size() - st.stopping_entities > limit && it != st.lru.begin()) {
+    --it;
+    if (it == st.lru.begin())
+      break;
+    auto& slot = st.entities[*it];
+    if (slot.stopping || !slot.asked.empty() || !slot.waiting.empty())
+      continue;
+    count_passivation(self, "limit");
+    auto id = *it;
+    stop_entity(self, id, slot);
+  }
 }
 
 /// The entity `id`'s slot, its incarnation started (under the shard's fence) if
@@ -124,9 +161,12 @@ expected<entity_slot*> slot_for(self_ptr self, const std::string& id, shard_id s
   slot.actor = *a;
   slot.shard = shard;
   slot.stopping = false;
+  st.lru.push_front(id);
+  slot.lru = st.lru.begin();
   st.ids_by_actor[a->address()] = id;
   st.by_shard[shard].insert(id);
-  return &slot;
+  enforce_entity_limit(self);
+  return &st.entities[id];
 }
 
 /// The answer to a command the region sent an entity; ignored if the command was
@@ -164,6 +204,7 @@ void deliver_local(self_ptr self, shard_id shard, pending p) {
     return;
   }
   slot.last_used = t;
+  st.lru.splice(st.lru.begin(), st.lru, slot.lru);
   auto timeout = std::chrono::duration_cast<duration>(p.deadline - t);
   auto cmd = p.cmd;
   auto id = p.id;
@@ -258,6 +299,7 @@ void stop_entity(self_ptr self, const std::string& id, entity_slot& slot) {
   if (slot.stopping || !slot.actor)
     return;
   slot.stopping = true;
+  ++self->state->stopping_entities;
   auto timeout = self->state->spec->settings.hand_off_timeout;
   troupe::ask<persistence::handed_back>(self, slot.actor, timeout,
                                         persistence::stop_and_hand_back{})
@@ -388,6 +430,9 @@ void entity_down(self_ptr self, const caf::down_msg& dm) {
   if (slot_it == st.entities.end())
     return;
   auto slot = std::move(slot_it->second);
+  st.lru.erase(slot.lru);
+  if (slot.stopping)
+    --st.stopping_entities;
   // What it was asked and never answered gets the error that ended it (CAF
   // answers pending requests to a dead actor too; whichever comes first wins).
   for (auto& [token, p] : slot.asked)
@@ -442,10 +487,7 @@ void expire_and_passivate(self_ptr self) {
   for (auto& [id, slot] : st.entities)
     if (!slot.stopping && slot.asked.empty() && slot.waiting.empty()
         && t - slot.last_used >= idle) {
-      st.ctx->metrics()
-        .counter("troupe_sharding_passivations_total", {{"type", st.spec->name}},
-                 "Entities stopped after being idle.")
-        .inc();
+      count_passivation(self, "idle");
       stop_entity(self, id, slot);
     }
 }

@@ -68,6 +68,9 @@ struct sharding_settings {
   std::string role;
   /// An entity without commands for this long is stopped (0: never).
   duration passivate_idle_after = std::chrono::minutes{2};
+  /// At most this many entities run in one region (0: no limit); starting one
+  /// more passivates the least recently used idle one.
+  std::size_t max_active_entities = 0;
   /// Messages a region holds while homes are unknown or shards move (all shards).
   std::size_t buffer_size = 100000;
   /// How often the coordinator considers a rebalance round.
