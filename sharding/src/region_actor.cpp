@@ -24,6 +24,7 @@
 
 #include "troupe/actors/ask.hpp"
 #include "troupe/actors/caf_error.hpp"
+#include "troupe/actors/detail/lazy_deque.hpp"
 #include "troupe/actors/node.hpp"
 #include "troupe/actors/node_context.hpp"
 #include "troupe/actors/remote/transport.hpp"
@@ -35,7 +36,6 @@
 
 #include <caf/all.hpp>
 
-#include <deque>
 #include <list>
 #include <map>
 #include <set>
@@ -70,7 +70,7 @@ struct entity_slot {
   /// the order the entity received them in).
   std::map<message_token, pending> asked;
   clock::time_point last_used;
-  std::deque<message_token> waiting;  ///< for the next incarnation
+  troupe::detail::lazy_deque<message_token> waiting;  ///< for the next incarnation
   std::list<std::string>::iterator lru;  ///< its place in region_state::lru
 };
 

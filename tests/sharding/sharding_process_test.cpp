@@ -16,6 +16,7 @@
 #include <doctest/doctest.h>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <csignal>
 #include <filesystem>
 #include <future>
@@ -150,6 +151,21 @@ std::vector<std::string> open_accounts(troupe::node& client, int n) {
   return ids;
 }
 
+/// Whether the least-shard strategy has nothing left to rebalance among the
+/// first `nodes` nodes (so allocations stay put unless a node fails).
+bool balanced(const bank_cluster& c, std::size_t nodes) {
+  std::vector<std::size_t> count(nodes, 0);
+  std::size_t total = 0;
+  for (auto& [s, a] : c.allocations())
+    for (std::size_t i = 0; i < nodes; ++i)
+      if (a.region.address.port == c.port(i)) {
+        ++count[i];
+        ++total;
+      }
+  auto optimum = (total + nodes - 1) / nodes;
+  return *std::min_element(count.begin(), count.end()) + 1 >= optimum;
+}
+
 /// The node index whose port hosts `shard`, if any.
 std::optional<std::size_t> home_of(const bank_cluster& c, std::size_t nodes,
                                    troupe::sharding::shard_id shard) {
@@ -171,6 +187,7 @@ TEST_CASE("sharding processes: a SIGSTOP-paused owner that wakes after its shard
   auto client = c.start_all();
   auto& n = *client.node;
   auto ids = open_accounts(n, 30);
+  REQUIRE(wait_until([&] { return balanced(c, 3); }, 60s));
   // An account whose shard the third node hosts (not the coordinator's node, the oldest).
   std::string victim;
   for (auto& id : ids)
@@ -235,6 +252,7 @@ TEST_CASE("sharding processes: the coordinator's node killed with SIGKILL, the n
   auto client = c.start_all();
   auto& n = *client.node;
   auto ids = open_accounts(n, 30);
+  REQUIRE(wait_until([&] { return balanced(c, 3); }, 60s));
   auto coordinator = troupe::sharding::coordinator_location(*client.cluster->view().state,
                                                             bank::host_role);
   REQUIRE(coordinator);
@@ -251,9 +269,12 @@ TEST_CASE("sharding processes: the coordinator's node killed with SIGKILL, the n
   // coordinator (which could not append without recovering the earlier state).
   REQUIRE(wait_until(
     [&] {
-      for (auto& [s, a] : c.allocations())
-        if (a.region.address.port == c.port(dead))
+      auto now = c.allocations();
+      for (auto& [s, a] : before) {
+        auto it = now.find(s);
+        if (it == now.end() || it->second.region.address.port == c.port(dead))
           return false;
+      }
       return true;
     },
     60s));
