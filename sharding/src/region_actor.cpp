@@ -492,6 +492,23 @@ void expire_and_passivate(self_ptr self) {
     }
 }
 
+region_report make_report(self_ptr self) {
+  auto& st = *self->state;
+  region_report r;
+  r.entity_type = st.spec->name;
+  r.region = st.core->self();
+  for (auto& [s, ls] : st.core->local_shards()) {
+    std::size_t n = 0;
+    if (auto it = st.by_shard.find(s); it != st.by_shard.end())
+      n = it->second.size();
+    r.shards.push_back({s, ls.epoch, n});
+  }
+  r.entities = st.entities.size();
+  r.buffered = st.core->buffered();
+  r.refused = st.core->refused();
+  return r;
+}
+
 void cluster_changed(self_ptr self) {
   auto& st = *self->state;
   if (!st.cluster)
@@ -638,21 +655,13 @@ caf::behavior region_actor(caf::stateful_actor<std::shared_ptr<region_state>>* s
       apply(self);
       return caf::delegated<bool>{};
     },
-    [self](report_atom) -> region_report {
-      auto& st = *self->state;
-      region_report r;
-      r.entity_type = st.spec->name;
-      r.region = st.core->self();
-      for (auto& [s, ls] : st.core->local_shards()) {
-        std::size_t n = 0;
-        if (auto it = st.by_shard.find(s); it != st.by_shard.end())
-          n = it->second.size();
-        r.shards.push_back({s, ls.epoch, n});
-      }
-      r.entities = st.entities.size();
-      r.buffered = st.core->buffered();
-      r.refused = st.core->refused();
-      return r;
+    [self](report_atom) -> region_report { return make_report(self); },
+    [self](const region_report_request& req) -> caf::result<region_report> {
+      if (req.entity_type != self->state->spec->name)
+        return to_caf_error(error{errc::not_found,
+                                  fmt::format("region '{}' got a report request for '{}'",
+                                              self->state->spec->name, req.entity_type)});
+      return make_report(self);
     },
   };
 }

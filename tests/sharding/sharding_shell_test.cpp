@@ -132,6 +132,16 @@ TEST_CASE("sharding shell: entities spread over the nodes, each id lives on exac
     by_region += n.get<int>();
   CHECK(by_region == static_cast<int>(used_shards.size()));
   CHECK(t["local"]["shards"].size() == sharding::report(*c[1].n, "account", 5s)->shards.size());
+  // Every member's region, asked over the transport: the entities cluster-wide.
+  CHECK(t["entities"] == accounts);
+  REQUIRE(t["regions"].size() == 3);
+  std::size_t region_shards = 0;
+  for (auto& region : t["regions"]) {
+    INFO(region.dump());
+    REQUIRE(region.contains("entities"));
+    region_shards += region["shards"].get<std::size_t>();
+  }
+  CHECK(region_shards == used_shards.size());
   // A command the entity refuses comes back as its error, across nodes too.
   auto refused = sharding::entity_for<bank::account>(*c[2].n, account(0)).ask(bank::withdraw{1'000'000, ""}, 10s);
   REQUIRE_FALSE(refused);

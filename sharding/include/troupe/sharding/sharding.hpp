@@ -119,6 +119,20 @@ void require_same_shards(membership::membership_settings& s, std::string_view en
 /// This node's region report of `entity_type` (not_found if it runs none).
 expected<region_report> report(node& n, std::string_view entity_type, duration timeout);
 
+/// One member's region report, or why it has none (it did not answer in time,
+/// runs no region of the type, ...).
+struct member_report {
+  remote::node_identity member;
+  expected<region_report> report;
+};
+
+/// The region reports of every up member (this node included; a member without
+/// the type's role reports its proxy-only region, a member that never started
+/// the type reports an error), asked over the transport concurrently, each
+/// within `timeout`: cluster-wide shard and entity counts. Not from inside an actor.
+std::vector<member_report> cluster_report(node& n, std::string_view entity_type,
+                                          duration timeout);
+
 /// Hands every shard this node hosts to other nodes and waits until none is left
 /// or `timeout` passes (node shutdown does this in its
 /// cluster-sharding-shutdown-region phase).
