@@ -68,12 +68,19 @@ inline double measure(counters& c, double seconds) {
   return static_cast<double>(n) / took;
 }
 
-/// A node in a one-node cluster, the account type sharded over an in-memory journal.
-inline std::unique_ptr<node> start_node(sharding::sharding_settings s = {}) {
+/// A node in a one-node cluster, the account type sharded over an in-memory
+/// journal, or over the SQLite journal at `sqlite_path` (WAL + synchronous=FULL).
+inline std::unique_ptr<node> start_node(sharding::sharding_settings s = {},
+                                        const std::string& sqlite_path = {}) {
   auto schema = node_config_keys();
   persistence::add_config_keys(schema);
   config cfg{std::move(schema)};
   (void) cfg.set_text("log.level", "warn");
+  if (!sqlite_path.empty()) {
+    (void) cfg.set_text("persistence.journal.synchronous", "full");
+    (void) cfg.set_text("persistence.journal.create-if-missing", "true");
+    (void) cfg.set("persistence.journal.path", sqlite_path);
+  }
   auto n = node::start(std::move(cfg));
   if (!n)
     die(n.error().to_string());
@@ -82,8 +89,10 @@ inline std::unique_ptr<node> start_node(sharding::sharding_settings s = {}) {
   if (!t)
     die(t.error().to_string());
   auto journal = std::make_shared<persistence::memory_journal>();
-  if (auto j = persistence::install_journal(nd, journal, journal); !j)
-    die(j.error().to_string());
+  auto installed = sqlite_path.empty() ? persistence::install_journal(nd, journal, journal)
+                                       : persistence::install_journal(nd);
+  if (!installed)
+    die(installed.error().to_string());
   membership::membership_settings ms;
   ms.seed_nodes = {(*t)->address()};
   auto c = membership::cluster::start(nd, ms);
