@@ -253,6 +253,7 @@ caf::behavior coordinator_actor(caf::stateful_actor<std::shared_ptr<coordinator_
   cs.rebalance_interval = spec->settings.rebalance_interval;
   cs.begin_hand_off_timeout = spec->settings.begin_hand_off_timeout;
   cs.hand_off_timeout = spec->settings.hand_off_timeout;
+  cs.allocate_released_at_once = spec->settings.remember_entities;
   st.core = std::make_unique<coordinator_core>(st.transport->identity(), cs);
   st.packets = st.transport->subscribe_packets(coordinator_channel(spec->name),
                                                caf::actor_cast<caf::actor>(self));

@@ -335,6 +335,8 @@ void coordinator_core::begin_hand_off_of(timestamp now, shard_id s, coordinator_
   auto home = homes_.find(s);
   if (home == homes_.end() || hand_offs_.count(s) || allocating_.count(s) || releasing_.count(s))
     return;
+  if (settings_.allocate_released_at_once)
+    deferred_[s];  // allocated again once released (shard_released is written)
   hand_off_state h;
   h.from = home->second.region;
   h.started = now;

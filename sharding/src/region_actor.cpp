@@ -20,6 +20,7 @@
 #include "region_actor.hpp"
 
 #include "region_messages.hpp"
+#include "remembered_entities.hpp"
 #include "wire.hpp"
 
 #include "troupe/actors/ask.hpp"
@@ -38,6 +39,7 @@
 
 #include <list>
 #include <map>
+#include <deque>
 #include <set>
 #include <unordered_map>
 
@@ -74,6 +76,17 @@ struct entity_slot {
   std::list<std::string>::iterator lru;  ///< its place in region_state::lru
 };
 
+/// A shard's remembered entities (remember_entities), once loaded.
+struct remembered_shard {
+  std::uint64_t epoch = 0;
+  std::set<std::string> ids;
+  persistence::sequence_nr next_seq = 1;
+  bool writing = false;
+  std::vector<std::string> started;  ///< changes not written yet
+  std::vector<std::string> stopped;
+  std::deque<std::string> to_start;  ///< remembered, not started yet
+};
+
 } // namespace
 
 struct region_state {
@@ -93,6 +106,8 @@ struct region_state {
   std::list<std::string> lru;
   std::size_t stopping_entities = 0;
   std::set<shard_id> stopping;
+  std::shared_ptr<persistence::journal_service> journal;
+  std::map<shard_id, remembered_shard> remembered;
   std::vector<caf::response_promise> leave_waiters;
 };
 
@@ -109,6 +124,43 @@ void complete(pending& p, expected<reply_box> r) {
 }
 
 void stop_entity(self_ptr self, const std::string& id, entity_slot& slot);
+
+/// Writes a remembered shard's pending changes (one write in flight per shard,
+/// under the shard's fence).
+void write_remembered(self_ptr self, shard_id s) {
+  auto& st = *self->state;
+  auto it = st.remembered.find(s);
+  if (it == st.remembered.end())
+    return;
+  auto& r = it->second;
+  if (r.writing || (r.started.empty() && r.stopped.empty()))
+    return;
+  persistence::atomic_write w;
+  w.persistence_id = remembered_persistence_id(st.spec->name, s);
+  w.events.push_back(remembered_record(w.persistence_id, r.next_seq, r.started, r.stopped));
+  w.fence = persistence::write_fence{shard_fence_key(st.spec->name, s), r.epoch};
+  r.started.clear();
+  r.stopped.clear();
+  r.writing = true;
+  st.journal->write(std::move(w), [me = caf::actor_cast<caf::actor>(self), s,
+                                   epoch = r.epoch](expected<void> result) {
+    caf::anon_send(me, remembered_written{s, epoch, std::move(result)});
+  });
+}
+
+/// Records that entity `id` of shard `s` started (or was passivated), if the
+/// shard remembers its entities.
+void remember(self_ptr self, shard_id s, const std::string& id, bool started) {
+  auto& st = *self->state;
+  auto it = st.remembered.find(s);
+  if (it == st.remembered.end())
+    return;
+  auto& r = it->second;
+  if (started ? !r.ids.insert(id).second : r.ids.erase(id) == 0)
+    return;
+  (started ? r.started : r.stopped).push_back(id);
+  write_remembered(self, s);
+}
 
 void count_passivation(self_ptr self, std::string_view reason) {
   auto& st = *self->state;
@@ -136,6 +188,7 @@ void enforce_entity_limit(self_ptr self) {
       continue;
     count_passivation(self, "limit");
     auto id = *it;
+    remember(self, slot.shard, id, false);
     stop_entity(self, id, slot);
   }
 }
@@ -165,6 +218,7 @@ expected<entity_slot*> slot_for(self_ptr self, const std::string& id, shard_id s
   slot.lru = st.lru.begin();
   st.ids_by_actor[a->address()] = id;
   st.by_shard[shard].insert(id);
+  remember(self, shard, id, true);
   enforce_entity_limit(self);
   return &st.entities[id];
 }
@@ -321,6 +375,8 @@ void stop_entity(self_ptr self, const std::string& id, entity_slot& slot) {
 
 void stop_shard(self_ptr self, shard_id s) {
   auto& st = *self->state;
+  // Its entities stop to run at the next home: the set stays as it is.
+  st.remembered.erase(s);
   st.stopping.insert(s);
   auto it = st.by_shard.find(s);
   if (it == st.by_shard.end() || it->second.empty()) {
@@ -345,6 +401,13 @@ void start_shard(self_ptr self, shard_id s, std::uint64_t epoch) {
       if (ls == st.core->local_shards().end() || ls->second.epoch != epoch
           || ls->second.state != region_core::shard_state::starting)
         return;  // the coordinator changed its mind meanwhile
+      if (r && st.spec->settings.remember_entities) {
+        // Started once its remembered entities are known (messages wait in the
+        // core's buffer meanwhile).
+        load_remembered(*st.journal, remembered_persistence_id(st.spec->name, s), s, epoch,
+                        caf::actor_cast<caf::actor>(self));
+        return;
+      }
       if (r) {
         st.ctx->log().info("sharding", "{}: hosting shard {} (epoch {})", st.spec->name, s,
                            epoch);
@@ -356,6 +419,76 @@ void start_shard(self_ptr self, shard_id s, std::uint64_t epoch) {
       }
       apply(self);
     });
+}
+
+/// The remembered entities of a starting shard are known: start the shard, and
+/// its entities a few per tick.
+void remembered_loaded_for(self_ptr self, remembered_loaded& m) {
+  auto& st = *self->state;
+  auto ls = st.core->local_shards().find(m.shard);
+  if (ls == st.core->local_shards().end() || ls->second.epoch != m.epoch
+      || ls->second.state != region_core::shard_state::starting)
+    return;
+  auto ids = m.events ? fold_remembered(*m.events)
+                      : expected<std::set<std::string>>{m.events.error()};
+  if (!ids) {
+    st.ctx->log().warn("sharding", "{}: shard {} (epoch {}) not started: its remembered entities "
+                                   "cannot be read: {}",
+                       st.spec->name, m.shard, m.epoch, ids.error().message());
+    st.core->shard_start_failed(now(), m.shard, st.fx);
+    apply(self);
+    return;
+  }
+  auto& r = st.remembered[m.shard];
+  r = remembered_shard{};
+  r.epoch = m.epoch;
+  r.ids = std::move(*ids);
+  r.next_seq = m.highest + 1;
+  r.to_start.assign(r.ids.begin(), r.ids.end());
+  st.ctx->log().info("sharding", "{}: hosting shard {} (epoch {}), {} remembered entities",
+                     st.spec->name, m.shard, m.epoch, r.ids.size());
+  st.core->shard_started(now(), m.shard, st.fx);
+  apply(self);
+}
+
+void remembered_written_for(self_ptr self, remembered_written& m) {
+  auto& st = *self->state;
+  auto it = st.remembered.find(m.shard);
+  if (it == st.remembered.end() || it->second.epoch != m.epoch)
+    return;
+  it->second.writing = false;
+  if (!m.result) {
+    // Fenced (a newer owner), or the journal failed: this region stops
+    // remembering the shard's changes rather than guess what was stored.
+    st.ctx->log().warn("sharding", "{}: shard {}: remembered entities not updated: {}",
+                       st.spec->name, m.shard, m.result.error().message());
+    st.remembered.erase(it);
+    return;
+  }
+  ++it->second.next_seq;
+  write_remembered(self, m.shard);
+}
+
+/// Starts remembered entities of active shards, at most
+/// remembered_starts_per_second.
+void start_remembered(self_ptr self) {
+  auto& st = *self->state;
+  auto budget = std::max<std::size_t>(1, st.spec->settings.remembered_starts_per_second / 10);
+  for (auto& [s, r] : st.remembered) {
+    auto ls = st.core->local_shards().find(s);
+    if (ls == st.core->local_shards().end() || ls->second.state != region_core::shard_state::active)
+      continue;
+    while (budget > 0 && !r.to_start.empty()) {
+      auto id = std::move(r.to_start.front());
+      r.to_start.pop_front();
+      if (auto e = st.entities.find(id); e != st.entities.end() && e->second.actor)
+        continue;
+      --budget;
+      if (auto slot = slot_for(self, id, s); !slot)
+        st.ctx->log().warn("sharding", "{}: remembered entity '{}' not started: {}",
+                           st.spec->name, id, slot.error().message());
+    }
+  }
 }
 
 void answer_leave_waiters(self_ptr self) {
@@ -488,6 +621,7 @@ void expire_and_passivate(self_ptr self) {
     if (!slot.stopping && slot.asked.empty() && slot.waiting.empty()
         && t - slot.last_used >= idle) {
       count_passivation(self, "idle");
+      remember(self, slot.shard, id, false);
       stop_entity(self, id, slot);
     }
 }
@@ -562,6 +696,7 @@ caf::behavior region_actor(caf::stateful_actor<std::shared_ptr<region_state>>* s
   st.spec = spec;
   st.transport = remote::transport::of(self->system());
   st.cluster = membership::cluster::of(self->system());
+  st.journal = st.ctx->extension<persistence::journal_service>();
   region_settings rs;
   rs.number_of_shards = spec->settings.number_of_shards;
   rs.buffer_size = spec->settings.buffer_size;
@@ -640,10 +775,13 @@ caf::behavior region_actor(caf::stateful_actor<std::shared_ptr<region_state>>* s
       apply(self);
     },
     [self](const membership::cluster_event&) { cluster_changed(self); },
+    [self](remembered_loaded& m) { remembered_loaded_for(self, m); },
+    [self](remembered_written& m) { remembered_written_for(self, m); },
     [self](region_tick_atom) {
       auto& st = *self->state;
       st.core->tick(now(), st.fx);
       expire_and_passivate(self);
+      start_remembered(self);
       apply(self);
       self->delayed_send(self, tick_interval, region_tick_atom::value);
     },

@@ -100,13 +100,29 @@ public:
     return n;
   }
 
+  /// The shared journal file, opened beside the nodes (opening can meet a node's
+  /// write lock: it is tried again until it succeeds).
+  std::shared_ptr<troupe::persistence::sqlite_journal> open_journal() const {
+    std::shared_ptr<troupe::persistence::sqlite_journal> j;
+    std::string last_error;
+    auto opened = wait_until([&] {
+      troupe::persistence::sqlite_options so;
+      so.path = journal_path();
+      auto r = troupe::persistence::sqlite_journal::open(so);
+      if (r)
+        j = *r;
+      else
+        last_error = r.error().to_string();
+      return static_cast<bool>(r);
+    }, 30s);
+    REQUIRE_MESSAGE(opened, last_error);
+    return j;
+  }
+
   /// The allocations the coordinator stored, by shard (read from the journal file).
   std::map<troupe::sharding::shard_id, troupe::sharding::shard_allocation> allocations() const {
-    troupe::persistence::sqlite_options so;
-    so.path = journal_path();
-    auto j = troupe::persistence::sqlite_journal::open(so);
-    REQUIRE(j);
-    auto a = troupe::sharding::current_allocations(**j, bank::account::entity_type);
+    auto j = open_journal();
+    auto a = troupe::sharding::current_allocations(*j, bank::account::entity_type);
     REQUIRE(a);
     std::map<troupe::sharding::shard_id, troupe::sharding::shard_allocation> by_shard;
     for (auto& x : *a)
@@ -116,11 +132,8 @@ public:
 
   /// The events stored for an account.
   std::vector<troupe::persistence::event_record> events(const std::string& id) const {
-    troupe::persistence::sqlite_options so;
-    so.path = journal_path();
-    auto j = troupe::persistence::sqlite_journal::open(so);
-    REQUIRE(j);
-    auto e = (*j)->read_events(fmt::format("account|{}", id), 1, UINT64_MAX, 100000);
+    auto j = open_journal();
+    auto e = j->read_events(fmt::format("account|{}", id), 1, UINT64_MAX, 100000);
     REQUIRE(e);
     return *e;
   }

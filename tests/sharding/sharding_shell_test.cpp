@@ -297,3 +297,32 @@ TEST_CASE("sharding shell: a region runs at most max_active_entities, passivatin
   }
   CHECK(test::wait_until([&] { return running() <= 5; }, 10s));
 }
+
+TEST_CASE("sharding shell: with remember-entities, a leaving node's entities start again on the "
+          "others without a command") {
+  test::in_process_cluster c{3, bank_schema()};
+  c.start_clusters(1);
+  REQUIRE(test::wait_until([&] { return c.all_up(); }, 30s));
+  auto journal = std::make_shared<persistence::memory_journal>();
+  auto settings = bank_settings();
+  settings.remember_entities = true;
+  for (std::size_t i = 0; i < 3; ++i)
+    start_bank(c, i, journal, settings);
+  constexpr int accounts = 30;
+  for (int k = 0; k < accounts; ++k) {
+    auto acct = sharding::entity_for<bank::account>(*c[0].n, account(k));
+    REQUIRE(acct.ask(bank::open_account{"owner"}, 10s));
+  }
+  auto running = [&](std::size_t i) {
+    auto r = sharding::report(*c[i].n, "account", 5s);
+    REQUIRE(r);
+    return r->entities;
+  };
+  REQUIRE(running(0) + running(1) + running(2) == accounts);
+  REQUIRE(running(2) > 0);
+  // Node 2 hands its shards off; they are allocated again at once, and their
+  // remembered entities start on nodes 0 and 1 with no command sent to them.
+  REQUIRE(sharding::hand_off_all(*c[2].n, "account", 20s));
+  CHECK(test::wait_until([&] { return running(0) + running(1) == accounts; }, 30s));
+  CHECK(running(2) == 0);
+}

@@ -55,6 +55,10 @@ struct coordinator_settings {
   duration hand_off_timeout = std::chrono::seconds{10};
   /// How often deferred requests (no eligible region yet) are retried.
   duration retry_interval = std::chrono::seconds{1};
+  /// A shard handed off (rebalance, leave) is allocated again as soon as it is
+  /// released, not on its next message: remember-entities wants its entities
+  /// running again without waiting for traffic.
+  bool allocate_released_at_once = false;
 };
 
 // Durable events.

@@ -71,6 +71,16 @@ struct sharding_settings {
   /// At most this many entities run in one region (0: no limit); starting one
   /// more passivates the least recently used idle one.
   std::size_t max_active_entities = 0;
+  /// Remember-entities: the entities running in a shard (started by a command,
+  /// not passivated since) are stored in the journal and started again, without
+  /// waiting for a command, wherever the shard starts next (after a crash, a
+  /// rebalance or a leave). Off by default: it costs a journal write per entity
+  /// start and passivation.
+  bool remember_entities = false;
+  /// How many remembered entities a region starts per second (their recoveries
+  /// are further bounded by the journal's recovery permits): a failover does not
+  /// stampede the journal (Akka #20744).
+  std::size_t remembered_starts_per_second = 1000;
   /// Messages a region holds while homes are unknown or shards move (all shards).
   std::size_t buffer_size = 100000;
   /// How often the coordinator considers a rebalance round.
