@@ -114,7 +114,8 @@ struct account {
   }
 };
 
-// JSON for the codec (events are stored as CBOR of this JSON).
+// JSON for the codec (events are stored as CBOR of this JSON; commands and replies
+// travel between nodes as CBOR of it).
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(account_opened, owner)
 // A leg's transfer id is written only when there is one, and optional when read:
 // events stored before transfers existed read as plain deposits and withdrawals.
@@ -167,12 +168,14 @@ inline void register_types(troupe::codec_registry& codec) {
   codec.add<withdrawn>("bank.withdrawn");
   codec.add<account_closed>("bank.account-closed");
   codec.add<account_state>("bank.account-state");  // for snapshots
-  // Commands, so sharding can carry them to the node that hosts the account.
+  // Commands and replies, so sharding can carry them to the node that hosts the
+  // account (`done` needs no registration).
   codec.add<open_account>("bank.open-account");
   codec.add<deposit>("bank.deposit");
   codec.add<withdraw>("bank.withdraw");
   codec.add<get_balance>("bank.get-balance");
   codec.add<close_account>("bank.close-account");
+  codec.add<std::int64_t>("bank.amount");  // get_balance's reply
 }
 
 } // namespace bank

@@ -31,6 +31,9 @@ struct appended {
   std::int64_t value = 0;
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(appended, value)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(append, value)
+inline void to_json(nlohmann::json& j, const get_values&) { j = nlohmann::json::object(); }
+inline void from_json(const nlohmann::json&, get_values&) {}
 
 struct state {
   std::vector<std::int64_t> values;
@@ -58,6 +61,10 @@ inline std::unique_ptr<troupe::node> make_node(const troupe::test::temp_dir& dir
   troupe::persistence::add_config_keys(schema);
   auto codec = std::make_shared<troupe::codec_registry>();
   codec->add<appended>("test.tally-appended");
+  // Commands and replies: entities may only be spawned with them registered.
+  codec->add<append>("test.tally-append");
+  codec->add<get_values>("test.tally-get-values");
+  codec->add<std::vector<std::int64_t>>("test.tally-values");
   auto n = troupe::test::make_node({"persistence.journal.create-if-missing=true",
                                     "persistence.journal.path=" + dir.file("journal.db")},
                                    std::move(schema), troupe::node::options{codec});
