@@ -46,7 +46,9 @@ struct counter {
   }
 };
 
-// JSON for the codec; the manifests ("starter.added") are what the journal stores.
+// JSON for the codec. Events, state, commands and replies are registered under
+// stable manifests ("starter.added"): the journal stores events under them, and
+// commands and replies travel under them between nodes.
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(add, amount)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(added, amount)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(counter_state, value)
@@ -58,6 +60,7 @@ inline void register_types(troupe::codec_registry& codec) {
   codec.add<counter_state>("starter.counter-state");
   codec.add<add>("starter.add");
   codec.add<get>("starter.get");
+  codec.add<std::int64_t>("starter.value");  // get's reply: replies travel too
 }
 
 } // namespace starter
