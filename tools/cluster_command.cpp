@@ -1,9 +1,9 @@
 #include "cluster_command.hpp"
 
 #include "troupe/actors/remote/address.hpp"
+#include "troupe/cli/command_line.hpp"
 #include "troupe/membership/management_client.hpp"
 
-#include "troupe/cli/command_line.hpp"
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 

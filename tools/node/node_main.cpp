@@ -3,12 +3,12 @@
 #include "troupe/actors/config.hpp"
 #include "troupe/actors/node.hpp"
 #include "troupe/actors/remote/transport.hpp"
+#include "troupe/cli/command_line.hpp"
 #include "troupe/membership/cluster.hpp"
 #include "troupe/membership/management_endpoint.hpp"
 #include "troupe/membership/settings.hpp"
 #include "troupe/persistence/journal_service.hpp"
 
-#include "troupe/cli/command_line.hpp"
 #include <fmt/format.h>
 
 #include <condition_variable>
