@@ -60,11 +60,17 @@ int print_shards(const http_response& r) {
   if (doc["types"].empty())
     std::printf("no sharded entity types on this node\n");
   for (auto& t : doc["types"]) {
-    std::printf("%s: %zu shards allocated\n", t.value("type", "").c_str(),
-                t["allocations"].size());
-    std::printf("  %-22s %s\n", "REGION", "SHARDS");
-    for (auto& [region, count] : t["by_region"].items())
-      std::printf("  %-22s %d\n", region.c_str(), count.get<int>());
+    std::printf("%s: %zu shards allocated, %zu entities running\n", t.value("type", "").c_str(),
+                t["allocations"].size(), t.value("entities", std::size_t{0}));
+    std::printf("  %-22s %8s %8s %8s\n", "REGION", "SHARDS", "ENTITIES", "BUFFERED");
+    for (auto& r : t.value("regions", json::array())) {
+      if (r.contains("error"))
+        std::printf("  %-22s %s\n", r.value("region", "").c_str(), r.value("error", "").c_str());
+      else
+        std::printf("  %-22s %8zu %8zu %8zu\n", r.value("region", "").c_str(),
+                    r.value("shards", std::size_t{0}), r.value("entities", std::size_t{0}),
+                    r.value("buffered", std::size_t{0}));
+    }
     auto& local = t["local"];
     if (local.contains("region"))
       std::printf("  this node (%s): %zu shards, %zu entities, %zu buffered, %zu refused\n",

@@ -7,7 +7,10 @@
 #include "troupe/actors/node.hpp"
 #include "troupe/actors/node_context.hpp"
 
-#include <caf/default_attachable.hpp>
+#include <caf/all.hpp>
+
+#include <mutex>
+#include <unordered_map>
 
 namespace troupe::persistence::detail {
 
@@ -35,6 +38,54 @@ void stop_idle(entity_actor* self) {
   self->quit(caf::exit_reason::normal);
 }
 
+constexpr std::string_view owner_stopped_message = "the owner of this entity stopped";
+
+/// The live owned entities of one owner, so that the owner's end stops them all
+/// and an entity's end costs O(1). (Each entity monitoring its owner would do the
+/// same, but an actor's attachables are a list: with n entities, every entity's
+/// end scans the owner's list, and stopping a shard of n entities costs O(n²).)
+struct owned_entities {
+  std::mutex mtx;
+  std::unordered_map<caf::actor_id, caf::actor_addr> live;
+};
+
+std::mutex registry_mtx;
+
+/// Owners with live owned entities, by control block (an owner is removed from
+/// it when it ends, before its memory can be reused).
+std::unordered_map<caf::actor_control_block*, std::shared_ptr<owned_entities>>& owners() {
+  static std::unordered_map<caf::actor_control_block*, std::shared_ptr<owned_entities>> m;
+  return m;
+}
+
+/// The owned entities of `owner` (called from inside it); the first call attaches
+/// what stops them when the owner ends.
+std::shared_ptr<owned_entities> owned_by(caf::event_based_actor* owner) {
+  auto* key = caf::actor_cast<caf::actor_control_block*>(owner);
+  std::lock_guard<std::mutex> guard{registry_mtx};
+  auto& set = owners()[key];
+  if (set)
+    return set;
+  set = std::make_shared<owned_entities>();
+  owner->attach_functor([key, set] {
+    {
+      std::lock_guard<std::mutex> g{registry_mtx};
+      owners().erase(key);
+    }
+    std::unordered_map<caf::actor_id, caf::actor_addr> live;
+    {
+      std::lock_guard<std::mutex> g{set->mtx};
+      live.swap(set->live);
+    }
+    auto reason = to_caf_error(error{errc::stopped, std::string{owner_stopped_message}});
+    for (auto& [id, addr] : live)
+      if (auto a = caf::actor_cast<caf::actor>(addr))
+        a->enqueue(nullptr, caf::make_message_id(),
+                   caf::make_message(caf::exit_msg{a.address(), reason}), nullptr);
+  });
+  return set;
+}
+
 /// The stashed command as the mailbox element it arrived in: its sender, request
 /// id and forwarding stages, so whoever handles it answers the original sender.
 caf::mailbox_element_ptr to_element(stashed& s) {
@@ -47,29 +98,22 @@ caf::mailbox_element_ptr to_element(stashed& s) {
 } // namespace
 
 void watch_owner(entity_actor* self) {
-  auto& owner_addr = self->state.bp->owner;
-  if (!owner_addr)
+  if (!self->state.bp->owner)
     return;
-  auto owner = caf::actor_cast<caf::actor>(owner_addr);
-  if (!owner) {
-    self->quit(caf::exit_reason::user_shutdown);
-    return;
-  }
-  self->monitor(owner);
-  self->set_down_handler([self](caf::down_msg& dm) {
-    auto& st = self->state;
-    if (dm.source != st.bp->owner)
+  // The owner's end reaches the entity as an exit with owner_stopped_reason()
+  // (see owned_by below); any other exit ends it as usual.
+  self->set_exit_handler([self](caf::exit_msg& em) {
+    if (!em.reason)
       return;
-    st.ph = phase::stopped;
-    st.stop_reason = error{errc::stopped, fmt::format("{} stopped: its owner stopped", *st.pid)};
-    self->quit(caf::exit_reason::user_shutdown);
-  });
-  // The monitor lives in the owner: remove it when the entity ends first, or a
-  // long-lived owner (a shard) would keep one per entity it ever had.
-  self->attach_functor([owner_addr, me_addr = self->address()] {
-    if (auto o = caf::actor_cast<caf::strong_actor_ptr>(owner_addr))
-      o->get()->detach(caf::default_attachable::observe_token{me_addr,
-                                                               caf::default_attachable::monitor});
+    auto e = from_caf_error(em.reason);
+    auto& st = self->state;
+    if (e.code() == errc::stopped && e.message() == owner_stopped_message) {
+      st.ph = phase::stopped;
+      st.stop_reason = error{errc::stopped, fmt::format("{} stopped: its owner stopped", *st.pid)};
+      self->quit(caf::exit_reason::user_shutdown);
+      return;
+    }
+    self->quit(std::move(em.reason));
   });
 }
 
@@ -155,6 +199,15 @@ expected<caf::actor> spawn_owned_entity(caf::event_based_actor* owner, blueprint
                  fmt::format("{} cannot start: the node is stopping", bp->persistence_id)};
   auto a = spawn_incarnation(owner->system(), bp);
   owner->monitor(a);
+  auto set = owned_by(owner);
+  {
+    std::lock_guard<std::mutex> guard{set->mtx};
+    set->live.emplace(a.id(), a.address());
+  }
+  a->attach_functor([set, id = a.id()] {
+    std::lock_guard<std::mutex> guard{set->mtx};
+    set->live.erase(id);
+  });
   return a;
 }
 

@@ -16,6 +16,7 @@
 
 #include <caf/all.hpp>
 
+#include <future>
 #include <limits>
 #include <map>
 
@@ -153,6 +154,39 @@ expected<region_report> report(node& n, std::string_view entity_type, duration t
   return troupe::ask<region_report>(n.system(), region, timeout, detail::report_atom::value);
 }
 
+std::vector<member_report> cluster_report(node& n, std::string_view entity_type,
+                                          duration timeout) {
+  std::vector<member_report> out;
+  auto cluster = membership::cluster::of(n.system());
+  auto transport = remote::transport::of(n.system());
+  if (!cluster || !transport) {
+    auto r = report(n, entity_type, timeout);
+    out.push_back({r ? r->region : remote::node_identity{}, std::move(r)});
+    return out;
+  }
+  auto view = cluster->view();
+  std::vector<std::pair<remote::node_identity, std::future<expected<region_report>>>> asks;
+  for (auto& m : view.state->members) {
+    if (m.status != membership::member_status::up)
+      continue;
+    if (m.node == transport->identity()) {
+      asks.emplace_back(m.node, std::async(std::launch::async, [&n, entity_type, timeout] {
+                          return report(n, entity_type, timeout);
+                        }));
+      continue;
+    }
+    auto dest = transport->actor_for(m.node, detail::region_name(entity_type));
+    asks.emplace_back(m.node, std::async(std::launch::async, [&n, dest, entity_type, timeout] {
+                        return troupe::ask<region_report>(
+                          n.system(), dest, timeout,
+                          detail::region_report_request{std::string{entity_type}});
+                      }));
+  }
+  for (auto& [member, f] : asks)
+    out.push_back({member, f.get()});
+  return out;
+}
+
 expected<void> hand_off_all(node& n, std::string_view entity_type, duration timeout) {
   auto region = detail::region_of(n, entity_type);
   if (!region)
@@ -161,6 +195,12 @@ expected<void> hand_off_all(node& n, std::string_view entity_type, duration time
   if (!r)
     return std::move(r).error();
   return {};
+}
+
+void require_same_shards(membership::membership_settings& s, std::string_view entity_type,
+                         const sharding_settings& settings) {
+  s.require_equal(fmt::format("sharding.{}.number-of-shards", entity_type),
+                  std::to_string(settings.number_of_shards));
 }
 
 } // namespace troupe::sharding

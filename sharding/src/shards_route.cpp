@@ -1,11 +1,16 @@
 // GET /cluster/shards: per entity type, where every allocated shard lives (the
-// coordinator's journal: the same on every node) and what this node's region
-// hosts (its entities, buffered and refused messages).
+// coordinator's journal: the same on every node), what every up member's region
+// hosts (asked over the transport: shards and entities, cluster-wide), and what
+// this node's region hosts in detail.
 //
 //   {"types": [{"type": "account", "shards": 30,
 //               "allocations": [{"shard": 0, "region": "127.0.0.1:7001",
 //                                "incarnation": "…", "epoch": 3}, …],
 //               "by_region": {"127.0.0.1:7001": 10, …},
+//               "entities": 34,
+//               "regions": [{"region": "127.0.0.1:7001", "shards": 10, "entities": 12,
+//                            "buffered": 0, "refused": 0},
+//                           {"region": "127.0.0.1:7003", "error": "timeout: …"}, …],
 //               "local": {"region": "127.0.0.1:7002", "entities": 12, "buffered": 0,
 //                         "refused": 0, "shards": [{"shard": 4, "epoch": 2,
 //                                                   "entities": 3}, …]}}]}
@@ -52,6 +57,23 @@ nlohmann::json type_json(node& n, const std::string& type) {
   }
   t["allocations"] = std::move(allocations);
   t["by_region"] = std::move(by_region);
+  auto regions = nlohmann::json::array();
+  std::size_t entities = 0;
+  for (auto& m : cluster_report(n, type, std::chrono::seconds{2})) {
+    if (!m.report) {
+      regions.push_back({{"region", m.member.address.to_string()},
+                         {"error", m.report.error().to_string()}});
+      continue;
+    }
+    entities += m.report->entities;
+    regions.push_back({{"region", m.member.address.to_string()},
+                       {"shards", m.report->shards.size()},
+                       {"entities", m.report->entities},
+                       {"buffered", m.report->buffered},
+                       {"refused", m.report->refused}});
+  }
+  t["entities"] = entities;
+  t["regions"] = std::move(regions);
   if (auto r = report(n, type, std::chrono::seconds{2})) {
     auto shards = nlohmann::json::array();
     for (auto& s : r->shards)

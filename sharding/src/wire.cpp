@@ -8,18 +8,18 @@ namespace {
 
 using nlohmann::json;
 
-json payload_json(const wire_payload& p) {
-  return json{{"m", p.manifest}, {"v", p.version}, {"d", json::binary(p.data)}};
+json payload_json(const persistence::encoded_message& p) {
+  return json{{"m", p.manifest}, {"v", p.version}, {"d", json::binary(p.payload)}};
 }
 
-wire_payload payload_from(const json& j) {
-  wire_payload p;
+persistence::encoded_message payload_from(const json& j) {
+  persistence::encoded_message p;
   p.manifest = j.at("m").get<std::string>();
   p.version = j.at("v").get<std::uint32_t>();
   auto& d = j.at("d");
   if (!d.is_binary())
     throw std::invalid_argument("payload bytes must be a byte string");
-  p.data = d.get_binary();
+  p.payload = d.get_binary();
   return p;
 }
 
@@ -46,10 +46,58 @@ void from_json(const json& j, entity_response& r) {
   r.reply = payload_from(j.at("r"));
 }
 
+void to_json(json& j, const region_report_request& r) {
+  j = json{{"t", r.entity_type}};
+}
+
+void from_json(const json& j, region_report_request& r) {
+  r.entity_type = j.at("t").get<std::string>();
+}
+
+} // namespace troupe::sharding::detail
+
+namespace troupe::sharding {
+
+void to_json(nlohmann::json& j, const region_report& r) {
+  auto shards = nlohmann::json::array();
+  for (auto& s : r.shards)
+    shards.push_back(nlohmann::json::array({s.id, s.epoch, s.entities}));
+  j = nlohmann::json{{"t", r.entity_type},
+                     {"r", r.region.address},
+                     {"i", r.region.incarnation},
+                     {"s", std::move(shards)},
+                     {"e", r.entities},
+                     {"b", r.buffered},
+                     {"x", r.refused}};
+}
+
+void from_json(const nlohmann::json& j, region_report& r) {
+  r.entity_type = j.at("t").get<std::string>();
+  r.region.address = j.at("r").get<remote::node_address>();
+  r.region.incarnation = j.at("i").get<std::uint64_t>();
+  r.shards.clear();
+  for (auto& s : j.at("s"))
+    r.shards.push_back({s.at(0).get<shard_id>(), s.at(1).get<std::uint64_t>(),
+                        s.at(2).get<std::size_t>()});
+  r.entities = j.at("e").get<std::size_t>();
+  r.buffered = j.at("b").get<std::size_t>();
+  r.refused = j.at("x").get<std::uint64_t>();
+}
+
+} // namespace troupe::sharding
+
+namespace troupe::sharding::detail {
+
 expected<void> add_wire_types(node& n) {
   if (auto r = remote::add_troupe_message_type<entity_request>(n, "troupe.sharding.entity-request"); !r)
     return r;
-  return remote::add_troupe_message_type<entity_response>(n, "troupe.sharding.entity-response");
+  if (auto r = remote::add_troupe_message_type<entity_response>(n, "troupe.sharding.entity-response"); !r)
+    return r;
+  if (auto r = remote::add_troupe_message_type<region_report_request>(
+        n, "troupe.sharding.region-report-request");
+      !r)
+    return r;
+  return remote::add_troupe_message_type<region_report>(n, "troupe.sharding.region-report");
 }
 
 std::string region_name(std::string_view entity_type) {
@@ -70,6 +118,10 @@ std::string coordinator_singleton(std::string_view entity_type) {
 
 std::string coordinator_persistence_id(std::string_view entity_type) {
   return fmt::format("troupe.sharding-coordinator|{}", entity_type);
+}
+
+std::string shard_fence_key(std::string_view entity_type, shard_id shard) {
+  return fmt::format("{}/shard-{}", entity_type, shard);
 }
 
 persistence::event_record to_record(const coordinator_event& e, std::string persistence_id,

@@ -11,7 +11,8 @@
 #include "troupe/actors/expected.hpp"
 #include "troupe/persistence/journal.hpp"
 #include "troupe/sharding/coordinator_core.hpp"
-#include "troupe/sharding/entity_protocol.hpp"
+#include "troupe/sharding/sharding.hpp"
+#include "troupe/persistence/detail/message_codec.hpp"
 
 #include <caf/allowed_unsafe_message_type.hpp>
 
@@ -24,24 +25,37 @@ namespace troupe {
 class node;
 } // namespace troupe
 
+namespace troupe::sharding {
+// region_report on the wire (cluster_report).
+void to_json(nlohmann::json& j, const region_report& r);
+void from_json(const nlohmann::json& j, region_report& r);
+} // namespace troupe::sharding
+
 namespace troupe::sharding::detail {
 
 struct entity_request {
   std::string entity_type;
   std::string entity_id;
-  wire_payload command;
+  persistence::encoded_message command;
   std::uint32_t hops = 0;
   std::int64_t timeout_ms = 0;
 };
 
 struct entity_response {
-  wire_payload reply;
+  persistence::encoded_message reply;
+};
+
+/// Asks another node's region for its region_report (cluster_report).
+struct region_report_request {
+  std::string entity_type;
 };
 
 void to_json(nlohmann::json& j, const entity_request& r);
 void from_json(const nlohmann::json& j, entity_request& r);
 void to_json(nlohmann::json& j, const entity_response& r);
 void from_json(const nlohmann::json& j, entity_response& r);
+void to_json(nlohmann::json& j, const region_report_request& r);
+void from_json(const nlohmann::json& j, region_report_request& r);
 
 /// Registers the request and response with the node's transport codec; idempotent.
 expected<void> add_wire_types(node& n);
@@ -68,3 +82,4 @@ expected<coordinator_event> from_record(const persistence::event_record& r);
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::sharding::detail::entity_request)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::sharding::detail::entity_response)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::sharding::detail::region_report_request)

@@ -240,3 +240,31 @@ TEST_CASE("entity: spawning checks that every command and reply type is register
   CHECK(fx::contains(e.error().message(), "fx::add"));
   CHECK(fx::contains(e.error().message(), "counter|c1"));
 }
+
+TEST_CASE("owned entity: it stops when its owner stops, and another owner's entities run on") {
+  owned_fixture f;
+  auto first = f.spawn({"o1", {}, {}});
+  REQUIRE(first.ask(fx::add{1}, 10s));
+  // A second owner, whose entity must not be affected.
+  owner_log more;
+  auto owner2 = f.n->spawn("owner-2", owner_behavior, &more);
+  REQUIRE(owner2);
+  caf::scoped_actor watcher{f.n->system()};
+  watcher->monitor(first.actor());
+  caf::anon_send_exit(f.owner, caf::exit_reason::user_shutdown);
+  bool down = false;
+  watcher->receive([&](caf::down_msg& dm) {
+    down = true;
+    CHECK(dm.source == first.actor().address());
+  }, caf::after(std::chrono::seconds{10}) >> [] {});
+  CHECK(down);
+  auto after = first.ask(fx::get{}, 10s);
+  REQUIRE_FALSE(after);
+  CHECK(after.error().code() == errc::actor_down);
+  // The other owner's entities are not affected.
+  caf::anon_send(*owner2, spawn_it{"o2", {}, {}});
+  auto second = more.spawned.get_future().get();
+  REQUIRE(second.ask(fx::add{2}, 10s));
+  CHECK(*second.ask(fx::get{}, 10s) == 2);
+  caf::anon_send_exit(*owner2, caf::exit_reason::user_shutdown);
+}

@@ -1,0 +1,101 @@
+// sharded_persist: durable persists of event-sourced entities reached through
+// sharding, versus the same entities reached directly (persistence::entity_ref), in
+// the same run on the same node and SQLite journal (WAL + synchronous=FULL).
+//
+// One node in a one-node cluster, the bank's account type sharded over 100 shards.
+// 10,000 accounts per side ("acct-k" through sharding, "direct-k" spawned with
+// spawn_entity) are opened first; then 20 asking actors keep 50 deposits each in
+// flight (1,000 in flight) over random accounts of one side, and acknowledged
+// deposits per second are counted. The sides are measured in alternating windows
+// (direct, sharded, direct, sharded) and each side's best window is reported, so
+// both see the same machine. Bar (issue 11): ratio >= 0.9.
+#include "sharded_bench.hpp"
+
+#include "troupe/persistence/entity.hpp"
+
+#include <algorithm>
+
+namespace {
+
+using namespace troupe::bench::sharded;
+
+constexpr int entities = 10'000;
+constexpr int askers = 20;
+constexpr int window = 50;
+
+/// Runs `askers` actors asking with `ask` for `seconds`; returns asks/s.
+double rate(troupe::node& n, const ask_fn& ask, double seconds) {
+  auto c = std::make_shared<counters>();
+  std::vector<caf::actor> actors;
+  for (int i = 0; i < askers; ++i)
+    actors.push_back(n.system().spawn(asker, c, ask, entities, window, false));
+  auto r = measure(*c, seconds);
+  for (auto& a : actors)
+    caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  if (c->failed.load() > 0)
+    troupe::bench::die(fmt::format("sharded_persist: {} asks failed", c->failed.load()));
+  return r;
+}
+
+/// Opens every account of one side (each until acknowledged), `window` at a time.
+void open_all(troupe::node& n, const ask_fn& open) {
+  auto c = std::make_shared<counters>();
+  auto a = n.system().spawn(asker, c, open, entities, 500, true);
+  while (c->done.load() + c->failed.load() < static_cast<std::uint64_t>(entities))
+    std::this_thread::sleep_for(20ms);
+  caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  if (c->failed.load() > 0)
+    troupe::bench::die("sharded_persist: opening the accounts failed");
+}
+
+std::vector<troupe::bench::result> run(const troupe::bench::options& opts) {
+  troupe::bench::scratch_dir dir;
+  troupe::sharding::sharding_settings s;
+  auto node = start_node(s, (dir.path / "journal.db").string());
+  using bank::account;
+  auto sharded = std::make_shared<std::vector<troupe::sharding::entity_ref<account>>>();
+  auto direct = std::make_shared<std::vector<troupe::persistence::entity_ref<account>>>();
+  for (int k = 0; k < entities; ++k) {
+    sharded->push_back(troupe::sharding::entity_for<account>(*node, fmt::format("acct-{}", k)));
+    auto d = troupe::persistence::spawn_entity<account>(*node, fmt::format("direct-{}", k));
+    if (!d)
+      troupe::bench::die(d.error().to_string());
+    direct->push_back(*d);
+  }
+  auto sharded_ask = [sharded](auto cmd) {
+    return ask_fn{[sharded, cmd](caf::event_based_actor* self, int k, std::function<void(bool)> done) {
+      (*sharded)[static_cast<std::size_t>(k)].ask(
+        self, cmd, 30s, [done](auto r) { done(static_cast<bool>(r)); });
+    }};
+  };
+  auto direct_ask = [direct](auto cmd) {
+    return ask_fn{[direct, cmd](caf::event_based_actor* self, int k, std::function<void(bool)> done) {
+      troupe::ask<troupe::persistence::done>(self, (*direct)[static_cast<std::size_t>(k)], 30s, cmd)
+        .then([done](troupe::expected<troupe::persistence::done> r) { done(static_cast<bool>(r)); });
+    }};
+  };
+  open_all(*node, sharded_ask(bank::open_account{"bench"}));
+  open_all(*node, direct_ask(bank::open_account{"bench"}));
+  auto window_seconds = std::max(1.0, opts.seconds / 2);
+  double best_direct = 0;
+  double best_sharded = 0;
+  for (int round = 0; round < 2; ++round) {
+    best_direct = std::max(best_direct, rate(*node, direct_ask(bank::deposit{1, ""}), window_seconds));
+    best_sharded = std::max(best_sharded, rate(*node, sharded_ask(bank::deposit{1, ""}), window_seconds));
+  }
+  node->shutdown();
+  troupe::bench::result r;
+  r.bench = "sharded_persist";
+  r.unit = "events/s";
+  r.troupe = best_sharded;
+  r.baseline = best_direct;
+  r.extra = {{"entities", entities}, {"in_flight", askers * window}, {"journal", "sqlite WAL+FULL"}};
+  return {r};
+}
+
+} // namespace
+
+TROUPE_BENCHMARK("sharded_persist",
+                 "durable persists through sharding vs the same entities reached directly "
+                 "(SQLite WAL+FULL)",
+                 run);
