@@ -17,7 +17,7 @@ mutation-check:
 FUZZ_SECONDS ?= 60
 .PHONY: fuzz
 fuzz:
-	@scripts/install-deps.sh
+	@scripts/install-deps.sh --fuzz
 	@cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 	@cmake --build build --target troupe-fuzz-wire
 	@mkdir -p build/fuzz/corpus
@@ -28,7 +28,7 @@ fuzz:
 # with libFuzzer for FUZZ_SECONDS; new inputs go to build/fuzz/rows-corpus.
 .PHONY: fuzz-journal
 fuzz-journal:
-	@scripts/install-deps.sh
+	@scripts/install-deps.sh --fuzz
 	@cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 	@cmake --build build --target troupe-fuzz-journal-rows
 	@mkdir -p build/fuzz/rows-corpus

@@ -1,10 +1,14 @@
 // troupe-bench NAME [--seconds S] | troupe-bench all [--seconds S] | troupe-bench list
+// (--help lists the benchmarks; the command-line rules: tools/cli/troupe/cli/command_line.hpp)
 #include "harness.hpp"
+
+#include "troupe/cli/command_line.hpp"
+
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <cstring>
 #include <map>
 #include <string>
 
@@ -67,28 +71,27 @@ double percentile(std::vector<double>& samples, double p) {
 
 int main(int argc, char** argv) {
   using namespace troupe::bench;
-  auto usage = [] {
-    std::fprintf(stderr, "usage: troupe-bench NAME|all|list [--seconds S]\nbenchmarks:\n");
-    for (auto& [name, e] : registry())
-      std::fprintf(stderr, "  %-24s %s\n", name.c_str(), e.description.c_str());
-    return 2;
-  };
-  if (argc < 2)
-    return usage();
-  std::string what = argv[1];
-  options opts;
-  for (int i = 2; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) {
-      opts.seconds = std::atof(argv[++i]);
-      if (opts.seconds <= 0) {
-        std::fprintf(stderr, "troupe-bench: --seconds needs a positive number\n");
-        return 2;
-      }
-    } else {
-      std::fprintf(stderr, "troupe-bench: unknown argument '%s'\n", argv[i]);
-      return usage();
-    }
+  std::vector<std::string> known{"all", "list"};
+  std::string footer = "Benchmarks:";
+  for (auto& [name, e] : registry()) {
+    known.push_back(name);
+    footer += fmt::format("\n  {:<24} {}", name, e.description);
   }
+  CLI::App app{"troupe's benchmarks: one JSON line per figure (troupe, raw baseline, ratio; "
+               "docs/benchmarks.md).",
+               "troupe-bench"};
+  troupe::cli::apply_conventions(app);
+  std::string what;
+  options opts;
+  app.add_option("NAME", what, "A benchmark, 'all', or 'list' (their names)")->required();
+  troupe::cli::add_number(app, "--seconds", opts.seconds, 0.01, 3600,
+                          "Target duration of each measured phase");
+  app.footer(footer);
+  if (auto rc = troupe::cli::parse(app, argc, argv))
+    return *rc;
+  if (std::find(known.begin(), known.end(), what) == known.end())
+    return troupe::cli::usage_error(app, fmt::format("no benchmark named '{}'{}", what,
+                                                     troupe::cli::did_you_mean(what, known)));
   if (what == "list") {
     for (auto& [name, e] : registry())
       std::printf("%s\n", name.c_str());
@@ -98,11 +101,8 @@ int main(int argc, char** argv) {
   if (what == "all") {
     for (auto& [name, e] : registry())
       names.push_back(name);
-  } else if (registry().count(what)) {
-    names.push_back(what);
   } else {
-    std::fprintf(stderr, "troupe-bench: no benchmark named '%s'\n", what.c_str());
-    return usage();
+    names.push_back(what);
   }
   for (auto& name : names) {
     for (auto& r : registry()[name].fn(opts)) {

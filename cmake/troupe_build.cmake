@@ -83,18 +83,33 @@ function(troupe_add_layer name)
   file(GLOB_RECURSE sources CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/src/*.cpp)
   add_library(${name} STATIC ${sources})
   target_include_directories(${name}
-    PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/include
+    PUBLIC $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/include>
     PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/src)
-  target_link_libraries(${name} PUBLIC troupe_build_flags ${arg_DEPENDS})
+  troupe_link_library(${name} ${arg_DEPENDS})
   troupe_use_caf_pch(${name})
 endfunction()
 
-# troupe_header_check: compiles every public header on its own (one generated
+# troupe_link_library(<target> [dependencies...])
+# Links a library troupe installs (cmake/troupe_install.cmake): troupe's compile
+# flags (warnings, -Werror, sanitizers) only while troupe builds it, the
+# dependencies for everyone who links it. `troupe::<name without troupe_>` is its
+# name in the installed package and, as an alias, for add_subdirectory(troupe).
+function(troupe_link_library name)
+  target_link_libraries(${name} PUBLIC $<BUILD_INTERFACE:troupe_build_flags>
+                        Threads::Threads CAF::io nlohmann_json::nlohmann_json fmt::fmt ${ARGN})
+  target_compile_features(${name} PUBLIC cxx_std_20)
+  string(REGEX REPLACE "^troupe_" "" short ${name})
+  set_target_properties(${name} PROPERTIES EXPORT_NAME ${short})
+  add_library(troupe::${short} ALIAS ${name})
+  set_property(GLOBAL APPEND PROPERTY TROUPE_INSTALLED_LIBRARIES ${name})
+endfunction()
+
+# troupe_header_check: compiles every public header (the installed ones) on its own (one generated
 # translation unit per header, without the PCH), so that each header includes what
 # it uses. Not part of `all`: run `./run check-headers`.
 function(troupe_add_header_check)
   set(sources)
-  foreach(layer actors persistence membership sharding streams)
+  foreach(layer actors persistence membership sharding streams tools/cli tools/node)
     file(GLOB_RECURSE headers ${PROJECT_SOURCE_DIR}/${layer}/include/*.hpp)
     foreach(h ${headers})
       file(RELATIVE_PATH rel ${PROJECT_SOURCE_DIR}/${layer}/include ${h})
@@ -106,7 +121,7 @@ function(troupe_add_header_check)
   endforeach()
   add_library(troupe_header_check OBJECT EXCLUDE_FROM_ALL ${sources})
   target_link_libraries(troupe_header_check PRIVATE troupe_build_flags)
-  foreach(layer actors persistence membership sharding streams)
+  foreach(layer actors persistence membership sharding streams cli node_main)
     if(TARGET troupe_${layer})
       target_include_directories(troupe_header_check PRIVATE
         $<TARGET_PROPERTY:troupe_${layer},INTERFACE_INCLUDE_DIRECTORIES>)

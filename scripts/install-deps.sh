@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages troupe needs to build, test and benchmark.
 # Idempotent and quiet: prints nothing and touches nothing when all are present.
+#
+#   scripts/install-deps.sh          what the libraries, tools, samples and tests need
+#   scripts/install-deps.sh --fuzz   also clang + libFuzzer, for the optional fuzzer
+#                                    targets (without clang they are skipped)
 set -euo pipefail
 
 packages=(
@@ -13,8 +17,11 @@ packages=(
   libfmt-dev            # log formatting
   doctest-dev           # tests
   libcli11-dev          # command-line parsing of every troupe binary
-  clang libclang-rt-14-dev  # libFuzzer targets (optional build, corpus replay runs with g++)
+  pkg-config            # the install test checks troupe.pc
 )
+if [ "${1:-}" = "--fuzz" ]; then
+  packages+=(clang libclang-rt-14-dev)  # libFuzzer targets (corpus replay runs with g++)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -1,9 +1,9 @@
 #include "cluster_command.hpp"
 
 #include "troupe/actors/remote/address.hpp"
+#include "troupe/cli/command_line.hpp"
 #include "troupe/membership/management_client.hpp"
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -86,6 +86,7 @@ int print_shards(const http_response& r) {
 int cluster_command(const std::vector<std::string>& args) {
   CLI::App app{"Inspect and steer a running cluster through a node's management endpoint.",
                "troupe cluster"};
+  cli::apply_conventions(app);
   app.require_subcommand(1);
   std::string http_address;
   std::string address;
@@ -103,25 +104,14 @@ int cluster_command(const std::vector<std::string>& args) {
   auto down = app.add_subcommand("down", "Mark a member down (it stops; the cluster removes it)");
   add_common(down);
   down->add_option("--address", address, "The member to down, HOST:PORT")->required();
-  std::vector<std::string> reversed{args.rbegin(), args.rend()};
-  try {
-    app.parse(reversed);
-  } catch (const CLI::Success& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    std::fprintf(stderr, "troupe cluster: %s (see troupe cluster --help)\n", e.what());
-    return 2;
-  }
+  if (auto rc = cli::parse(app, args))
+    return *rc;
   auto at = remote::node_address::parse(http_address);
-  if (!at) {
-    std::fprintf(stderr, "troupe cluster: --http: %s\n", at.error().message().c_str());
-    return 2;
-  }
+  if (!at)
+    return cli::usage_error(app, "--http: " + at.error().message());
   if (!address.empty())
-    if (auto a = remote::node_address::parse(address); !a) {
-      std::fprintf(stderr, "troupe cluster: --address: %s\n", a.error().message().c_str());
-      return 2;
-    }
+    if (auto a = remote::node_address::parse(address); !a)
+      return cli::usage_error(app, "--address: " + a.error().message());
   auto r = members->parsed()  ? management_call(*at, "GET", "/cluster/members")
            : shards->parsed() ? management_call(*at, "GET", "/cluster/shards")
              : management_call(*at, "POST", leave->parsed() ? "/cluster/leave" : "/cluster/down",

@@ -2,19 +2,19 @@
 
 #include "journal_db.hpp"
 
-#include <charconv>
+#include "troupe/cli/command_line.hpp"
+
+#include <fmt/ranges.h>
+
 #include <filesystem>
+#include <limits>
 #include <optional>
 
 namespace troupe::tools {
 
 namespace {
 
-constexpr const char* usage_line =
-  "usage: troupe journal list|events|verify|stats|create --db FILE [--id ID] [--tag T] "
-  "[--from-offset N] [--limit N]";
-
-struct cli {
+struct journal_args {
   std::string command;
   std::string db;
   std::optional<std::string> id;
@@ -28,61 +28,59 @@ struct output {
   std::FILE* err;
 };
 
-int usage(const output& o, const std::string& why) {
-  std::fprintf(o.err, "troupe journal: %s\n%s\n", why.c_str(), usage_line);
-  return 2;
+constexpr std::int64_t int64_max = std::numeric_limits<std::int64_t>::max();
+
+/// The `troupe journal` command line; fills `c` when parsed.
+void describe(CLI::App& app, journal_args& c) {
+  cli::apply_conventions(app);
+  app.require_subcommand(1);
+  app.footer("Every command but create opens the journal read-only. Exit codes: 0 ok, "
+             "1 failure (or problems found by verify), 2 usage error.");
+  auto add = [&](const char* name, const char* help) {
+    auto* sub = app.add_subcommand(name, help);
+    sub->add_option("--db", c.db, "The SQLite journal file")->required()->type_name("FILE");
+    sub->parse_complete_callback([&c, name] { c.command = name; });
+    return sub;
+  };
+  add("list", "Persistence ids with event counts and highest sequence number");
+  auto* events = add("events", "Events as JSON lines (payloads rendered from CBOR)");
+  events->add_option("--id", c.id,
+                     "Only this entity: its id (cart-1) or persistence id (cart|cart-1)");
+  events->add_option("--tag", c.tag, "Only events with this tag")->excludes("--id");
+  cli::add_integer(*events, "--from-offset", c.from_offset, 0, int64_max,
+                   "Only events after this offset");
+  cli::add_integer(*events, "--limit", c.limit, 0, int64_max, "At most this many events");
+  add("verify", "Sequence gaps, orphaned events and snapshots, damaged or undecodable rows, "
+                "invalid UTF-8; exit 1 when problems exist");
+  add("stats", "Counts, sizes, ids, tags, page size, WAL settings");
+  add("create", "A new, empty journal (the explicit creation a node needs before its first "
+                "start)");
 }
 
-std::optional<std::int64_t> number(const std::string& text) {
-  std::int64_t x = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), x);
-  if (ec != std::errc{} || end != text.data() + text.size())
-    return std::nullopt;
-  return x;
-}
-
-std::optional<cli> parse(const std::vector<std::string>& args, const output& o, int& status) {
-  cli c;
-  if (args.empty()) {
-    status = usage(o, "no command");
-    return std::nullopt;
+/// `--id X` names a persistence id "TYPE|X" or, with a '|', one persistence id.
+/// An entity id matching several types is ambiguous; the id used is reported.
+expected<void> resolve_id(journal_db& d, journal_args& c, const output& o) {
+  if (!c.id || c.id->find('|') != std::string::npos)
+    return {};
+  std::vector<std::string> matches;
+  auto ok = d.each("SELECT name FROM persistence_ids WHERE substr(name, instr(name, '|') + 1) = ?1 "
+                   "AND instr(name, '|') > 0 ORDER BY name",
+                   {*c.id}, [&](sqlite3_stmt* s) { matches.push_back(journal_db::column_text(s, 0)); });
+  if (!ok)
+    return ok;
+  if (matches.size() > 1)
+    return error{errc::invalid_argument,
+                 fmt::format("--id '{}' is ambiguous: {}; give the persistence id TYPE|ID", *c.id,
+                             fmt::join(matches, ", "))};
+  if (matches.empty()) {
+    std::fprintf(o.err, "troupe journal: note: no persistence id '{TYPE}|%s' in the journal\n",
+                 c.id->c_str());
+    return {};
   }
-  c.command = args[0];
-  for (std::size_t i = 1; i < args.size(); ++i) {
-    auto& a = args[i];
-    if (a != "--db" && a != "--id" && a != "--tag" && a != "--from-offset" && a != "--limit") {
-      status = usage(o, "unknown argument '" + a + "'");
-      return std::nullopt;
-    }
-    if (i + 1 >= args.size()) {
-      status = usage(o, a + " needs a value");
-      return std::nullopt;
-    }
-    auto& v = args[++i];
-    if (a == "--db") {
-      c.db = v;
-    } else if (a == "--id") {
-      c.id = v;
-    } else if (a == "--tag") {
-      c.tag = v;
-    } else {
-      auto x = number(v);
-      if (!x) {
-        status = usage(o, a + " needs a number (got '" + v + "')");
-        return std::nullopt;
-      }
-      (a == "--from-offset" ? c.from_offset : c.limit) = *x;
-    }
-  }
-  if (c.db.empty()) {
-    status = usage(o, "--db FILE is required");
-    return std::nullopt;
-  }
-  if (c.id && c.tag) {
-    status = usage(o, "use either --id or --tag");
-    return std::nullopt;
-  }
-  return c;
+  std::fprintf(o.err, "troupe journal: note: --id '%s' is persistence id '%s'\n", c.id->c_str(),
+               matches.front().c_str());
+  c.id = matches.front();
+  return {};
 }
 
 expected<int> list(journal_db& d, const output& o) {
@@ -123,7 +121,7 @@ json tags_json(sqlite3_stmt* s, int i) {
 /// One JSON line per event: every column as stored (text that is not UTF-8
 /// rendered with \xNN escapes), the payload rendered from CBOR. Events whose
 /// persistence id row is missing show "persistence_id": null and their row number.
-expected<int> events(journal_db& d, const cli& c, const output& o) {
+expected<int> events(journal_db& d, const journal_args& c, const output& o) {
   std::string sql =
     "SELECT e.ordering, p.name, e.seq, e.manifest, e.version, e.tags, e.writer, e.timestamp_ms, "
     "e.payload, e.pid FROM events e LEFT JOIN persistence_ids p ON p.id = e.pid "
@@ -208,7 +206,7 @@ expected<int> stats(journal_db& d, const output& o) {
 }
 
 /// `create`: a new, empty journal (the explicit creation the node asks for).
-int create(const cli& c, const output& o) {
+int create(const journal_args& c, const output& o) {
   std::error_code ec;
   if (std::filesystem::exists(c.db, ec) && std::filesystem::file_size(c.db, ec) > 0) {
     std::fprintf(o.err, "troupe journal: '%s' exists and is not empty; create makes new journals "
@@ -229,33 +227,27 @@ int create(const cli& c, const output& o) {
   return 0;
 }
 
-expected<int> run(journal_db& d, const cli& c, const output& o) {
+expected<int> run(journal_db& d, const journal_args& c, const output& o) {
   if (c.command == "list")
     return list(d, o);
-  if (c.command == "events")
-    return events(d, c, o);
+  if (c.command == "events") {
+    auto resolved = c;
+    if (auto ok = resolve_id(d, resolved, o); !ok)
+      return std::move(ok).error();
+    return events(d, resolved, o);
+  }
   if (c.command == "verify")
     return verify_journal(d, o.out);
   return stats(d, o);
 }
 
-} // namespace
-
-int journal_command(const std::vector<std::string>& args, std::FILE* out, std::FILE* err) {
-  output o{out, err};
-  int status = 0;
-  auto c = parse(args, o, status);
-  if (!c)
-    return status;
-  if (c->command == "create")
-    return create(*c, o);
-  if (c->command != "list" && c->command != "events" && c->command != "verify"
-      && c->command != "stats")
-    return usage(o, "unknown command '" + c->command + "'");
+/// Every command but create: opens the journal read-only.
+int inspect(const journal_args& c, const output& o) {
+  auto* err = o.err;
   // Checks that the file exists and is a troupe journal of a known version, and
   // how it can be read (immutable on read-only storage).
   persistence::sqlite_options opts;
-  opts.path = c->db;
+  opts.path = c.db;
   opts.read_only = true;
   auto journal = persistence::sqlite_journal::open(opts);
   if (!journal) {
@@ -268,14 +260,28 @@ int journal_command(const std::vector<std::string>& args, std::FILE* out, std::F
     std::fprintf(err, "troupe journal: note: '%s' is on read-only storage; opened it with "
                       "SQLite's immutable mode (no locks; it has no -wal file, so nothing is "
                       "missed, but do not run this while a process writes the file)\n",
-                 c->db.c_str());
+                 c.db.c_str());
   auto d = journal_db::open(used);
-  auto result = d ? run(**d, *c, o) : expected<int>{d.error()};
+  auto result = d ? run(**d, c, o) : expected<int>{d.error()};
   if (!result) {
     std::fprintf(err, "troupe journal: %s\n", result.error().to_string().c_str());
     return 1;
   }
   return *result;
+}
+
+} // namespace
+
+int journal_command(const std::vector<std::string>& args, std::FILE* out, std::FILE* err) {
+  output o{out, err};
+  journal_args c;
+  CLI::App app{"Inspect a troupe SQLite journal without the entities' types.", "troupe journal"};
+  describe(app, c);
+  if (auto rc = cli::parse(app, args, out, err))
+    return *rc;
+  if (c.command == "create")
+    return create(c, o);
+  return inspect(c, o);
 }
 
 } // namespace troupe::tools

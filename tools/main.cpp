@@ -1,10 +1,12 @@
-// troupe: the command-line tool.
+// troupe: the command-line tool (`troupe --help`, `troupe journal --help`, ...).
 //   troupe journal list|events|verify|stats|create --db FILE [options]
-//   troupe cluster members|leave|down --http HOST:PORT [--address HOST:PORT]
+//   troupe cluster members|shards|leave|down --http HOST:PORT [--address HOST:PORT]
+// Exit codes: 0 ok, 1 failure, 2 usage error (tools/cli/troupe/cli/command_line.hpp).
 #include "cluster_command.hpp"
 #include "journal_command.hpp"
 
-#include <cstdio>
+#include "troupe/cli/command_line.hpp"
+
 #include <string>
 #include <vector>
 
@@ -14,17 +16,13 @@ int main(int argc, char** argv) {
     return troupe::tools::journal_command({args.begin() + 1, args.end()});
   if (!args.empty() && args[0] == "cluster")
     return troupe::tools::cluster_command({args.begin() + 1, args.end()});
-  std::fprintf(stderr,
-               "usage: troupe journal list|events|verify|stats|create --db FILE [options]\n"
-               "  list                       persistence ids with event counts and highest seq\n"
-               "  events [--id ID] [--tag T] [--from-offset N] [--limit N]\n"
-               "                             events as JSON lines (payloads rendered from CBOR)\n"
-               "  verify                     sequence gaps, orphaned events and snapshots,\n"
-               "                             damaged or undecodable rows, invalid UTF-8;\n"
-               "                             exit 1 when problems exist\n"
-               "  stats                      counts, sizes, ids, tags, page size, WAL settings\n"
-               "  create                     a new, empty journal (the explicit creation a\n"
-               "                             node needs before its first start)\n"
-               "       troupe cluster members|leave|down --http HOST:PORT [--address HOST:PORT]\n");
-  return 2;
+  CLI::App app{"Inspect troupe journals and steer troupe clusters.", "troupe"};
+  troupe::cli::apply_conventions(app);
+  app.require_subcommand(1);
+  app.add_subcommand("journal", "Inspect a SQLite journal (troupe journal --help)");
+  app.add_subcommand("cluster", "Inspect and steer a running cluster (troupe cluster --help)");
+  app.footer("Exit codes: 0 ok, 1 failure, 2 usage error.");
+  if (auto rc = troupe::cli::parse(app, args))
+    return *rc;
+  return troupe::cli::exit_usage;  // not reached: a subcommand is required
 }

@@ -26,7 +26,7 @@
 #include "troupe/persistence/journal_service.hpp"
 #include "troupe/persistence/sqlite_journal.hpp"
 
-#include <CLI/CLI.hpp>
+#include "troupe/cli/command_line.hpp"
 #include <fmt/format.h>
 
 #include <arpa/inet.h>
@@ -49,9 +49,9 @@ namespace fs = std::filesystem;
 namespace {
 
 struct options {
-  int accounts = 100;
-  int transfers = 3000;
-  int workers = 8;
+  std::int64_t accounts = 100;
+  std::int64_t transfers = 3000;
+  std::int64_t workers = 8;
   bool kill = true;
   std::string dir;
 };
@@ -148,7 +148,7 @@ struct run_state {
 
 void transfer_worker(troupe::node& client, const options& o, run_state& st, unsigned seed) {
   std::mt19937 rng{seed};
-  std::uniform_int_distribution<int> pick{0, o.accounts - 1};
+  std::uniform_int_distribution<int> pick{0, static_cast<int>(o.accounts) - 1};
   std::uniform_int_distribution<int> amount{1, 200};
   for (;;) {
     auto n = st.started++;
@@ -340,16 +340,14 @@ int main(int argc, char** argv) {
   CLI::App app{"The sharded bank on a 3-node cluster: transfers, a node killed part-way, and an "
                "audit from the journal.",
                "troupe-bank-demo"};
-  app.add_option("--accounts", o.accounts, "Accounts to open")->check(CLI::Range(2, 100000));
-  app.add_option("--transfers", o.transfers, "Transfers to make")->check(CLI::Range(1, 10000000));
-  app.add_option("--workers", o.workers, "Client threads driving transfers")->check(CLI::Range(1, 256));
+  troupe::cli::apply_conventions(app);
+  troupe::cli::add_integer(app, "--accounts", o.accounts, 2, 100000, "Accounts to open");
+  troupe::cli::add_integer(app, "--transfers", o.transfers, 1, 10000000, "Transfers to make");
+  troupe::cli::add_integer(app, "--workers", o.workers, 1, 256, "Client threads driving transfers");
   app.add_flag("!--no-kill", o.kill, "Do not kill a node part-way");
   app.add_option("--dir", o.dir, "Where the journal and the node logs go (default: a new temp dir)");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
+  if (auto rc = troupe::cli::parse(app, argc, argv))
+    return *rc;
   ::signal(SIGPIPE, SIG_IGN);
   auto self_dir = fs::canonical("/proc/self/exe").parent_path();
   return run(o, self_dir);

@@ -15,6 +15,7 @@
 #include "troupe/actors/ask.hpp"
 #include "troupe/actors/node.hpp"
 #include "troupe/actors/supervisor.hpp"
+#include "troupe/command_line.hpp"
 
 #include <caf/all.hpp>
 
@@ -81,16 +82,14 @@ int restarts_of(caf::actor_system& sys, const caf::actor& sup, const std::string
 } // namespace
 
 int main(int argc, char** argv) {
-  std::vector<std::string> rest;
-  auto cfg = troupe::config::load(troupe::node_config_keys(), argc, argv, &rest);
-  if (!cfg) {
-    std::fprintf(stderr, "troupe-demo: %s\n", cfg.error().to_string().c_str());
-    return 2;
-  }
-  if (!rest.empty()) {
-    std::fprintf(stderr, "troupe-demo: unexpected argument '%s'\n", rest.front().c_str());
-    return 2;
-  }
+  auto cl = troupe::parse_command_line(
+    troupe::node_config_keys(), argc, argv,
+    {"troupe-demo", "A supervised actor tree that survives crashes: feeds lines through it "
+                    "while some of them crash actors, and checks what the clients see. Exits 0 "
+                    "on success."});
+  if (!cl.config)
+    return cl.exit_code;
+  auto& cfg = cl.config;
   (void) cfg->set_text("node.name", "demo");
   auto started = troupe::node::start(std::move(*cfg));
   if (!started) {

@@ -23,7 +23,8 @@
 // a snapshot above the highest seq), naming the persistence id and sequence number.
 //
 // Arguments (argv[0] is the subcommand's name): ID (the entity id, or the full
-// persistence id "account|acct-42") or --verify, --db FILE (a SQLite journal,
+// persistence id "account|acct-42"; for an entity id a note on `err` names the
+// persistence id used) or --verify, --db FILE (a SQLite journal,
 // opened read-only; immutable on read-only storage), optional --from SEQ (print
 // from there; earlier events are folded silently) and --to SEQ (stop there). It
 // folds the events exactly as recovery does (the same codec, the same event
@@ -126,6 +127,8 @@ int replay_main(int argc, const char* const* argv, std::shared_ptr<const codec_r
   if (args->verify)
     return detail::run_verify(*args, type, steps, out, err);
   auto pid = args->id.rfind(type + "|", 0) == 0 ? args->id : persistence_id_of(type, args->id);
+  if (pid != args->id)  // the same note as `troupe journal events --id`
+    err << "replay: note: '" << args->id << "' is persistence id '" << pid << "'\n";
   return detail::run_replay(*args, pid, steps, out, err);
 }
 

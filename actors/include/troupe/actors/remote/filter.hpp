@@ -30,7 +30,7 @@
 #include "troupe/actors/config.hpp"
 #include "troupe/actors/expected.hpp"
 #include "troupe/actors/remote/address.hpp"
-#include "troupe/actors/remote/wire.hpp"
+#include "troupe/actors/remote/frame.hpp"
 
 #include <map>
 #include <memory>

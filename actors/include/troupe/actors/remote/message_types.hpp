@@ -27,7 +27,7 @@
 #include "troupe/actors/codec.hpp"
 #include "troupe/actors/node.hpp"
 #include "troupe/actors/remote/cbor.hpp"
-#include "troupe/actors/remote/wire.hpp"
+#include "troupe/actors/remote/frame.hpp"
 
 #include <caf/mailbox_element.hpp>
 #include <caf/message.hpp>

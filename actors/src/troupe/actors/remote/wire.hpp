@@ -14,12 +14,14 @@
 // either returns a view into the input or an error naming what was wrong. Views
 // point into the caller's buffer and live as long as it does.
 //
-// This code uses neither CAF nor Asio, so it compiles fast and the fuzzer
+// Internal (not installed): users see frames only through frame.hpp (the fault
+// injection filter). This code uses neither CAF nor Asio, so it compiles fast and the fuzzer
 // (tests/remote/fuzz) links it alone.
 // Thread-safety: pure functions over caller-owned buffers.
 #pragma once
 
 #include "troupe/actors/expected.hpp"
+#include "troupe/actors/remote/frame.hpp"
 
 #include <array>
 #include <cstdint>
@@ -30,8 +32,6 @@
 
 namespace troupe::remote::wire {
 
-using bytes = std::vector<std::uint8_t>;
-using byte_span = std::span<const std::uint8_t>;
 
 inline constexpr std::uint32_t magic = 0x54525045;  // "TRPE"
 inline constexpr std::uint16_t protocol_version = 1;
@@ -46,23 +46,6 @@ inline constexpr std::size_t max_elements = 16;
 /// Smallest configurable maximum frame size.
 inline constexpr std::uint32_t min_frame_limit = 1024;
 
-enum class frame_type : std::uint8_t {
-  hello = 1,           ///< initiator -> acceptor: identity + nonce
-  welcome = 2,         ///< acceptor -> initiator: identity + nonce + proof
-  auth = 3,            ///< initiator -> acceptor: proof
-  refuse = 4,          ///< either side, then close: error code + reason
-  message = 16,        ///< one-way message to a named actor
-  request = 17,        ///< request to a named actor, answered by a response
-  response = 18,       ///< the answer to a request (values or an error)
-  message_to = 19,     ///< message for one incarnation of the receiving node
-  request_to = 20,     ///< request for one incarnation of the receiving node
-  packet = 21,         ///< bytes for a channel of one incarnation (transport::send_packet)
-  heartbeat = 32,      ///< both ways, every heartbeat interval
-  goodbye = 34,        ///< orderly close, with a reason
-};
-
-/// "hello", "message", ... or "unknown".
-std::string_view to_string(frame_type t) noexcept;
 
 struct frame_view {
   frame_type type;
