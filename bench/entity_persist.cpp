@@ -108,7 +108,8 @@ std::unique_ptr<node> start_node(const std::string& path) {
   add_config_keys(schema);
   config cfg{std::move(schema)};
   for (auto [k, v] : {std::pair{"log.level", "warn"}, std::pair{"node.name", "bench"},
-                      std::pair{"persistence.journal.synchronous", "full"}})
+                      std::pair{"persistence.journal.synchronous", "full"},
+                      std::pair{"persistence.journal.create-if-missing", "true"}})
     if (!cfg.set_text(k, v))
       die(std::string{"bad setting "} + k);
   if (!cfg.set("persistence.journal.path", path))

@@ -40,6 +40,7 @@ std::shared_ptr<sqlite_journal> open_journal(const std::string& path, sync_mode 
   sqlite_options o;
   o.path = path;
   o.synchronous = sync;
+  o.create_if_missing = true;
   auto j = sqlite_journal::open(o);
   if (!j)
     die(j.error().to_string());

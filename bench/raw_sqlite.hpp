@@ -52,6 +52,7 @@ struct raw_db {
 inline void create_journal_schema(const std::string& path) {
   persistence::sqlite_options o;
   o.path = path;
+  o.create_if_missing = true;
   if (auto j = persistence::sqlite_journal::open(o); !j)
     die(j.error().to_string());
 }

@@ -20,6 +20,11 @@ if(CCACHE_PROGRAM)
 endif()
 
 add_library(troupe_build_flags INTERFACE)
+# troupe/version.hpp (TROUPE_VERSION) for --version; an include directory, not a
+# definition, so the shared PCH stays valid.
+configure_file(${PROJECT_SOURCE_DIR}/cmake/version.hpp.in
+               ${PROJECT_BINARY_DIR}/generated/troupe/version.hpp @ONLY)
+target_include_directories(troupe_build_flags INTERFACE ${PROJECT_BINARY_DIR}/generated)
 target_compile_options(troupe_build_flags INTERFACE
   -Wall -Wextra -Werror -Wno-missing-field-initializers)
 if(TROUPE_SANITIZE)
@@ -29,6 +34,31 @@ if(TROUPE_SANITIZE)
     -Wno-maybe-uninitialized)
   target_link_options(troupe_build_flags INTERFACE -fsanitize=address,undefined)
   target_compile_definitions(troupe_build_flags INTERFACE TROUPE_SANITIZE=1)
+endif()
+if(TROUPE_TSAN)
+  if(TROUPE_SANITIZE)
+    message(FATAL_ERROR "TROUPE_TSAN and TROUPE_SANITIZE exclude each other (one build dir each)")
+  endif()
+  # Debian's CAF is not instrumented, so TSan would not see the synchronization of
+  # its mailboxes and scheduler: every binary runs with the same CAF built with TSan
+  # (scripts/build-caf-tsan.sh, which ./run tsan-test runs), found through its
+  # RUNPATH. The headers stay Debian's (the script checks they are the same).
+  set(TROUPE_TSAN_CAF_LIB ${CMAKE_BINARY_DIR}/caf/lib)
+  file(GLOB troupe_tsan_caf ${TROUPE_TSAN_CAF_LIB}/libcaf_core.so.*)
+  if(NOT troupe_tsan_caf)
+    message(FATAL_ERROR "TROUPE_TSAN needs CAF built with ThreadSanitizer in "
+            "${TROUPE_TSAN_CAF_LIB}: run scripts/build-caf-tsan.sh ${CMAKE_BINARY_DIR}/caf "
+            "(./run tsan-test does)")
+  endif()
+  target_compile_options(troupe_build_flags INTERFACE -fsanitize=thread -fno-omit-frame-pointer
+    # As under ASan, GCC 12 reports false maybe-uninitialized errors in libstdc++.
+    -Wno-maybe-uninitialized)
+  target_link_options(troupe_build_flags INTERFACE -fsanitize=thread
+                      -Wl,-rpath,${TROUPE_TSAN_CAF_LIB})
+  # TSan does not model fences (GCC: -Wtsan); Asio's fenced blocks are redundant with
+  # the mutex of its handler queue, so they go rather than the warning.
+  target_compile_definitions(troupe_build_flags INTERFACE TROUPE_TSAN=1
+                             BOOST_ASIO_DISABLE_FENCED_BLOCK=1)
 endif()
 # Every target sees the same third-party usage requirements (e.g. fmt's FMT_SHARED),
 # which keeps the shared PCH valid everywhere.

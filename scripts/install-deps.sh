@@ -12,6 +12,7 @@ packages=(
   nlohmann-json3-dev    # codec and config
   libfmt-dev            # log formatting
   doctest-dev           # tests
+  libcli11-dev          # command-line parsing of every troupe binary
   clang libclang-rt-14-dev  # libFuzzer targets (optional build, corpus replay runs with g++)
 )
 

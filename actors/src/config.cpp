@@ -1,8 +1,11 @@
 #include "troupe/actors/config.hpp"
 
+#include "troupe/actors/shutdown_phase.hpp"
+
 #include <fmt/core.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <cstdio>
@@ -25,12 +28,73 @@ std::string_view to_string(config_type type) noexcept {
   return "?";
 }
 
+// -- ranges -----------------------------------------------------------------------
+
+namespace {
+
+std::string format_bound(std::int64_t x, config_type type) {
+  return type == config_type::duration ? format_duration(duration{x}) : std::to_string(x);
+}
+
+/// Whether `v` (of the key's type) lies in the range.
+bool in_range(const config_range& r, const config_value& v) {
+  if (auto* s = std::get_if<std::string>(&v))
+    return r.choices.empty() || std::find(r.choices.begin(), r.choices.end(), *s) != r.choices.end();
+  std::int64_t x = 0;
+  if (auto* i = std::get_if<std::int64_t>(&v))
+    x = *i;
+  else if (auto* d = std::get_if<duration>(&v))
+    x = d->count();
+  else if (auto* n = std::get_if<double>(&v))
+    return *n >= static_cast<double>(r.min) && *n <= static_cast<double>(r.max);
+  else
+    return true;
+  return (x >= r.min && x <= r.max) || (r.zero_allowed && x == 0);
+}
+
+/// Aborts when a layer declares a default outside its own range (a bug, caught by
+/// the first test that builds the schema).
+void check_default(const config_key& k) {
+  if (!k.range || in_range(*k.range, k.default_value))
+    return;
+  std::fprintf(stderr, "troupe: the default of config key '%s' is outside its range %s\n",
+               k.name.c_str(), to_string(*k.range, k.type).c_str());
+  std::abort();
+}
+
+} // namespace
+
+std::string to_string(const config_range& range, config_type type) {
+  if (!range.choices.empty()) {
+    std::string out;
+    for (auto& c : range.choices)
+      out += (out.empty() ? "" : ", ") + c;
+    return out;
+  }
+  auto span = format_bound(range.min, type) + ".." + format_bound(range.max, type);
+  return range.zero_allowed && range.min > 0 ? "0 or " + span : span;
+}
+
 // -- schema -----------------------------------------------------------------------
 
 config_schema& config_schema::add(std::string name, config_type type, config_value default_value,
-                                  std::string help) {
+                                  std::string help, std::optional<config_range> range) {
   auto key = name;
-  keys_[key] = config_key{std::move(name), type, std::move(default_value), std::move(help)};
+  auto& k = keys_[key] = config_key{std::move(name), type, std::move(default_value),
+                                    std::move(help), std::move(range)};
+  check_default(k);
+  return *this;
+}
+
+config_schema& config_schema::set_range(std::string_view name, config_range range) {
+  auto i = keys_.find(name);
+  if (i == keys_.end()) {
+    std::fprintf(stderr, "troupe: set_range of the undeclared config key '%.*s'\n",
+                 static_cast<int>(name.size()), name.data());
+    std::abort();
+  }
+  i->second.range = std::move(range);
+  check_default(i->second);
   return *this;
 }
 
@@ -50,6 +114,30 @@ namespace remote::detail {
 void add_transport_config_keys(config_schema& schema);  // remote/transport_config_keys.cpp
 } // namespace remote::detail
 
+static void add_shutdown_phase_keys(config_schema& s) {
+  using namespace std::chrono_literals;
+  struct phase_default {
+    shutdown_phase phase;
+    duration timeout;
+    const char* help;
+  };
+  for (auto [phase, timeout, help] : {
+         phase_default{shutdown_phase::before_service_unbind, 2s,
+                       "stop accepting new outside work"},
+         phase_default{shutdown_phase::service_stop, 2s, "finish or refuse work in flight"},
+         phase_default{shutdown_phase::cluster_sharding_shutdown_region, 10s,
+                       "shard regions hand off their shards (hand-off timeouts derive from it)"},
+         phase_default{shutdown_phase::cluster_leave, 5s,
+                       "the node leaves the cluster (until it is exiting)"},
+         phase_default{shutdown_phase::cluster_exiting, 5s,
+                       "the node waits until the cluster removed it"},
+         phase_default{shutdown_phase::before_actor_system_terminate, 2s,
+                       "last steps before the actors stop"}})
+    s.add(fmt::format("shutdown.phase.{}", to_string(phase)), config_type::duration, timeout,
+          fmt::format("Timeout of the coordinated-shutdown phase in which {}.", help),
+          config_range::of(0ms, 1h));
+}
+
 config_schema node_config_keys() {
   using namespace std::chrono_literals;
   config_schema s;
@@ -60,22 +148,28 @@ config_schema node_config_keys() {
   s.add("node.host", config_type::string, std::string{"127.0.0.1"},
         "Interface the node's transport listens on.");
   s.add("node.port", config_type::integer, std::int64_t{0},
-        "TCP port of the node's transport; 0 picks a free port (the node reports it).");
+        "TCP port of the node's transport; 0 picks a free port (the node reports it).",
+        config_range::of(0, 65535));
   s.add("node.caf-middleman", config_type::boolean, false,
         "Load CAF's own remoting (io::middleman). troupe's transport does not need it; "
         "benchmarks and interop tests do.");
   s.add("scheduler.threads", config_type::integer, std::int64_t{0},
-        "CAF scheduler worker threads; 0 means one per hardware thread.");
+        "CAF scheduler worker threads; 0 means one per hardware thread.",
+        config_range::of(0, 256));
   s.add("log.level", config_type::string, std::string{"info"},
-        "Lowest level written: trace, debug, info, warn, error or off.");
+        "Lowest level written: trace, debug, info, warn, error or off.",
+        config_range::one_of({"trace", "debug", "info", "warn", "error", "off"}));
   s.add("log.stderr", config_type::boolean, true, "Write log lines to stderr.");
   s.add("log.file", config_type::string, std::string{},
         "Also append log lines to this file when not empty.");
-  s.add("shutdown.timeout", config_type::duration, duration{10s},
-        "Upper bound for node::shutdown(); actors still running then are reported and "
-        "abandoned.");
+  s.add("shutdown.timeout", config_type::duration, duration{30s},
+        "Upper bound for node::shutdown(), its phases included; actors still running then "
+        "are reported and abandoned.",
+        config_range::of(10ms, 1h));
   s.add("shutdown.actor-timeout", config_type::duration, duration{3s},
-        "How long shutdown waits for one actor to stop before killing it.");
+        "How long shutdown waits for one actor to stop before killing it.",
+        config_range::of(1ms, 1h));
+  add_shutdown_phase_keys(s);
   remote::detail::add_transport_config_keys(s);
   return s;
 }
@@ -120,13 +214,23 @@ expected<duration> parse_duration(std::string_view text) {
     ns_per_unit = 3600e9;
   else
     return bad();
-  return duration{static_cast<std::int64_t>(std::llround(number * ns_per_unit))};
+  // 2^63 ns (292 years) is beyond what a duration holds; there llround is
+  // undefined (it wrapped to negative values, silently disabling timeouts).
+  auto ns = number * ns_per_unit;
+  if (!(ns < 0x1p63))
+    return error{errc::invalid_config,
+                 fmt::format("'{}' is too large for a duration (at most about 292 years)", text)};
+  return duration{static_cast<std::int64_t>(std::llround(ns))};
 }
 
 std::string format_duration(duration d) {
   auto ns = d.count();
   if (ns == 0)
     return "0";
+  if (ns % 3'600'000'000'000 == 0)
+    return fmt::format("{}h", ns / 3'600'000'000'000);
+  if (ns % 60'000'000'000 == 0)
+    return fmt::format("{}m", ns / 60'000'000'000);
   if (ns % 1'000'000'000 == 0)
     return fmt::format("{}s", ns / 1'000'000'000);
   if (ns % 1'000'000 == 0)
@@ -151,8 +255,8 @@ error unknown_key(std::string_view key, std::string_view source) {
   return error{errc::invalid_config, fmt::format("unknown config key '{}' ({})", key, source)};
 }
 
-expected<config_value> from_text(const config_key& key, std::string_view text,
-                                 std::string_view source) {
+expected<config_value> parse_text(const config_key& key, std::string_view text,
+                                  std::string_view source) {
   auto quoted = fmt::format("'{}'", text);
   switch (key.type) {
     case config_type::boolean:
@@ -167,6 +271,10 @@ expected<config_value> from_text(const config_key& key, std::string_view text,
         auto x = std::stoll(std::string{text}, &used);
         if (used == text.size())
           return config_value{static_cast<std::int64_t>(x)};
+      } catch (const std::out_of_range&) {
+        return error{errc::invalid_config,
+                     fmt::format("config key '{}' ({}): {} does not fit in a 64-bit integer",
+                                 key.name, source, quoted)};
       } catch (...) {
       }
       return wrong_type(key.name, key.type, source, quoted);
@@ -218,8 +326,8 @@ expected<config_value> from_text(const config_key& key, std::string_view text,
   return wrong_type(key.name, key.type, source, quoted);
 }
 
-expected<config_value> from_json_value(const config_key& key, const nlohmann::json& j,
-                                       std::string_view source) {
+expected<config_value> parse_json(const config_key& key, const nlohmann::json& j,
+                                  std::string_view source) {
   auto got = [&] { return std::string{j.type_name()} + " " + j.dump(); };
   switch (key.type) {
     case config_type::boolean:
@@ -227,6 +335,10 @@ expected<config_value> from_json_value(const config_key& key, const nlohmann::js
         return config_value{j.get<bool>()};
       break;
     case config_type::integer:
+      if (j.is_number_unsigned() && j.get<std::uint64_t>() > INT64_MAX)
+        return error{errc::invalid_config,
+                     fmt::format("config key '{}' ({}): {} does not fit in a 64-bit integer",
+                                 key.name, source, j.dump())};
       if (j.is_number_integer())
         return config_value{j.get<std::int64_t>()};
       break;
@@ -240,7 +352,7 @@ expected<config_value> from_json_value(const config_key& key, const nlohmann::js
       break;
     case config_type::duration:
       if (j.is_string())
-        return from_text(key, j.get<std::string>(), source);
+        return parse_text(key, j.get<std::string>(), source);
       break;
     case config_type::string_list:
       if (j.is_array()) {
@@ -255,6 +367,33 @@ expected<config_value> from_json_value(const config_key& key, const nlohmann::js
       break;
   }
   return wrong_type(key.name, key.type, source, got());
+}
+
+/// A value of the key's type checked against its range. `shown` is the value as
+/// the source spelled it. Errors of the type check gain the allowed range too.
+expected<config_value> in_key_range(const config_key& key, expected<config_value> v,
+                                    std::string_view shown, std::string_view source) {
+  if (!key.range)
+    return v;
+  auto allowed = to_string(*key.range, key.type);
+  if (!v)
+    return error{errc::invalid_config,
+                 fmt::format("{}; allowed: {}", v.error().message(), allowed)};
+  if (in_range(*key.range, *v))
+    return v;
+  return error{errc::invalid_config,
+               fmt::format("config key '{}' ({}): {} is out of range; allowed: {}", key.name,
+                           source, shown, allowed)};
+}
+
+expected<config_value> from_text(const config_key& key, std::string_view text,
+                                 std::string_view source) {
+  return in_key_range(key, parse_text(key, text, source), fmt::format("'{}'", text), source);
+}
+
+expected<config_value> from_json_value(const config_key& key, const nlohmann::json& j,
+                                       std::string_view source) {
+  return in_key_range(key, parse_json(key, j, source), j.dump(), source);
 }
 
 nlohmann::json to_json_value(const config_value& v) {
@@ -295,7 +434,11 @@ expected<void> config::set(std::string_view key, config_value value) {
     return unknown_key(key, "set programmatically");
   if (!matches_type(value, k->type))
     return wrong_type(key, k->type, "set programmatically", "a value of another type");
-  values_[k->name] = std::move(value);
+  auto shown = to_json_value(value).dump();
+  auto v = in_key_range(*k, std::move(value), shown, "set programmatically");
+  if (!v)
+    return std::move(v).error();
+  values_[k->name] = std::move(*v);
   return {};
 }
 

@@ -158,6 +158,28 @@ void node::add_stop_hook(std::string name, std::function<void()> hook) {
   stop_hooks_.emplace_back(std::move(name), std::move(hook));
 }
 
+void node::add_shutdown_task(shutdown_phase phase, std::string name,
+                             std::function<void(deadline)> task) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  shutdown_tasks_.push_back(shutdown_task{phase, std::move(name), std::move(task)});
+}
+
+bool node::shutting_down() const {
+  return shutdown_begun_.load();
+}
+
+std::string_view to_string(shutdown_phase p) noexcept {
+  switch (p) {
+    case shutdown_phase::before_service_unbind: return "before-service-unbind";
+    case shutdown_phase::service_stop: return "service-stop";
+    case shutdown_phase::cluster_sharding_shutdown_region: return "cluster-sharding-shutdown-region";
+    case shutdown_phase::cluster_leave: return "cluster-leave";
+    case shutdown_phase::cluster_exiting: return "cluster-exiting";
+    case shutdown_phase::before_actor_system_terminate: return "before-actor-system-terminate";
+  }
+  return "?";
+}
+
 node::shutdown_report node::shutdown() {
   std::lock_guard<std::mutex> guard{mtx_};
   if (report_)
@@ -174,9 +196,25 @@ node::shutdown_report node::shutdown() {
     report.problems.push_back(std::move(text));
     report.clean = false;
   };
-  context_->set_stopping();
+  shutdown_begun_ = true;
   context_->log().info("node", "shutting down");
-  // 1. The guardian stops the tree in reverse start order.
+  // 1. The coordinated-shutdown phases, while every actor still runs.
+  for (auto phase : all_shutdown_phases) {
+    auto key = fmt::format("shutdown.phase.{}", to_string(phase));
+    auto phase_deadline = std::min(deadline, clock::now() + context_->config().get_duration(key));
+    for (auto& task : shutdown_tasks_) {
+      if (task.phase != phase)
+        continue;
+      context_->log().debug("node", "shutdown phase {}: {}", to_string(phase), task.name);
+      task.run(phase_deadline);
+      if (clock::now() > phase_deadline + std::chrono::milliseconds{100})
+        problem(fmt::format("shutdown task '{}' overran phase {} ({})", task.name,
+                            to_string(phase), key));
+    }
+  }
+  shutdown_tasks_.clear();
+  context_->set_stopping();
+  // 2. The guardian stops the tree in reverse start order.
   if (auto g = context_->guardian()) {
     auto stopped = ask<void>(*system_, g, remaining(), stop_atom::value);
     if (!stopped) {
@@ -184,17 +222,17 @@ node::shutdown_report node::shutdown() {
       caf::anon_send_exit(g, caf::exit_reason::kill);
     }
   }
-  // 2. Upper layers' non-actor parts, newest first.
+  // 3. Upper layers' non-actor parts, newest first.
   for (auto i = stop_hooks_.rbegin(); i != stop_hooks_.rend(); ++i) {
     context_->log().debug("node", "running stop hook '{}'", i->first);
     i->second();
   }
   stop_hooks_.clear();
   context_->clear_extensions();
-  // 3. Named registry entries hold strong references and would keep CAF waiting.
+  // 4. Named registry entries hold strong references and would keep CAF waiting.
   for (auto& [name, ptr] : system_->registry().named_actors())
     system_->registry().erase(name);
-  // 4. Destroy the actor system, but never wait past the deadline: CAF's destructor
+  // 5. Destroy the actor system, but never wait past the deadline: CAF's destructor
   //    waits forever for actors outside the tree.
   struct doomed_system {
     std::unique_ptr<detail::node_caf_config> cfg;

@@ -1,6 +1,7 @@
 #include "stable_handle.hpp"
 
 #include "troupe/actors/caf_error.hpp"
+#include "troupe/actors/forwarding.hpp"
 #include "troupe/actors/node_context.hpp"
 
 #include <caf/make_actor.hpp>
@@ -19,7 +20,7 @@ stable_handle::~stable_handle() {
                               : to_caf_error(error{errc::stopped,
                                                    "the child's supervisor stopped"});
   for (auto& e : held_)
-    refuse(*e, reason, nullptr);
+    answer_held(*e, reason);
 }
 
 void stable_handle::enqueue(caf::mailbox_element_ptr what, caf::execution_unit* eu) {
@@ -49,7 +50,7 @@ void stable_handle::enqueue(caf::mailbox_element_ptr what, caf::execution_unit* 
                                                child_, capacity_)});
     }
   }
-  refuse(*what, refused, eu);
+  answer_held(*what, refused);
 }
 
 void stable_handle::route_to(const caf::actor& target, failing_flag failing) {
@@ -80,21 +81,12 @@ void stable_handle::close(const caf::error& reason) {
     doomed.swap(held_);
   }
   for (auto& e : doomed)
-    refuse(*e, reason, nullptr);
+    answer_held(*e, reason);
 }
 
 void stable_handle::end(const caf::error& reason) {
   close(reason);
   cleanup(caf::error{reason}, nullptr);
-}
-
-// Answers a request with `reason` (CAF's bouncer would always say
-// request_receiver_down). Forwarding stages are not supported through stable
-// handles: the error goes to the sender. One-way messages are dropped.
-void stable_handle::refuse(caf::mailbox_element& what, const caf::error& reason,
-                           caf::execution_unit* eu) {
-  if (what.mid.is_request() && !what.mid.is_answered() && what.sender)
-    what.sender->enqueue(nullptr, what.mid.response_id(), caf::make_message(reason), eu);
 }
 
 caf::actor make_stable_handle(caf::actor_system& sys, std::string child, std::size_t capacity) {

@@ -7,7 +7,9 @@
 // While the child restarts the handle holds messages (up to `capacity`; beyond that
 // requests are answered `overloaded` and one-way messages dropped and counted), and
 // hands them to the next incarnation in order before anything sent later. Once the
-// child is gone for good the handle answers requests with the reason.
+// child is gone for good the handle answers requests with the reason (answer_held:
+// forwarding stages are not supported through stable handles, the error goes to the
+// sender; one-way messages are dropped).
 //
 // Thread-safety: enqueue() may be called from any thread; route_to(), hold() and
 // close() are called by the supervisor. All take the handle's mutex, so a message
@@ -60,8 +62,6 @@ public:
   void end(const caf::error& reason);
 
 private:
-  void refuse(caf::mailbox_element& what, const caf::error& reason, caf::execution_unit* eu);
-
   const std::string child_;
   const std::size_t capacity_;
   counter_metric& dropped_;

@@ -9,6 +9,15 @@
 // Commands that arrive while the entity is not `running`, or while older commands
 // still wait, go to the bounded stash and are handled in arrival order.
 //
+// A journal failure (a persist that failed, a recovery that failed) is not a bug in
+// the entity: the incarnation stops (its state is dropped, every command it holds
+// is answered with the error) but the actor stays, `backing_off`. Commands get that
+// error at once until the backoff has passed; the next one starts a new
+// incarnation, which recovers what the journal really stored. So a disk that is
+// full for a while ends with entities serving again, with no supervisor restarts
+// spent and no handle gone stale. Bugs (a handler that throws) and a sequence
+// conflict (another writer) stop the actor itself, for its supervisor.
+//
 // Journal callbacks run on the journal service's threads; they only post a message
 // to the actor. Every request the entity accepted (in flight or stashed) is
 // answered exactly once: with the reply, an error, or, if the actor stops in any
@@ -30,6 +39,7 @@
 
 #include <chrono>
 #include <deque>
+#include <random>
 
 namespace troupe::persistence::detail {
 
@@ -58,6 +68,7 @@ struct write_done {
   expected<void> result;
 };
 struct snapshot_saved {
+  std::uint64_t incarnation;
   sequence_nr seq;
   expected<void> result;
 };
@@ -87,7 +98,15 @@ namespace {
 /// long stash of read-only commands neither starves other actors nor recurses).
 constexpr std::size_t drain_budget = 512;
 
-enum class phase { waiting_permit, recovering, running, persisting, snapshotting, stopped };
+enum class phase {
+  waiting_permit,
+  recovering,
+  running,
+  persisting,
+  snapshotting,
+  backing_off,  ///< the incarnation stopped after a journal failure; the actor waits
+  stopped,
+};
 
 struct stashed {
   command_ptr cmd;  // null: a state query
@@ -127,6 +146,13 @@ struct entity_state {
 
   phase ph = phase::waiting_permit;
   sequence_nr last_seq = 0;
+  std::uint64_t incarnation = 0;  // counts starts; stale journal answers are ignored
+
+  // after a journal failure (phase::backing_off)
+  backoff_policy backoff;
+  int failures_in_a_row = 0;   // reset by a successful persist
+  std::chrono::steady_clock::time_point restart_after;
+  error failure;               // why the last incarnation stopped
 
   // recovery
   std::uint64_t step = 0;      // the recovery step in flight; older answers are stale
@@ -249,6 +275,86 @@ void fail(entity_actor* self, error reason) {
   self->quit(to_caf_error(reason));
 }
 
+/// Errors after which a new incarnation may succeed: everything the journal (or
+/// the stored data) causes. A handler that throws (actor_failed) is a bug, a
+/// sequence conflict means another writer, shutting_down means the node stops:
+/// those stop the actor itself.
+bool restartable(const error& e) {
+  switch (e.code()) {
+    case errc::actor_failed:
+    case errc::sequence_conflict:
+    case errc::shutting_down:
+    case errc::internal:
+      return false;
+    default:
+      return true;
+  }
+}
+
+/// The time left of the backoff, or zero once it passed.
+std::chrono::steady_clock::duration backoff_left(const entity_state& st) {
+  auto left = st.restart_after - std::chrono::steady_clock::now();
+  return left > std::chrono::steady_clock::duration::zero() ? left
+                                                             : std::chrono::steady_clock::duration::zero();
+}
+
+std::string describe_backoff(const entity_state& st) {
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(backoff_left(st));
+  return fmt::format("{} is stopped after a journal failure; a command after {} starts it "
+                     "again: {}",
+                     *st.pid, format_duration(left), st.failure.message());
+}
+
+/// Ends the incarnation after a journal failure, keeping the actor: every command
+/// it holds gets `reason` (naming the entity and the cause), its state is dropped,
+/// and commands are refused until the backoff passed.
+void stop_incarnation(entity_actor* self, error reason) {
+  auto& st = self->state;
+  auto first = st.failures_in_a_row++ == 0;
+  std::uniform_real_distribution<double> u{0.0, 1.0};
+  static thread_local std::minstd_rand rng{std::random_device{}()};
+  auto delay = st.backoff.delay(st.failures_in_a_row, u(rng));
+  st.restart_after = std::chrono::steady_clock::now() + delay;
+  // Thousands of entities fail together when the disk fills: one line each, then
+  // debug while the failures go on.
+  auto line = fmt::format(
+    "stopped (restarts on a command after {}): {}",
+    format_duration(std::chrono::duration_cast<std::chrono::milliseconds>(delay)),
+    reason.to_string());
+  if (first)
+    st.log->warn(st.label, "{}", line);
+  else
+    st.log->debug(st.label, "{}", line);
+  st.metrics->journal_stops.inc();
+  st.ph = phase::backing_off;
+  st.failure = reason;
+  deliver(st.in_flight, reason);
+  st.fail_stash(reason);
+  if (st.ticket != 0) {
+    st.rt->permits->cancel(st.ticket);
+    st.ticket = 0;
+  }
+  if (st.counted_waiting) {
+    st.counted_waiting = false;
+    st.rt->waiting_for_permit->add(-1);
+  }
+  st.release_permit();
+  st.model.reset();
+  st.last_seq = 0;
+  ++st.step;  // answers to the old incarnation's requests are now stale
+}
+
+/// Stops the incarnation: restartable journal failures end it but keep the actor
+/// (stop_incarnation), everything else stops the actor (fail).
+void end_incarnation(entity_actor* self, error reason) {
+  if (self->state.ph == phase::stopped || self->state.ph == phase::backing_off)
+    return;
+  if (restartable(reason) && !node_of(self).stopping())
+    stop_incarnation(self, std::move(reason));
+  else
+    fail(self, std::move(reason));
+}
+
 /// Stops the incarnation normally (effect::stop / then_stop).
 void stop_normally(entity_actor* self) {
   auto& st = self->state;
@@ -331,9 +437,41 @@ void process(entity_actor* self, command_ptr cmd, caf::response_promise rp) {
   }
 }
 
+void begin_recovery(entity_actor* self);
+
+/// A command for an entity backing off: refused until the backoff passed, then it
+/// starts a new incarnation (and waits for its recovery in the stash). Returns
+/// whether the command was answered here.
+bool refused_while_backing_off(entity_actor* self, const command_ptr& cmd,
+                               caf::response_promise& rp) {
+  auto& st = self->state;
+  if (!cmd) {  // a state query (testkit): no incarnation, no state
+    deliver(rp, reply_result{std::shared_ptr<void>{}});
+    return true;
+  }
+  if (backoff_left(st) > std::chrono::steady_clock::duration::zero()) {
+    deliver(rp, error{errc::actor_down, describe_backoff(st)});
+    return true;
+  }
+  auto model = st.bp->make_model(node_of(self).shared_codec());
+  if (!model) {
+    deliver(rp, model.error());
+    return true;
+  }
+  st.model = std::move(*model);
+  st.writer = st.rt->next_writer_id();
+  st.metrics->restarts.inc();
+  st.log->info(st.label, "starting again after a journal failure ({} in a row): {}",
+               st.failures_in_a_row, st.failure.message());
+  begin_recovery(self);
+  return false;
+}
+
 void on_command(entity_actor* self, command_ptr cmd) {
   auto& st = self->state;
   auto rp = self->make_response_promise();
+  if (st.ph == phase::backing_off && refused_while_backing_off(self, cmd, rp))
+    return;
   if (st.ph == phase::running && st.stash.empty()) {
     process(self, std::move(cmd), std::move(rp));
     return;
@@ -417,10 +555,10 @@ bool maybe_snapshot(entity_actor* self, sequence_nr before) {
     return false;
   }
   st.ph = phase::snapshotting;
-  st.journal->save_snapshot(std::move(s),
-                            [to = mailbox_ref::of(self), seq = st.last_seq](expected<void> r) {
-                              to.post(snapshot_saved{seq, std::move(r)});
-                            });
+  st.journal->save_snapshot(std::move(s), [to = mailbox_ref::of(self), inc = st.incarnation,
+                                           seq = st.last_seq](expected<void> r) {
+    to.post(snapshot_saved{inc, seq, std::move(r)});
+  });
   return true;
 }
 
@@ -437,6 +575,7 @@ void on_write_done(entity_actor* self, write_done& m) {
   if (m.result) {
     auto before = st.last_seq;
     st.last_seq = last;
+    st.failures_in_a_row = 0;
     st.metrics->events_persisted.inc(st.in_flight_events);
     auto c = st.model->complete();
     auto stop = c.stop || static_cast<bool>(c.failure);
@@ -473,16 +612,17 @@ void on_write_done(entity_actor* self, write_done& m) {
                           "writer): {}",
                           *st.pid, range, err.message())};
   else
-    e = error{err.code(), fmt::format("{}: persisting {} failed, the outcome is unknown; "
-                                      "stopping: {}",
+    e = error{err.code(), fmt::format("{}: persisting {} failed, the outcome is unknown; the "
+                                      "entity stopped and recovers what was stored when it "
+                                      "starts again: {}",
                                       *st.pid, range, err.message())};
   deliver(rp, e);
-  fail(self, std::move(e));
+  end_incarnation(self, std::move(e));
 }
 
 void on_snapshot_saved(entity_actor* self, snapshot_saved& m) {
   auto& st = self->state;
-  if (st.ph != phase::snapshotting)
+  if (st.ph != phase::snapshotting || m.incarnation != st.incarnation)
     return;
   if (m.result) {
     st.metrics->snapshots_saved.inc();
@@ -500,7 +640,7 @@ void on_snapshot_saved(entity_actor* self, snapshot_saved& m) {
 
 void recovery_failed(entity_actor* self, error reason) {
   self->state.metrics->recovery_failures.inc();
-  fail(self, error{reason.code(), "recovery failed: " + reason.message()});
+  end_incarnation(self, error{reason.code(), "recovery failed: " + reason.message()});
 }
 
 /// The answer to the recovery step in flight; nullptr if it is stale (an older step,
@@ -598,8 +738,13 @@ void on_highest_loaded(entity_actor* self, highest_loaded& m) {
   if (!highest)
     return;
   if (*highest < st.last_seq)
-    st.log->warn(st.label, "the journal's highest seq {} is below the snapshot's seq {}",
-                 *highest, st.last_seq);
+    return recovery_failed(
+      self, error{errc::decode_failed,
+                  fmt::format("{} seq {}: the latest snapshot is at seq {}, above the journal's "
+                              "highest seq {}: it does not belong to these events (restored "
+                              "from elsewhere, or renumbered); refusing to recover from it "
+                              "(`troupe journal verify` lists it)",
+                              *st.pid, st.last_seq, st.last_seq, *highest)});
   st.replay_to = *highest;
   if (st.last_seq >= st.replay_to)
     return recovery_done(self);
@@ -660,6 +805,9 @@ void on_recovery_check(entity_actor* self, recovery_check m) {
 
 void begin_recovery(entity_actor* self) {
   auto& st = self->state;
+  ++st.incarnation;
+  st.last_seq = 0;
+  st.replayed = 0;
   st.ph = phase::waiting_permit;
   st.ticket = st.rt->permits->acquire([a = me(self)](recovery_permits::permit_ptr p) {
     caf::anon_send(a, permit_granted{std::move(p)});
@@ -697,6 +845,9 @@ caf::behavior entity_behavior(entity_actor* self, blueprint_ptr bp) {
   st.page_size = bp->options.recovery_page_size > 0 ? bp->options.recovery_page_size
                                                      : st.rt->recovery_page_size;
   st.read_ahead = st.rt->replay_read_ahead;
+  st.backoff = backoff_policy{.min = st.rt->restart_backoff_min,
+                              .max = std::max(st.rt->restart_backoff_min,
+                                              st.rt->restart_backoff_max)};
   auto journal = journal_of(ctx);
   auto model = journal ? bp->make_model(ctx.shared_codec())
                        : expected<std::unique_ptr<entity_model>>{journal.error()};

@@ -36,6 +36,8 @@ entity_runtime::entity_runtime(node_context& ctx) : registry_(ctx.metrics()) {
     1, int_or(cfg, key_recovery_page_size, static_cast<std::int64_t>(recovery_page_size))));
   recovery_timeout = duration_or(cfg, key_recovery_timeout, recovery_timeout);
   replay_read_ahead = bool_or(cfg, key_replay_read_ahead, replay_read_ahead);
+  restart_backoff_min = duration_or(cfg, key_restart_backoff_min, restart_backoff_min);
+  restart_backoff_max = duration_or(cfg, key_restart_backoff_max, restart_backoff_max);
   permits = recovery_permits::make(
     static_cast<std::size_t>(std::max<std::int64_t>(1, int_or(cfg, key_max_concurrent_recoveries, 50))));
   recovering = &registry_.gauge("troupe_persistence_entity_recoveries_in_progress", {},
@@ -86,6 +88,10 @@ entity_metrics& entity_runtime::metrics_for(const std::string& entity_type) {
     c("troupe_persistence_entity_snapshots_saved_total", "Snapshots saved."),
     c("troupe_persistence_entity_snapshot_failures_total",
       "Snapshots that could not be encoded or saved (the entity went on)."),
+    c("troupe_persistence_entity_journal_stops_total",
+      "Entity incarnations stopped by a journal failure (a failed persist or recovery)."),
+    c("troupe_persistence_entity_restarts_total",
+      "Entities started again by a command after such a stop."),
     registry_.gauge("troupe_persistence_entity_stashed_commands", labels,
                     "Commands waiting in entity stashes."),
   }};

@@ -28,6 +28,8 @@ inline constexpr const char* key_max_concurrent_recoveries =
 inline constexpr const char* key_recovery_page_size = "persistence.entity.recovery-page-size";
 inline constexpr const char* key_recovery_timeout = "persistence.entity.recovery-timeout";
 inline constexpr const char* key_replay_read_ahead = "persistence.entity.replay-read-ahead";
+inline constexpr const char* key_restart_backoff_min = "persistence.entity.restart-backoff-min";
+inline constexpr const char* key_restart_backoff_max = "persistence.entity.restart-backoff-max";
 
 /// Metrics of one entity type (label entity_type); references stay valid for the
 /// node's lifetime.
@@ -42,6 +44,8 @@ struct entity_metrics {
   counter_metric& events_replayed;
   counter_metric& snapshots_saved;
   counter_metric& snapshot_failures;
+  counter_metric& journal_stops;  ///< incarnations ended by a journal failure
+  counter_metric& restarts;       ///< incarnations started again after one
   gauge_metric& stashed;  ///< commands waiting in the stashes of this type's entities
 };
 
@@ -51,6 +55,9 @@ public:
   std::size_t recovery_page_size = 2000;
   duration recovery_timeout = std::chrono::seconds{30};
   bool replay_read_ahead = true;
+  /// Backoff after a journal failure ended an incarnation (doubling, 20 % jitter).
+  duration restart_backoff_min = std::chrono::milliseconds{100};
+  duration restart_backoff_max = std::chrono::seconds{5};
   std::shared_ptr<recovery_permits> permits;
   gauge_metric* recovering = nullptr;          ///< recoveries holding a permit
   gauge_metric* waiting_for_permit = nullptr;  ///< entities queued for a permit

@@ -12,18 +12,15 @@ namespace troupe::persistence {
 
 namespace {
 
-expected<journal_service::options> service_options(const config& cfg) {
+/// The node_health component a lost journal marks unhealthy.
+constexpr std::string_view health_component = "persistence.journal";
+
+// The config checked the ranges (journal_config_keys.cpp).
+journal_service::options service_options(const config& cfg) {
   journal_service::options opts;
-  auto batch = cfg.get_int("persistence.journal.max-batch-events");
-  auto readers = cfg.get_int("persistence.journal.reader-threads");
-  if (batch < 1)
-    return error{errc::invalid_config,
-                 fmt::format("persistence.journal.max-batch-events must be >= 1 (got {})", batch)};
-  if (readers < 1 || readers > 64)
-    return error{errc::invalid_config,
-                 fmt::format("persistence.journal.reader-threads must be 1..64 (got {})", readers)};
-  opts.max_batch_events = static_cast<std::size_t>(batch);
-  opts.reader_threads = static_cast<std::size_t>(readers);
+  opts.max_batch_events =
+    static_cast<std::size_t>(cfg.get_int("persistence.journal.max-batch-events"));
+  opts.reader_threads = static_cast<std::size_t>(cfg.get_int("persistence.journal.reader-threads"));
   return opts;
 }
 
@@ -50,13 +47,22 @@ install_journal(node& n, std::shared_ptr<journal_backend> journal,
   if (find_journal(n))
     return error{errc::invalid_argument, "install_journal: the node already has a journal"};
   auto opts = service_options(cfg);
-  if (!opts)
-    return std::move(opts).error();
-  auto svc = journal_service::start(std::move(journal), std::move(snapshots), *opts, n.log(),
+  // A lost journal (its file deleted or replaced while open) fails every write
+  // from then on; the node says so once, loudly, and reports itself unhealthy.
+  journal->on_lost([ctx = &n.context()](const error& e) {
+    if (ctx->health().mark_unhealthy(health_component, e.message()))
+      ctx->log().error("persistence/journal", "{}", e.to_string());
+  });
+  auto backend = journal;
+  auto svc = journal_service::start(std::move(journal), std::move(snapshots), opts, n.log(),
                                     n.metrics());
   n.context().set_extension<journal_service>(svc);
-  // Runs after every actor stopped, so no entity writes into a stopped service.
-  n.add_stop_hook("persistence.journal", [svc] { svc->stop(); });
+  // Runs after every actor stopped, so no entity writes into a stopped service;
+  // the backend may outlive the node (a caller's shared_ptr): forget the node.
+  n.add_stop_hook("persistence.journal", [svc, backend] {
+    svc->stop();
+    backend->on_lost({});
+  });
   return svc;
 }
 
@@ -86,8 +92,8 @@ expected<std::shared_ptr<journal_service>> install_journal(node& n) {
   auto j = sqlite_journal::open(opts);
   if (!j)
     return std::move(j).error();
-  n.log().info("persistence/journal", "journal '{}' open (synchronous={})", opts.path,
-               to_string(opts.synchronous));
+  n.log().info("persistence/journal", "journal '{}' open (synchronous={}, journal id {})",
+               opts.path, to_string(opts.synchronous), (*j)->journal_id());
   return install_journal(n, *j, *j);
 }
 

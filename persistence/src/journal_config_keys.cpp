@@ -9,23 +9,31 @@ namespace troupe::persistence::detail {
 void add_journal_config_keys(config_schema& s) {
   using namespace std::chrono_literals;
   s.add("persistence.journal.backend", config_type::string, std::string{"sqlite"},
-        "Journal + snapshot store: sqlite (one file, durable) or memory (tests; lost at exit).");
+        "Journal + snapshot store: sqlite (one file, durable) or memory (tests; lost at exit).",
+        config_range::one_of({"sqlite", "memory"}));
   s.add("persistence.journal.path", config_type::string, std::string{"troupe-journal.db"},
         "SQLite journal file; its directory must exist.");
-  s.add("persistence.journal.create-if-missing", config_type::boolean, true,
-        "Create the journal file when it does not exist (else fail naming the path).");
+  s.add("persistence.journal.create-if-missing", config_type::boolean, false,
+        "Create a new, empty journal when the file does not exist or is empty (0 bytes, or "
+        "a SQLite file without tables). Off: such a file is an error naming the path, so a "
+        "deleted or truncated journal is never silently replaced by an empty one. Turn it on "
+        "for the first start of a deployment only (or run `troupe journal create`).");
   s.add("persistence.journal.synchronous", config_type::string, std::string{"full"},
         "full: acknowledged writes survive power loss; normal: survive a process crash, "
         "power loss may lose the last commits; off: survive a process crash only, power loss "
-        "may lose writes and corrupt the file.");
+        "may lose writes and corrupt the file.",
+        config_range::one_of({"full", "normal", "off"}));
   s.add("persistence.journal.busy-timeout", config_type::duration, duration{5s},
-        "How long a write waits for another process holding the journal's write lock.");
+        "How long a write waits for another process holding the journal's write lock.",
+        config_range::of(0ms, 1h));
   s.add("persistence.journal.max-page-count", config_type::integer, std::int64_t{0},
-        "Caps the journal file at this many pages (0: no cap); writes beyond it fail.");
+        "Caps the journal file at this many pages (0: no cap); writes beyond it fail.",
+        config_range::of(0, 4294967294));
   s.add("persistence.journal.max-batch-events", config_type::integer, std::int64_t{4096},
-        "Most events the writer thread commits in one transaction (group commit).");
+        "Most events the writer thread commits in one transaction (group commit).",
+        config_range::of(1, 1 << 20));
   s.add("persistence.journal.reader-threads", config_type::integer, std::int64_t{2},
-        "Threads serving replays, snapshot loads and queries.");
+        "Threads serving replays, snapshot loads and queries.", config_range::of(1, 64));
 }
 
 } // namespace troupe::persistence::detail

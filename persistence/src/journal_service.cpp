@@ -309,10 +309,11 @@ private:
       } else if (r.error().code() == errc::journal_rejected) {
         ++rejected;
       } else if (++failed == 1) {
-        log_.warn(component, "write of {} failed: {}", writes[i].persistence_id,
-                  r.error().to_string());
+        note_failure(writes[i].persistence_id, r.error());
       }
     }
+    if (failed == 0 && ok > 0)
+      note_success();
     metrics_.events_written.inc(ok_events);
     metrics_.writes_ok.inc(ok);
     metrics_.writes_conflict.inc(conflicts);
@@ -320,6 +321,24 @@ private:
     metrics_.writes_failed.inc(failed);
     for (std::size_t i = 0; i < writes.size(); ++i)
       invoke(dones[i], std::move(results[i]));
+  }
+
+  /// Logs the first failed batch of a run of failures (a full disk fails every
+  /// batch until space returns: one warning, not thousands); the rest go to debug.
+  void note_failure(const std::string& persistence_id, const error& e) {
+    if (failed_batches_++ == 0)
+      log_.warn(component, "write of {} failed: {} (further failures are logged at debug level "
+                "until a write succeeds)",
+                persistence_id, e.to_string());
+    else
+      log_.debug(component, "write of {} failed: {}", persistence_id, e.to_string());
+  }
+
+  void note_success() {
+    if (failed_batches_ == 0)
+      return;
+    log_.info(component, "writes succeed again after {} failed batch(es)", failed_batches_);
+    failed_batches_ = 0;
   }
 
   /// Blocks until `n` writes have completed (their callbacks ran).
@@ -423,6 +442,7 @@ private:
   std::uint64_t submitted_writes_ = 0;
   std::uint64_t completed_writes_ = 0;
   bool writer_busy_ = false;  ///< no need to notify: the writer looks again
+  std::uint64_t failed_batches_ = 0;  ///< failed batches in a row; writer thread only
   bool stopping_ = false;
   std::thread writer_;
 

@@ -53,6 +53,11 @@ void memory_journal::delay(journal_op op, duration how_long, std::string persist
   add_fault({op, fault_kind::delay, std::move(persistence_id), times, how_long});
 }
 
+void memory_journal::fail_after(journal_op op, duration how_long, std::string persistence_id,
+                                std::optional<std::size_t> times) {
+  add_fault({op, fault_kind::delay_then_fail, std::move(persistence_id), times, how_long});
+}
+
 void memory_journal::clear_faults() {
   {
     std::lock_guard<std::mutex> guard{fault_mtx_};
@@ -101,10 +106,10 @@ expected<void> memory_journal::apply(journal_op op, std::string_view persistence
   auto policy = match(op, persistence_id);
   if (!policy)
     return {};
-  if (policy->kind == fault_kind::delay) {
+  if (policy->kind == fault_kind::delay || policy->kind == fault_kind::delay_then_fail)
     block_for(policy->delay);
+  if (policy->kind == fault_kind::delay)
     return {};
-  }
   return fault_error(policy->kind, op, persistence_id);
 }
 
@@ -118,9 +123,9 @@ std::vector<write_result> memory_journal::write(std::span<const atomic_write> ba
     auto policy = match(journal_op::write, batch[i].persistence_id);
     if (!policy)
       continue;
-    if (policy->kind == fault_kind::delay) {
+    if (policy->kind == fault_kind::delay || policy->kind == fault_kind::delay_then_fail)
       longest_delay = std::max(longest_delay, policy->delay);
-    } else {
+    if (policy->kind != fault_kind::delay) {
       results[i] = fault_error(policy->kind, journal_op::write, batch[i].persistence_id);
       faulted[i] = true;
     }

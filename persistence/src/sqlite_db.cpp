@@ -1,5 +1,7 @@
 #include "sqlite_db.hpp"
 
+#include "troupe/persistence/sqlite_journal.hpp"
+
 #include <fmt/core.h>
 
 #include <thread>
@@ -7,9 +9,12 @@
 namespace troupe::persistence::sqlite {
 
 expected<std::unique_ptr<connection>> connection::open(const std::string& path, int flags,
-                                                       duration busy_timeout) {
+                                                       duration busy_timeout, bool immutable) {
   sqlite3* db = nullptr;
-  auto rc = sqlite3_open_v2(path.c_str(), &db, flags | SQLITE_OPEN_NOMUTEX, nullptr);
+  auto name = immutable ? persistence::immutable_uri(path) : path;
+  auto rc = sqlite3_open_v2(name.c_str(), &db,
+                            flags | SQLITE_OPEN_NOMUTEX | (immutable ? SQLITE_OPEN_URI : 0),
+                            nullptr);
   std::unique_ptr<connection> c{new connection(db, path, busy_timeout)};
   if (rc != SQLITE_OK)
     return c->fail(rc == SQLITE_CANTOPEN ? errc::io_error : errc::journal_failure, "cannot open");

@@ -89,9 +89,12 @@ private:
 class connection {
 public:
   /// Opens `path` with SQLite `flags` (SQLITE_OPEN_NOMUTEX is added), with a busy
-  /// handler that retries for `busy_timeout`. Errors name the path.
+  /// handler that retries for `busy_timeout`. `immutable` opens it through a URI
+  /// with immutable=1 (read-only media: no locks, no -shm, the -wal is not read).
+  /// Errors name the path.
   static expected<std::unique_ptr<connection>> open(const std::string& path, int flags,
-                                                    duration busy_timeout);
+                                                    duration busy_timeout,
+                                                    bool immutable = false);
   ~connection();
   connection(const connection&) = delete;
   connection& operator=(const connection&) = delete;

@@ -1,11 +1,19 @@
 #include "troupe/persistence/sqlite_journal.hpp"
 
+#include "troupe/persistence/json_text.hpp"
+
+#include "journal_identity.hpp"
 #include "sqlite_db.hpp"
 #include "sqlite_schema.hpp"
 
 #include <fmt/core.h>
 
+#include <atomic>
+#include <climits>
+#include <cstdint>
 #include <mutex>
+#include <optional>
+#include <type_traits>
 #include <unordered_map>
 
 namespace troupe::persistence {
@@ -102,11 +110,47 @@ void split_tags(std::string_view text, std::vector<std::string>& out) {
   }
 }
 
-/// Reads TROUPE_EVENT_COLUMNS starting at column 0.
-void row_to_event(const sq::statement& s, event_record& e) {
-  e.seq = s.uint64(0);
+/// An integer column in lo..hi, or nullopt (text, NULL, a blob or out of range).
+std::optional<std::int64_t> int_in(const sq::statement& s, int column, std::int64_t lo,
+                                   std::int64_t hi) {
+  if (sqlite3_column_type(s.handle(), column) != SQLITE_INTEGER)
+    return std::nullopt;
+  auto x = s.int64(column);
+  if (x < lo || x > hi)
+    return std::nullopt;
+  return x;
+}
+
+/// "'<pid>' seq <s> (offset <o>)" for messages about a damaged row.
+std::string row_name(const sq::statement& s, std::string_view pid, int seq_col, int offset_col) {
+  return fmt::format("'{}' seq {} (offset {})", escape_invalid_utf8(pid),
+                     escape_invalid_utf8(s.text(seq_col)),
+                     offset_col < 0 ? std::string{"-"} : std::string{s.text(offset_col)});
+}
+
+error damaged_row(const std::string& path, std::string what) {
+  return error{errc::decode_failed,
+               fmt::format("journal '{}': {}: the row is damaged (troupe never writes such a "
+                           "row; `troupe journal verify` lists it)",
+                           path, std::move(what))};
+}
+
+/// Reads TROUPE_EVENT_COLUMNS starting at column 0 into `e` (whose persistence_id
+/// is set). A value troupe never writes (a sequence nr or version that is not an
+/// integer in range) is an error naming the row, never a silently cast number.
+expected<void> row_to_event(const sq::statement& s, event_record& e, const std::string& path) {
+  auto seq = int_in(s, 0, 1, max_sequence_nr);
+  if (!seq)
+    return damaged_row(path, row_name(s, e.persistence_id, 0, 7) + ": the sequence nr is not "
+                                                                   "an integer >= 1");
+  auto version = int_in(s, 2, 1, UINT32_MAX);
+  if (!version)
+    return damaged_row(path, fmt::format("{}: version {} is not an integer in 1..{}",
+                                         row_name(s, e.persistence_id, 0, 7),
+                                         escape_invalid_utf8(s.text(2)), UINT32_MAX));
+  e.seq = static_cast<sequence_nr>(*seq);
   e.manifest = s.text(1);
-  e.version = static_cast<std::uint32_t>(s.int64(2));
+  e.version = static_cast<std::uint32_t>(*version);
   auto payload = s.blob(3);
   e.payload.assign(payload.begin(), payload.end());
   if (!s.is_null(4))
@@ -114,6 +158,7 @@ void row_to_event(const sq::statement& s, event_record& e) {
   e.writer = s.text(5);
   e.timestamp_ms = s.int64(6);
   e.offset = s.uint64(7);
+  return {};
 }
 
 /// The unique (pid, seq) index refused the row. (A clash of the rowid, i.e. the
@@ -133,11 +178,55 @@ void bind_criteria(sq::statement& s, const std::string& id, const snapshot_crite
 } // namespace
 
 struct sqlite_journal::impl {
-  explicit impl(sqlite_options o, std::unique_ptr<sq::connection> w)
-    : opts(std::move(o)), writer(std::move(w)) {
+  impl(sqlite_options o, std::unique_ptr<sq::connection> w,
+       std::optional<sq::journal_identity> id)
+    : opts(std::move(o)), identity(std::move(id)), writer(std::move(w)) {
   }
 
   sqlite_options opts;
+  /// The file opened and its journal id; none when opened read-only.
+  const std::optional<sq::journal_identity> identity;
+
+  // -- lost: the file is no longer the journal (journal_identity.hpp) -------------------
+  std::atomic<bool> is_lost{false};
+  std::mutex lost_mtx;
+  error lost_error;                                 // guarded by lost_mtx
+  std::function<void(const error&)> lost_handler;  // guarded by lost_mtx
+
+  /// Records the loss (once) and tells the handler; returns the error.
+  error mark_lost(error e) {
+    std::function<void(const error&)> handler;
+    {
+      std::lock_guard<std::mutex> guard{lost_mtx};
+      if (is_lost.load())
+        return lost_error;
+      lost_error = e;
+      is_lost.store(true);
+      handler = lost_handler;
+    }
+    if (handler)
+      handler(e);
+    return e;
+  }
+
+  expected<void> check_not_lost() {
+    if (!is_lost.load(std::memory_order_acquire))
+      return {};
+    std::lock_guard<std::mutex> guard{lost_mtx};
+    return lost_error;
+  }
+
+  /// The identity check on a connection (a no-op read-only); a permanent mismatch
+  /// marks the journal lost.
+  expected<void> check_identity(sq::connection& c) {
+    if (!identity)
+      return {};
+    bool lost = false;
+    auto ok = identity->check(c, &lost);
+    if (!ok && lost)
+      return mark_lost(std::move(ok).error());
+    return ok;
+  }
 
   // -- the writer connection and its caches, guarded by writer_mtx ----------------------
   struct id_info {
@@ -176,6 +265,8 @@ struct sqlite_journal::impl {
   };
 
   expected<reader_lease> reader() {
+    if (auto ok = check_not_lost(); !ok)
+      return std::move(ok).error();
     {
       std::lock_guard<std::mutex> guard{pool_mtx};
       if (!idle_readers.empty()) {
@@ -187,6 +278,9 @@ struct sqlite_journal::impl {
     auto c = sq::open_secondary(opts);
     if (!c)
       return std::move(c).error();
+    // A new connection opens whatever the path names now.
+    if (auto ok = check_identity(**c); !ok)
+      return std::move(ok).error();
     return reader_lease{this, std::move(*c)};
   }
 
@@ -195,6 +289,16 @@ struct sqlite_journal::impl {
   error read_only_error() const {
     return error{errc::journal_rejected,
                  fmt::format("journal '{}' is open read-only", opts.path)};
+  }
+
+  /// Starts a write transaction (taking the write lock) on the file that is still
+  /// the journal: every write, delete and snapshot save begins here.
+  expected<void> begin_write() {
+    if (auto ok = check_not_lost(); !ok)
+      return ok;
+    if (auto ok = run(sql_begin); !ok)
+      return ok;
+    return check_identity(*writer);
   }
 
   /// Runs a cached statement without results.
@@ -398,7 +502,7 @@ struct sqlite_journal::impl {
 
   /// The batch inside one transaction; an error means nothing was stored.
   expected<void> write_batch(std::span<const atomic_write> batch, std::vector<write_result>& results) {
-    if (auto ok = run(sql_begin); !ok)
+    if (auto ok = begin_write(); !ok)
       return ok;
     auto offset = read_offset();
     if (!offset)
@@ -460,7 +564,7 @@ struct sqlite_journal::impl {
   }
 
   expected<void> delete_in_transaction(const std::string& name, sequence_nr to) {
-    if (auto ok = run(sql_begin); !ok)
+    if (auto ok = begin_write(); !ok)
       return ok;
     auto id = resolve_id(name, false);
     if (!id)
@@ -533,6 +637,11 @@ struct sqlite_journal::impl {
       return sequence_nr{0};
     if (rc != SQLITE_ROW)
       return c.fail_from(rc, fmt::format("cannot read the highest sequence nr of '{}'", name));
+    if (!int_in(*q, 0, 0, max_sequence_nr))
+      return damaged_row(c.path(), fmt::format("'{}': the highest sequence nr is {}, not an "
+                                               "integer (a damaged seq or deleted_to value)",
+                                               escape_invalid_utf8(name),
+                                               escape_invalid_utf8(q->text(0))));
     return q->uint64(0);
   }
 
@@ -549,8 +658,14 @@ struct sqlite_journal::impl {
     sq::use q{**s};
     bind(*q);
     int rc;
-    while ((rc = q->step()) == SQLITE_ROW)
-      row(*q);
+    while ((rc = q->step()) == SQLITE_ROW) {
+      if constexpr (std::is_void_v<decltype(row(*q))>) {
+        row(*q);
+      } else {
+        if (auto ok = row(*q); !ok)
+          return ok;
+      }
+    }
     if (rc != SQLITE_DONE)
       return (*c)->fail_from(rc, what);
     return {};
@@ -563,8 +678,28 @@ expected<std::shared_ptr<sqlite_journal>> sqlite_journal::open(sqlite_options op
   auto c = sq::open_primary(opts);
   if (!c)
     return std::move(c).error();
-  auto p = std::make_unique<impl>(std::move(opts), std::move(*c));
+  std::optional<sq::journal_identity> identity;
+  if (!opts.read_only) {
+    auto id = sq::journal_identity::capture(**c);
+    if (!id)
+      return std::move(id).error();
+    identity = std::move(*id);
+  }
+  auto p = std::make_unique<impl>(std::move(opts), std::move(*c), std::move(identity));
   return std::shared_ptr<sqlite_journal>{new sqlite_journal(std::move(p))};
+}
+
+std::int64_t sqlite_journal::journal_id() const noexcept {
+  if (impl_->identity)
+    return impl_->identity->id();
+  std::lock_guard<std::mutex> guard{impl_->writer_mtx};
+  auto id = sq::read_journal_id(*impl_->writer);
+  return id && *id ? **id : 0;
+}
+
+void sqlite_journal::on_lost(std::function<void(const error&)> handler) {
+  std::lock_guard<std::mutex> guard{impl_->lost_mtx};
+  impl_->lost_handler = std::move(handler);
 }
 
 sqlite_journal::sqlite_journal(std::unique_ptr<impl> p) : impl_(std::move(p)) {
@@ -597,7 +732,7 @@ expected<std::vector<event_record>> sqlite_journal::read_events(const std::strin
     [&](sq::statement& s) {
       auto& e = result.emplace_back();
       e.persistence_id = persistence_id;
-      row_to_event(s, e);
+      return row_to_event(s, e, impl_->opts.path);
     });
   if (!ok)
     return std::move(ok).error();
@@ -629,8 +764,8 @@ expected<std::vector<event_record>> sqlite_journal::events_by_tag(const std::str
     },
     [&](sq::statement& s) {
       auto& e = result.emplace_back();
-      row_to_event(s, e);
       e.persistence_id = s.text(8);
+      return row_to_event(s, e, impl_->opts.path);
     });
   if (!ok)
     return std::move(ok).error();
@@ -675,7 +810,7 @@ expected<void> sqlite_journal::save(const snapshot_record& snapshot) {
   auto& p = *impl_;
   std::lock_guard<std::mutex> guard{p.writer_mtx};
   auto body = [&]() -> expected<void> {
-    if (auto ok = p.run(sql_begin); !ok)
+    if (auto ok = p.begin_write(); !ok)
       return ok;
     auto id = p.resolve_id(snapshot.persistence_id, true);
     if (!id)
@@ -713,15 +848,24 @@ expected<std::optional<snapshot_record>> sqlite_journal::load(const std::string&
   auto ok = impl_->query(
     sql_load_snapshot, fmt::format("cannot load the snapshot of '{}'", persistence_id),
     [&](sq::statement& s) { bind_criteria(s, persistence_id, criteria); },
-    [&](sq::statement& s) {
+    [&](sq::statement& s) -> expected<void> {
+      auto seq = int_in(s, 0, 1, max_sequence_nr);
+      auto version = int_in(s, 3, 1, UINT32_MAX);
+      if (!seq || !version)
+        return damaged_row(impl_->opts.path,
+                           fmt::format("the snapshot of {}: the sequence nr or version ({}) is "
+                                       "not an integer in range",
+                                       row_name(s, persistence_id, 0, -1),
+                                       escape_invalid_utf8(s.text(3))));
       auto& r = result.emplace();
       r.persistence_id = persistence_id;
-      r.seq = s.uint64(0);
+      r.seq = static_cast<sequence_nr>(*seq);
       r.timestamp_ms = s.int64(1);
       r.manifest = s.text(2);
-      r.version = static_cast<std::uint32_t>(s.int64(3));
+      r.version = static_cast<std::uint32_t>(*version);
       auto payload = s.blob(4);
       r.payload.assign(payload.begin(), payload.end());
+      return {};
     });
   if (!ok)
     return std::move(ok).error();
@@ -734,14 +878,25 @@ expected<void> sqlite_journal::delete_matching(const std::string& persistence_id
     return impl_->read_only_error();
   auto& p = *impl_;
   std::lock_guard<std::mutex> guard{p.writer_mtx};
-  auto s = p.writer->prepare(sql_delete_snapshots);
-  if (!s)
-    return std::move(s).error();
-  sq::use q{**s};
-  bind_criteria(*q, persistence_id, criteria);
-  if (auto rc = q->step(); rc != SQLITE_DONE)
-    return p.writer->fail_from(rc, fmt::format("cannot delete snapshots of '{}'", persistence_id));
-  return {};
+  auto body = [&]() -> expected<void> {
+    if (auto ok = p.begin_write(); !ok)
+      return ok;
+    auto s = p.writer->prepare(sql_delete_snapshots);
+    if (!s)
+      return std::move(s).error();
+    {
+      sq::use q{**s};
+      bind_criteria(*q, persistence_id, criteria);
+      if (auto rc = q->step(); rc != SQLITE_DONE)
+        return p.writer->fail_from(rc,
+                                   fmt::format("cannot delete snapshots of '{}'", persistence_id));
+    }
+    return p.run(sql_commit);
+  };
+  auto ok = body();
+  if (!ok)
+    p.writer->rollback_if_open();
+  return ok;
 }
 
 } // namespace troupe::persistence

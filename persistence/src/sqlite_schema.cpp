@@ -2,8 +2,14 @@
 
 #include <fmt/core.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <climits>
+#include <cstring>
 #include <filesystem>
 
 namespace troupe::persistence {
@@ -29,6 +35,18 @@ expected<sync_mode> parse_sync_mode(std::string_view text) {
     return sync_mode::off;
   return error{errc::invalid_config,
                fmt::format("journal: synchronous must be full, normal or off (got '{}')", text)};
+}
+
+std::string immutable_uri(const std::string& path) {
+  // RFC 3986 as SQLite reads it: '%', '?' and '#' end or escape the path.
+  std::string uri = "file:";
+  for (char c : path) {
+    if (c == '%' || c == '?' || c == '#')
+      uri += fmt::format("%{:02X}", static_cast<unsigned char>(c));
+    else
+      uri += c;
+  }
+  return uri + "?immutable=1";
 }
 
 } // namespace troupe::persistence
@@ -97,9 +115,27 @@ CREATE TABLE projection_offsets(
   PRIMARY KEY(projection, key)
 ) WITHOUT ROWID;
 )sql",
+  // 2: the journal id, created once with the file (journal_identity.hpp): a
+  // random positive 63-bit number. A persistence id row is never deleted,
+  // renumbered or renamed: its events would be orphaned and the entity would
+  // silently recover without them (troupe itself never does either).
+  R"sql(
+INSERT INTO journal_meta(key, value) VALUES('journal_id', (random() & 9223372036854775807) | 1);
+CREATE TRIGGER persistence_ids_kept BEFORE DELETE ON persistence_ids
+BEGIN
+  SELECT RAISE(ABORT, 'troupe journal: a persistence id row is never deleted: its events would be orphaned and the entity would recover without them');
+END;
+CREATE TRIGGER persistence_ids_fixed BEFORE UPDATE OF id, name ON persistence_ids
+BEGIN
+  SELECT RAISE(ABORT, 'troupe journal: a persistence id row is never renumbered or renamed: its events would be orphaned');
+END;
+)sql",
 };
 static_assert(std::size(migrations) == sqlite_schema_version);
 
+/// The version number stored in schema_version, 0 for a database without tables.
+/// Damaged metadata (no row, several rows, text, out of range) is an error naming
+/// what was found, never an exception.
 expected<int> current_version(connection& c) {
   auto has_table =
     c.query_text("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='schema_version'");
@@ -116,13 +152,33 @@ expected<int> current_version(connection& c) {
                                c.path())};
     return 0;
   }
-  auto v = c.query_text("SELECT coalesce(max(version), 0) FROM schema_version");
+  auto rows = c.query_text("SELECT count(*) FROM schema_version");
+  if (!rows)
+    return std::move(rows).error();
+  auto v = c.query_text("SELECT quote(version) FROM schema_version");
   if (!v)
     return std::move(v).error();
-  return std::stoi(*v);
+  int version = 0;
+  auto [end, ec] = std::from_chars(v->data(), v->data() + v->size(), version);
+  if (*rows != "1" || ec != std::errc{} || end != v->data() + v->size() || version < 1)
+    return error{errc::invalid_config,
+                 fmt::format("journal '{}': its schema_version table is damaged ({} row(s), "
+                             "version {}): expected one row with a version number 1..{}",
+                             c.path(), *rows, v->empty() ? "none" : *v, INT_MAX)};
+  return version;
 }
 
-expected<void> migrate(connection& c) {
+error no_journal(const sqlite_options& opts, std::string_view what) {
+  return error{errc::not_found,
+               fmt::format("journal '{}': {}, so there is no journal to open. If this is a new "
+                           "deployment, create it once with persistence.journal.create-if-missing"
+                           "=true (or `troupe journal create --db FILE`); if a journal was here, "
+                           "restore it: a new empty journal would silently lose every "
+                           "acknowledged event",
+                           opts.path, what)};
+}
+
+expected<void> migrate(connection& c, const sqlite_options& opts) {
   if (auto ok = c.exec("BEGIN IMMEDIATE"); !ok)
     return ok;
   auto fail = [&](error e) -> expected<void> {
@@ -136,6 +192,8 @@ expected<void> migrate(connection& c) {
     return fail(error{errc::unsupported_version,
                       fmt::format("journal '{}' has schema version {}; this troupe knows up to {}",
                                   c.path(), *version, sqlite_schema_version)});
+  if (*version == 0 && !opts.create_if_missing)
+    return fail(no_journal(opts, "the file holds no database (it is empty)"));
   if (*version == 0)
     if (auto ok = c.exec("CREATE TABLE schema_version(version INTEGER NOT NULL)"); !ok)
       return fail(std::move(ok).error());
@@ -154,6 +212,15 @@ expected<void> migrate(connection& c) {
   return {};
 }
 
+error read_only_file(const sqlite_options& opts, std::string_view why) {
+  return error{errc::io_error,
+               fmt::format("journal '{}': the file is read-only ({}); troupe must be able to "
+                           "write it (check its permissions and the file system)",
+                           opts.path, why)};
+}
+
+/// What the file system says before SQLite opens anything, so that errors name the
+/// real cause ("unable to open database file" names none).
 expected<void> check_path(const sqlite_options& opts) {
   if (opts.path.empty())
     return error{errc::invalid_config, "journal: no path given (persistence.journal.path)"};
@@ -166,11 +233,26 @@ expected<void> check_path(const sqlite_options& opts) {
   if (fs::is_directory(p, ec))
     return error{errc::io_error,
                  fmt::format("journal '{}': the path is a directory, not a file", opts.path)};
-  if (!fs::exists(p, ec) && (opts.read_only || !opts.create_if_missing))
-    return error{errc::not_found,
-                 fmt::format("journal '{}': the file does not exist{}", opts.path,
-                             opts.read_only ? ""
-                                            : " (persistence.journal.create-if-missing is off)")};
+  bool exists = fs::exists(p, ec);
+  if (!exists && opts.read_only)
+    return error{errc::not_found, fmt::format("journal '{}': the file does not exist", opts.path)};
+  if (!exists && !opts.create_if_missing)
+    return no_journal(opts, "the file does not exist");
+  // (A 0-byte file with a -wal file is left to the schema check, which reads both.)
+  if (exists && !opts.read_only && !opts.create_if_missing && fs::file_size(p, ec) == 0 && !ec
+      && !fs::exists(opts.path + "-wal", ec))
+    return no_journal(opts, "the file is empty (0 bytes)");
+  if (opts.read_only)
+    return {};
+  if (exists && ::access(opts.path.c_str(), W_OK) != 0)
+    return read_only_file(opts, errno == EROFS ? "read-only file system" : std::strerror(errno));
+  if (::access(dir.c_str(), W_OK) != 0)
+    return error{errc::io_error,
+                 fmt::format("journal '{}': the directory '{}' is not writable ({}); SQLite's "
+                             "WAL mode creates '{}-wal' and '{}-shm' next to the journal",
+                             opts.path, dir.string(),
+                             errno == EROFS ? "read-only file system" : std::strerror(errno),
+                             p.filename().string(), p.filename().string())};
   return {};
 }
 
@@ -180,10 +262,63 @@ int open_flags(const sqlite_options& opts) {
   return SQLITE_OPEN_READWRITE | (opts.create_if_missing ? SQLITE_OPEN_CREATE : 0);
 }
 
+/// A read-only open checks that the file is a troupe journal of this version.
+expected<void> check_readable(connection& db, const sqlite_options& opts) {
+  auto version = current_version(db);
+  if (!version)
+    return std::move(version).error();
+  if (*version == 0)
+    return error{errc::invalid_config,
+                 fmt::format("journal '{}': the file is empty, not a troupe journal", opts.path)};
+  if (*version > sqlite_schema_version)
+    return error{errc::unsupported_version,
+                 fmt::format("journal '{}' has schema version {}; this troupe reads up to {}",
+                             opts.path, *version, sqlite_schema_version)};
+  return {};
+}
+
+bool cannot_open(const error& e) {
+  return e.code() == errc::io_error;
+}
+
+/// Read-only storage: SQLite cannot create the -shm file that WAL mode reads
+/// through, and fails with "unable to open database file". Immutable mode needs no
+/// -shm but does not read the -wal file either, so it is only used when there is
+/// no -wal file with commits in it.
+expected<std::unique_ptr<connection>> open_read_only(sqlite_options& opts) {
+  auto c = open_secondary(opts);
+  if (c) {
+    auto ok = check_readable(**c, opts);
+    if (ok)
+      return c;
+    if (!cannot_open(ok.error()) || opts.immutable)
+      return std::move(ok).error();
+  } else if (!cannot_open(c.error()) || opts.immutable) {
+    return c;
+  }
+  std::error_code ec;
+  auto wal = fs::file_size(opts.path + "-wal", ec);
+  if (!ec && wal > 0)
+    return error{errc::io_error,
+                 fmt::format("journal '{}': cannot open it read-only: its storage is read-only "
+                             "(SQLite cannot create '{}-shm'), and its -wal file holds {} bytes "
+                             "of commits that only a normal open reads. Copy '{}' and '{}-wal' "
+                             "to writable storage and open the copy",
+                             opts.path, opts.path, wal, opts.path, opts.path)};
+  opts.immutable = true;
+  c = open_secondary(opts);
+  if (!c)
+    return c;
+  if (auto ok = check_readable(**c, opts); !ok)
+    return std::move(ok).error();
+  return c;
+}
+
 } // namespace
 
 expected<std::unique_ptr<connection>> open_secondary(const sqlite_options& opts) {
-  auto c = connection::open(opts.path, open_flags(opts), opts.busy_timeout);
+  auto c = connection::open(opts.path, open_flags(opts), opts.busy_timeout,
+                            opts.read_only && opts.immutable);
   if (!c)
     return c;
   if (opts.read_only)
@@ -197,31 +332,17 @@ expected<std::unique_ptr<connection>> open_secondary(const sqlite_options& opts)
   return c;
 }
 
-expected<std::unique_ptr<connection>> open_primary(const sqlite_options& opts) {
+expected<std::unique_ptr<connection>> open_primary(sqlite_options& opts) {
   if (auto ok = check_path(opts); !ok)
     return std::move(ok).error();
+  if (opts.read_only)
+    return open_read_only(opts);
   auto c = open_secondary(opts);
   if (!c)
     return c;
   auto& db = **c;
-  if (opts.read_only) {
-    auto version = current_version(db);
-    if (!version)
-      return std::move(version).error();
-    if (*version == 0)
-      return error{errc::invalid_config,
-                   fmt::format("journal '{}': the file is empty, not a troupe journal", opts.path)};
-    if (*version != sqlite_schema_version)
-      return error{errc::unsupported_version,
-                   fmt::format("journal '{}' has schema version {}; this troupe reads version {}",
-                               opts.path, *version, sqlite_schema_version)};
-    return c;
-  }
   if (sqlite3_db_readonly(db.handle(), "main") == 1)
-    return error{errc::io_error,
-                 fmt::format("journal '{}': the file is read-only; troupe must be able to write "
-                             "it (check its permissions and the file system)",
-                             opts.path)};
+    return read_only_file(opts, "SQLite opened it read-only");
   auto mode = db.query_text("PRAGMA journal_mode=WAL");
   if (!mode)
     return std::move(mode).error();
@@ -230,7 +351,7 @@ expected<std::unique_ptr<connection>> open_primary(const sqlite_options& opts) {
                  fmt::format("journal '{}': cannot switch to WAL mode (got '{}'); is the "
                              "directory writable?",
                              opts.path, *mode)};
-  if (auto ok = migrate(db); !ok)
+  if (auto ok = migrate(db, opts); !ok)
     return std::move(ok).error();
   return c;
 }

@@ -40,6 +40,10 @@ int main(int argc, char** argv) {
   troupe::persistence::add_config_keys(schema);
   schema.add("persistence.journal.path", troupe::config_type::string, std::string{"bank.db"},
              "The bank's SQLite journal.");
+  // A sample creates its journal on the first run; a deployment creates it once,
+  // explicitly (docs/persistence-storage.md), so a lost journal is never replaced.
+  schema.add("persistence.journal.create-if-missing", troupe::config_type::boolean, true,
+             "Create bank.db on the first run.");
   auto cfg = troupe::config::load(std::move(schema), argc, argv);
   if (!cfg) {
     fmt::print(stderr, "{}\n", cfg.error().to_string());

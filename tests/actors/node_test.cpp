@@ -92,6 +92,50 @@ TEST_CASE("stop hooks run after the actors stopped, newest first") {
   CHECK(ran == std::vector<std::string>{"transport", "journal"});
 }
 
+TEST_CASE("shutdown runs its phases in order, while every actor still runs, each with its "
+          "own deadline") {
+  auto n = troupe::test::make_node({"shutdown.phase.cluster-leave=200ms"});
+  auto a = n->spawn("echo", echo);
+  REQUIRE(a);
+  std::vector<std::string> ran;
+  using troupe::shutdown_phase;
+  // Added out of order: the phases decide the order, not the registration.
+  n->add_shutdown_task(shutdown_phase::cluster_exiting, "exiting", [&](auto) {
+    ran.push_back("exiting");
+  });
+  n->add_shutdown_task(shutdown_phase::before_service_unbind, "unbind", [&](auto) {
+    CHECK(n->shutting_down());
+    ran.push_back("unbind");
+  });
+  n->add_shutdown_task(shutdown_phase::cluster_leave, "leave", [&](auto deadline) {
+    // The phase's own timeout, not the whole shutdown's.
+    CHECK(deadline - std::chrono::steady_clock::now() <= 200ms);
+    auto answer = troupe::ask<int>(n->system(), *a, 1s, 7);  // actors still answer
+    CHECK((answer && *answer == 7));
+    ran.push_back("leave");
+  });
+  n->add_stop_hook("hook", [&] { ran.push_back("hook"); });
+  CHECK(n->shutdown().clean);
+  CHECK(ran == std::vector<std::string>{"unbind", "leave", "exiting", "hook"});
+}
+
+TEST_CASE("a shutdown task that overruns its phase is reported, and shutdown goes on") {
+  auto n = troupe::test::make_node({"shutdown.phase.service-stop=50ms"});
+  bool later_ran = false;
+  n->add_shutdown_task(troupe::shutdown_phase::service_stop, "slow", [](auto deadline) {
+    troupe::test::wait_until([] { return false; },
+                             std::chrono::duration_cast<std::chrono::milliseconds>(
+                               deadline - std::chrono::steady_clock::now() + 300ms));
+  });
+  n->add_shutdown_task(troupe::shutdown_phase::cluster_leave, "later",
+                       [&](auto) { later_ran = true; });
+  auto report = n->shutdown();
+  CHECK_FALSE(report.clean);
+  REQUIRE(report.problems.size() == 1);
+  CHECK(report.problems[0].find("'slow' overran phase service-stop") != std::string::npos);
+  CHECK(later_ran);
+}
+
 TEST_CASE("spawning on a stopping node is refused with shutting_down") {
   auto n = troupe::test::make_node();
   n->shutdown();

@@ -45,6 +45,7 @@ struct sqlite_backend {
     persistence::sqlite_options opts;
     opts.path = dir->file("journal.db");
     opts.synchronous = persistence::sync_mode::off;
+    opts.create_if_missing = true;
     auto j = persistence::sqlite_journal::open(opts);
     REQUIRE(j);
     return {*j, *j, dir};

@@ -16,6 +16,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <future>
 #include <stdexcept>
 #include <string>
 #include <variant>
@@ -55,6 +56,7 @@ inline std::unique_ptr<troupe::node> make_sqlite_node(const std::string& path,
   troupe::persistence::add_config_keys(schema);
   auto codec = std::make_shared<troupe::codec_registry>();
   register_counter(*codec);
+  overrides.insert(overrides.begin(), "persistence.journal.create-if-missing=true");
   overrides.push_back("persistence.journal.path=" + path);
   auto n = troupe::test::make_node(std::move(overrides), std::move(schema),
                                    troupe::node::options{codec});
@@ -76,6 +78,20 @@ inline troupe::persistence::event_record added_record(const std::string& pid,
   e.payload = nlohmann::json::to_cbor(nlohmann::json{{"n", n}});
   e.writer = "test";
   return e;
+}
+
+/// Commands waiting in the stashes of the node's counters.
+inline double stashed(troupe::node& n) {
+  return n.metrics()
+    .gauge_value("troupe_persistence_entity_stashed_commands", {{"entity_type", "counter"}})
+    .value_or(-1);
+}
+
+/// Asks from a thread of its own; the future holds the reply.
+template <class Command>
+auto ask_async(const troupe::persistence::entity_ref<counter>& ref, Command cmd,
+               troupe::duration timeout = std::chrono::seconds{30}) {
+  return std::async(std::launch::async, [ref, cmd, timeout] { return ref.ask(cmd, timeout); });
 }
 
 /// Writes records straight into a backend (as another writer would).

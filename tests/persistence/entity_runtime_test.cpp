@@ -1,6 +1,6 @@
 // The entity runtime on a node: stash and durability ordering, stash bounds,
-// single writer, recovery failures under a supervisor, recovery permits and stalls,
-// shutdown, and asks from actors.
+// single writer, recovery permits and stalls, shutdown, and asks from actors.
+// (Journal failures: entity_journal_failure_test.cpp.)
 #include "entity_fixtures.hpp"
 
 #include "troupe/actors/ask.hpp"
@@ -14,8 +14,10 @@ using namespace troupe;
 using namespace troupe::persistence;
 using namespace troupe::test;
 using namespace std::chrono_literals;
+using fx::ask_async;
 using fx::contains;
 using fx::counter;
+using fx::stashed;
 
 namespace {
 
@@ -23,14 +25,6 @@ double gauge(node& n, const std::string& name, const metric_labels& labels = {})
   return n.metrics().gauge_value(name, labels).value_or(-1);
 }
 
-double stashed(node& n) {
-  return gauge(n, "troupe_persistence_entity_stashed_commands", {{"entity_type", "counter"}});
-}
-
-template <class Command>
-auto ask_async(const entity_ref<counter>& ref, Command cmd, duration timeout = 30s) {
-  return std::async(std::launch::async, [ref, cmd, timeout] { return ref.ask(cmd, timeout); });
-}
 
 bool answered(auto& future) {
   return future.wait_for(0s) == std::future_status::ready;
@@ -71,7 +65,7 @@ struct held_write {
 
 } // namespace
 
-TEST_CASE("entity: commands wait while a persist is in flight; its reply comes once it is durable") {
+TEST_CASE("entity: commands wait while a persist is in flight, and its reply comes once it is durable") {
   held_write h{"s1"};
   auto second = h.stash(fx::get{});
   // The write is held inside the journal: not durable, so no reply yet.
@@ -146,88 +140,6 @@ TEST_CASE("entity: two incarnations of one id cannot both write (single writer)"
   auto stored = j->read_events("counter|twin", 1, 10, 10);
   REQUIRE(stored);
   CHECK(stored->size() == 1);
-}
-
-TEST_CASE("entity: a failed recovery stops the entity with an error naming id and seq, and its "
-          "supervisor restarts it with backoff") {
-  std::mutex mtx;  // declared before the node: its sink uses them until shutdown
-  std::vector<std::string> reasons;
-  auto j = std::make_shared<memory_journal>();
-  const std::string pid = "counter|r1";
-  std::string expected_seq;
-  SUBCASE("undecodable event bytes") {
-    auto bad = fx::added_record(pid, 2, 0);
-    bad.payload = {0xff, 0x13, 0x00};
-    fx::store(*j, {fx::added_record(pid, 1, 1), bad});
-    expected_seq = "seq 2";
-  }
-  SUBCASE("an unknown manifest") {
-    auto unknown = fx::added_record(pid, 2, 0);
-    unknown.manifest = "test.from-the-future";
-    fx::store(*j, {fx::added_record(pid, 1, 1), unknown});
-    expected_seq = "seq 2";
-  }
-  SUBCASE("a snapshot that does not decode") {
-    fx::store(*j, {fx::added_record(pid, 1, 1)});
-    REQUIRE(j->save(snapshot_record{.persistence_id = pid, .seq = 1, .timestamp_ms = 1,
-                                    .manifest = "test.counter-state", .version = 1,
-                                    .payload = {0x01, 0x02}}));
-    expected_seq = "seq 1";
-  }
-  SUBCASE("a journal error during replay") {
-    fx::store(*j, {fx::added_record(pid, 1, 1)});
-    j->fail(journal_op::read, pid);
-    expected_seq = "seq 1";
-  }
-  auto n = fx::make_node(j);
-  // The supervisor logs each child's exit reason: that is the error the entity
-  // stopped with.
-  n->log().add_sink([&](const log_record& r) {
-    if (r.component == "supervisor/entities") {
-      std::lock_guard<std::mutex> guard{mtx};
-      reasons.emplace_back(r.message);
-    }
-  });
-  auto reason_logged = [&] {
-    std::lock_guard<std::mutex> guard{mtx};
-    for (auto& text : reasons)
-      if (contains(text, "recovery failed") && contains(text, pid)
-          && contains(text, expected_seq))
-        return true;
-    return false;
-  };
-  supervisor_spec spec{.name = "entities",
-                       .max_restarts = 1000,
-                       .within = 60s,
-                       .backoff = {.min = 1ms, .max = 20ms},
-                       .children = {entity_child<counter>("r1")}};
-  auto sup = n->spawn_supervisor(spec);
-  REQUIRE(sup);
-  auto handle = child_handle(n->system(), *sup, pid, 10s);
-  REQUIRE(handle);
-  entity_ref<counter> ref{*handle};
-  // The requester gets an error at once (the recovery error, or actor_down when it
-  // reached an incarnation that was already stopping), never a timeout.
-  auto r = ref.ask(fx::get{}, 10s);
-  REQUIRE_FALSE(r);
-  INFO(r.error().to_string());
-  CHECK(r.error().code() != errc::timeout);
-  CHECK(wait_until(reason_logged));
-  REQUIRE(wait_until([&] {
-    auto kids = which_children(n->system(), *sup, 10s);
-    return kids && kids->size() == 1 && (*kids)[0].restarts >= 2;
-  }));
-  auto kids = which_children(n->system(), *sup, 10s);
-  REQUIRE(kids);
-  CHECK((*kids)[0].last_backoff > duration{0});
-  // The node keeps serving other entities.
-  auto other = spawn_entity<counter>(*n, "healthy");
-  REQUIRE(other);
-  REQUIRE(other->ask(fx::add{3}, 10s));
-  auto total = other->ask(fx::get{}, 10s);
-  REQUIRE(total);
-  CHECK(*total == 3);
-  j->clear_faults();
 }
 
 TEST_CASE("entity: no more recoveries run at once than the node allows") {
@@ -345,7 +257,7 @@ TEST_CASE("entity: spawning fails clearly without a journal or with unregistered
   }
 }
 
-TEST_CASE("entity: actors ask entities without blocking; tell sends without a reply") {
+TEST_CASE("entity: actors ask entities without blocking, and tell sends without a reply") {
   auto j = std::make_shared<memory_journal>();
   auto n = fx::make_node(j);
   auto ref = spawn_entity<counter>(*n, "asked");
@@ -496,7 +408,7 @@ TEST_CASE("entity: replay holds a bounded number of pages however long the journ
   CHECK(j->max_in_flight() == 1);
 }
 
-TEST_CASE("entity: an ask from an actor ends at its deadline; a late reply is dropped") {
+TEST_CASE("entity: an ask from an actor ends at its deadline, and a late reply is dropped") {
   held_write h{"slow"};
   struct outcome {
     std::mutex mtx;

@@ -174,8 +174,8 @@ TEST_CASE("entity: the replay tool starts from the snapshot that covers deleted 
   CHECK(contains(err, "events 3..4 are only covered by the snapshot at seq 4"));
 }
 
-TEST_CASE("entity: corrupt event bytes or an unknown manifest in the file stop that entity's "
-          "recovery with its id and seq; the node serves the others") {
+TEST_CASE("entity: corrupt event bytes, an unknown manifest or a missing event in the file stop "
+          "that entity's recovery with its id and seq, and the node serves the others") {
   temp_dir dir;
   auto path = dir.file("journal.db");
   write_counter(path, "victim", {1, 2, 3});
@@ -190,6 +190,11 @@ TEST_CASE("entity: corrupt event bytes or an unknown manifest in the file stop t
     raw_exec(path, "UPDATE events SET manifest = 'test.renamed-away' WHERE seq = 3 AND pid = "
               "(SELECT id FROM persistence_ids WHERE name = 'counter|victim')");
     seq = "seq 3";
+  }
+  SUBCASE("a missing event (a gap in the sequence numbers)") {
+    raw_exec(path, "DELETE FROM events WHERE seq = 2 AND pid = "
+              "(SELECT id FROM persistence_ids WHERE name = 'counter|victim')");
+    seq = "seq 2: missing from the journal";
   }
   log_capture logs;  // before the node: its sink runs until the node is gone
   auto n = fx::make_sqlite_node(path);

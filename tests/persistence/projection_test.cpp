@@ -26,6 +26,7 @@ struct journal_file {
     sqlite_options o;
     o.path = dir.file("journal.db");
     o.synchronous = sync_mode::off;  // about offsets and transactions, not durability
+    o.create_if_missing = true;
     return o;
   }();
   std::shared_ptr<sqlite_journal> journal = *sqlite_journal::open(opts);
@@ -97,7 +98,7 @@ TEST_CASE("offset store: load and save per projection and key") {
   CHECK(f.count("SELECT count(*) FROM projection_offsets WHERE last_updated_ms > 0") == 2);
 }
 
-TEST_CASE("projection: exactly-once commits the handler's writes with the offset; a failure "
+TEST_CASE("projection: exactly-once commits the handler's writes with the offset, a failure "
           "rolls both back and a restart resumes from the stored offset") {
   journal_file f;
   auto events = f.write_events("acct", 10);

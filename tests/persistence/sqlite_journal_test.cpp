@@ -34,6 +34,7 @@ namespace {
 sqlite_options options_for(const std::string& path) {
   sqlite_options o;
   o.path = path;
+  o.create_if_missing = true;
   return o;
 }
 
@@ -225,7 +226,7 @@ TEST_CASE("sqlite journal: a full disk fails the whole batch with a clear error,
   CHECK(mentions(saved.error(), "'kept'"));
 }
 
-TEST_CASE("sqlite journal: corrupt rows are returned as stored; decoding is the reader's job") {
+TEST_CASE("sqlite journal: corrupt rows are returned as stored (decoding is the reader's job)") {
   temp_dir dir;
   auto path = dir.file("journal.db");
   auto j = sqlite_journal::open(options_for(path));
@@ -246,7 +247,8 @@ TEST_CASE("sqlite journal: install_journal opens the configured file and stops w
   auto schema = node_config_keys();
   add_config_keys(schema);
   auto path = dir.file("node.db");
-  auto n = make_node({"persistence.journal.path=" + path, "persistence.journal.synchronous=normal"},
+  auto n = make_node({"persistence.journal.path=" + path, "persistence.journal.synchronous=normal",
+                      "persistence.journal.create-if-missing=true"},
                      schema);
   auto svc = install_journal(*n);
   REQUIRE(svc);
@@ -282,14 +284,13 @@ TEST_CASE("sqlite journal: install_journal reports a bad config or path clearly"
     CHECK(svc.error().code() == errc::io_error);
     CHECK(mentions(svc.error(), path));
   }
-  SUBCASE("unknown synchronous mode") {
-    auto n = make_node({"persistence.journal.path=" + dir.file("j.db"),
-                        "persistence.journal.synchronous=sometimes"},
-                       schema);
-    auto svc = install_journal(*n);
-    REQUIRE_FALSE(svc);
-    CHECK(svc.error().code() == errc::invalid_config);
-    CHECK(mentions(svc.error(), "persistence.journal.synchronous"));
+  SUBCASE("unknown synchronous mode: the config refuses it before any journal opens") {
+    config cfg{schema};
+    auto r = cfg.set_text("persistence.journal.synchronous", "sometimes");
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code() == errc::invalid_config);
+    CHECK(mentions(r.error(), "persistence.journal.synchronous"));
+    CHECK(mentions(r.error(), "full, normal, off"));
   }
   SUBCASE("no persistence keys in the schema") {
     auto n = make_node();

@@ -2,13 +2,15 @@
 #include "conformance_backends.hpp"
 #include "raw_sql.hpp"
 
-#include "support/child_process.hpp"
+#include "troupe_tool.hpp"
+
 #include "support/temp_dir.hpp"
 
 #include <doctest/doctest.h>
 #include <sqlite3.h>
 
 #include <filesystem>
+#include <fstream>
 
 using namespace troupe;
 using namespace troupe::persistence;
@@ -16,35 +18,12 @@ using namespace troupe::test;
 
 namespace {
 
-struct run_result {
-  int status = -1;
-  std::vector<std::string> lines;  ///< stdout and stderr
-  bool has(const std::string& text) const {
-    for (auto& l : lines)
-      if (l.find(text) != std::string::npos)
-        return true;
-    return false;
-  }
-};
-
-/// Runs `troupe journal ARGS...` (the binary built in build/tools/).
-run_result troupe_journal(std::vector<std::string> args) {
-  std::string cmd = program_path("../../tools/troupe") + " journal";
-  for (auto& a : args)
-    cmd += " '" + a + "'";
-  child_process p{"/bin/sh", {"-c", cmd + " 2>&1"}};
-  run_result r;
-  while (auto line = p.read_line(std::chrono::seconds{30}))
-    r.lines.push_back(*line);
-  r.status = p.wait(std::chrono::seconds{30}).value_or(-1);
-  return r;
-}
-
 /// A healthy journal: two ids with tagged events, one deleted prefix, snapshots.
 std::string healthy_journal(const temp_dir& dir) {
   auto path = dir.file("healthy.db");
   sqlite_options o;
   o.path = path;
+  o.create_if_missing = true;
   auto j = *sqlite_journal::open(o);
   std::vector<atomic_write> batch{make_write("acct|a", 1, 5, {"acct"}), make_write("acct|b", 1, 3)};
   for (auto& r : j->write(std::span<const atomic_write>{batch}))
@@ -109,13 +88,16 @@ TEST_CASE("troupe journal verify: reports each planted problem and exits non-zer
                  "ALTER TABLE s2 RENAME TO snapshots;"
                  "INSERT INTO snapshots SELECT * FROM snapshots WHERE seq = 3");
   auto r = troupe_journal({"verify", "--db", path});
+  INFO(r.text());
   CHECK(r.status == 1);
   CHECK(r.has("gap: 'acct|a' seq 4..4 missing"));
   CHECK(r.has("undecodable event: 'acct|b' seq 2"));
   CHECK(r.has("orphaned snapshot: 'ghost' seq 1: the id has no events"));
   CHECK(r.has("orphaned snapshot: 'acct|b' seq 9 is above the highest seq 3"));
   CHECK(r.has("duplicate snapshot: 'acct|b' seq 3 stored 2 times"));
-  CHECK(r.has("verify: 5 problem(s)"));
+  // The gap's event was tagged: its tag row now points nowhere.
+  CHECK(r.has("orphaned tag rows: 1 event_tags row(s) of tag row 1 point to missing events"));
+  CHECK(r.has("verify: 6 problem(s)"));
   // The original is untouched and still healthy.
   CHECK(troupe_journal({"verify", "--db", healthy}).status == 0);
 }
@@ -177,4 +159,135 @@ TEST_CASE("troupe journal: a missing file or a non-journal is a clear error") {
   r = troupe_journal({"list"});
   CHECK(r.status == 2);
   CHECK(r.has("--db FILE is required"));
+}
+
+TEST_CASE("journal schema: a persistence id row cannot be deleted, renumbered or renamed") {
+  temp_dir dir;
+  auto path = healthy_journal(dir);
+  for (auto sql : {"DELETE FROM persistence_ids WHERE name = 'acct|b'",
+                   "UPDATE persistence_ids SET id = 99 WHERE name = 'acct|b'",
+                   "UPDATE persistence_ids SET name = 'acct|c' WHERE name = 'acct|b'"}) {
+    INFO(sql);
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+    CHECK(sqlite3_exec(db, sql, nullptr, nullptr, nullptr) == SQLITE_CONSTRAINT);
+    CHECK(std::string{sqlite3_errmsg(db)}.find("its events would be orphaned") != std::string::npos);
+    sqlite3_close(db);
+  }
+  CHECK(troupe_journal({"verify", "--db", path}).status == 0);
+}
+
+TEST_CASE("troupe journal verify: events whose persistence id row was deleted are orphans") {
+  temp_dir dir;
+  auto path = healthy_journal(dir);
+  // Past the schema's guard, recovery of acct|b would start empty while its 3
+  // events remain.
+  raw_exec(path, "DROP TRIGGER persistence_ids_kept;"
+                 "DELETE FROM persistence_ids WHERE name = 'acct|b'");
+  auto r = troupe_journal({"verify", "--db", path});
+  INFO(r.text());
+  CHECK(r.status == 1);
+  CHECK(r.has("orphaned events: 3 event(s), seq 1..3, belong to persistence id row 2, which is "
+              "missing from persistence_ids"));
+  CHECK(r.has("orphaned snapshot: seq 3 belongs to persistence id row 2"));
+  // `events` still shows them, with the row they point to.
+  auto events = troupe_journal({"events", "--db", path});
+  CHECK(events.status == 0);
+  CHECK(events.has(R"("persistence_id":null,"orphaned_pid":2,"seq":1)"));
+}
+
+TEST_CASE("troupe journal: damaged rows are named, rendered as stored, never a crash") {
+  temp_dir dir;
+  auto path = healthy_journal(dir);
+  raw_exec(path, "UPDATE events SET version = 'v9' WHERE seq = 1 AND pid = 2;"
+                 "UPDATE events SET seq = 'three' WHERE seq = 3 AND pid = 2;"
+                 "UPDATE events SET manifest = CAST(x'74ff2e65' AS TEXT) WHERE seq = 2 AND pid = 2");
+  auto r = troupe_journal({"verify", "--db", path});
+  INFO(r.text());
+  CHECK(r.status == 1);
+  CHECK(r.has("damaged event: 'acct|b' seq 1: version v9 is not an integer in 1..4294967295"));
+  CHECK(r.has("damaged event: 'acct|b' offset 8: seq three is not an integer >= 1"));
+  CHECK(r.has(R"(invalid UTF-8: 'acct|b' seq 2 manifest is not valid UTF-8: 't\xff.e')"));
+  auto events = troupe_journal({"events", "--db", path, "--id", "acct|b"});
+  INFO(events.text());
+  CHECK(events.status == 0);
+  CHECK(events.lines.size() == 3);
+  CHECK(events.has(R"("version":"v9")"));
+  CHECK(events.has(R"("seq":"three")"));
+  CHECK(events.has(R"("manifest":"t\\xff.e")"));
+  auto list = troupe_journal({"list", "--db", path});
+  CHECK(list.status == 0);
+  // The SQLite backend (recovery, queries) names the row instead of casting.
+  auto opts = sqlite_options{.path = path, .read_only = true};
+  auto j = sqlite_journal::open(opts);
+  REQUIRE(j);
+  auto read = (*j)->read_events("acct|b", 1, 10, 10);
+  REQUIRE_FALSE(read);
+  CHECK(read.error().code() == errc::decode_failed);
+  CHECK(read.error().message().find("'acct|b' seq 1") != std::string::npos);
+  CHECK(read.error().message().find("version v9") != std::string::npos);
+}
+
+TEST_CASE("troupe journal: a payload string that is not UTF-8 is shown escaped and reported") {
+  temp_dir dir;
+  auto path = healthy_journal(dir);
+  // CBOR {"who": "ada\xff\xfe"}: a text string whose last bytes are not UTF-8.
+  raw_exec(path, "UPDATE events SET payload = x'a16377686f6661646166fffe' WHERE seq = 3 AND pid = 2");
+  auto events = troupe_journal({"events", "--db", path, "--id", "acct|b"});
+  INFO(events.text());
+  CHECK(events.status == 0);
+  CHECK(events.lines.size() == 3);
+  CHECK(events.has(R"("payload":{"who":"adaf\\xff\\xfe"})"));
+  auto r = troupe_journal({"verify", "--db", path});
+  INFO(r.text());
+  CHECK(r.status == 1);
+  CHECK(r.has("invalid UTF-8: event 'acct|b' seq 3 offset 8: the payload holds a string that is "
+              "not valid UTF-8"));
+}
+
+TEST_CASE("troupe journal: damaged schema metadata is a clear error, never an abort") {
+  temp_dir dir;
+  auto path = healthy_journal(dir);
+  std::string found;
+  SUBCASE("text") {
+    raw_exec(path, "UPDATE schema_version SET version = 'two'");
+    found = "version 'two'";
+  }
+  SUBCASE("beyond int") {
+    raw_exec(path, "UPDATE schema_version SET version = 99999999999");
+    found = "version 99999999999";
+  }
+  SUBCASE("no row") {
+    raw_exec(path, "DELETE FROM schema_version");
+    found = "0 row(s)";
+  }
+  for (auto command : {"verify", "events", "list", "stats"}) {
+    auto r = troupe_journal({command, "--db", path});
+    INFO(command << ": " << r.text());
+    CHECK(r.status == 1);
+    CHECK(r.has("schema_version table is damaged"));
+    CHECK(r.has(found));
+    CHECK(r.has(path));
+  }
+  auto j = sqlite_journal::open(sqlite_options{.path = path});
+  REQUIRE_FALSE(j);
+  CHECK(j.error().code() == errc::invalid_config);
+  CHECK(j.error().message().find(found) != std::string::npos);
+}
+
+TEST_CASE("troupe journal create: makes a new journal, and only a new one") {
+  temp_dir dir;
+  auto path = dir.file("new.db");
+  auto r = troupe_journal({"create", "--db", path});
+  INFO(r.text());
+  CHECK(r.status == 0);
+  CHECK(r.has("created journal '" + path + "' (journal id "));
+  CHECK(troupe_journal({"verify", "--db", path}).status == 0);
+  auto again = troupe_journal({"create", "--db", path});
+  CHECK(again.status == 1);
+  CHECK(again.has("exists and is not empty"));
+  // An existing empty file may be turned into a journal.
+  auto empty = dir.file("empty.db");
+  std::ofstream{empty}.close();
+  CHECK(troupe_journal({"create", "--db", empty}).status == 0);
 }

@@ -37,15 +37,15 @@ void add_transport_config_keys(config_schema& s) {
   s.add("transport.stop-timeout", config_type::duration, duration{1s},
         "How long stopping the transport waits for queued frames and goodbyes to be written.");
   s.add("transport.max-connections", config_type::integer, std::int64_t{2048},
-        "Most inbound connections established at once (1..1000000); a handshake beyond it is "
+        "Most inbound connections established at once; a handshake beyond it is "
         "refused (too_many_connections).");
   s.add("transport.max-connections-per-address", config_type::integer, std::int64_t{512},
-        "Most established inbound connections from one source IP address (1..1000000).");
+        "Most established inbound connections from one source IP address.");
   s.add("transport.max-pending-handshakes", config_type::integer, std::int64_t{128},
-        "Most inbound connections still in their handshake (1..1000000); a new connection "
+        "Most inbound connections still in their handshake; a new connection "
         "beyond it closes the oldest pending one (silent ones first).");
   s.add("transport.max-pending-handshakes-per-address", config_type::integer, std::int64_t{64},
-        "Most pending handshakes from one source IP address (1..1000000); beyond it that "
+        "Most pending handshakes from one source IP address; beyond it that "
         "address's oldest pending one is closed.");
   s.add("transport.tls.enabled", config_type::boolean, false,
         "Encrypt and authenticate every connection with TLS 1.3, both ends presenting a "
@@ -60,6 +60,21 @@ void add_transport_config_keys(config_schema& s) {
   s.add("transport.fault-injection.rules-file", config_type::string, std::string{},
         "For tests only: a file of fault rules (drop/delay traffic of chosen peers) that the "
         "transport re-reads when it changes; empty (the default) turns fault injection off.");
+
+  // Ranges (docs/configuration.md shows them); a value outside is invalid_config.
+  s.set_range("transport.max-frame-size", config_range::of(1024, std::int64_t{1} << 30));
+  s.set_range("transport.max-queue-bytes", config_range::of(1024, std::int64_t{1} << 34));
+  s.set_range("transport.heartbeat-interval", config_range::zero_or(10ms, 1h));
+  s.set_range("transport.failure-timeout", config_range::zero_or(10ms, 1h));
+  s.set_range("transport.handshake-timeout", config_range::of(10ms, 10min));
+  s.set_range("transport.reconnect-backoff-min", config_range::of(1ms, 1min));
+  s.set_range("transport.reconnect-backoff-max", config_range::of(1ms, 1h));
+  s.set_range("transport.request-retention", config_range::of(1ms, 24h));
+  s.set_range("transport.stop-timeout", config_range::of(0ms, 10min));
+  s.set_range("transport.max-connections", config_range::of(1, 1000000));
+  s.set_range("transport.max-connections-per-address", config_range::of(1, 1000000));
+  s.set_range("transport.max-pending-handshakes", config_range::of(1, 1000000));
+  s.set_range("transport.max-pending-handshakes-per-address", config_range::of(1, 1000000));
 }
 
 } // namespace troupe::remote::detail

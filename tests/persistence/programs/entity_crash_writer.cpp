@@ -99,7 +99,8 @@ int main(int argc, char** argv) {
   auto schema = node_config_keys();
   add_config_keys(schema);
   config cfg{std::move(schema)};
-  if (!cfg.set_text("log.level", "warn") || !cfg.set("persistence.journal.path", argv[1])) {
+  if (!cfg.set_text("log.level", "warn") || !cfg.set("persistence.journal.path", argv[1])
+      || !cfg.set("persistence.journal.create-if-missing", true)) {
     std::fprintf(stderr, "bad config\n");
     return 2;
   }

@@ -40,6 +40,7 @@ int main(int argc, char** argv) {
   sqlite_options opts;
   opts.path = path;
   opts.busy_timeout = std::chrono::seconds{30};
+  opts.create_if_missing = true;
   auto j = sqlite_journal::open(opts);
   if (!j) {
     std::fprintf(stderr, "%s\n", j.error().to_string().c_str());

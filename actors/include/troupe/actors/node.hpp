@@ -9,13 +9,16 @@
 //
 // Guardian tree: every long-lived actor is a descendant of the node's guardian (a
 // supervisor whose children are temporary). shutdown():
-//   1. marks the node stopping (new spawns fail with shutting_down);
-//   2. asks the guardian to stop its children in reverse start order, each actor
+//   1. runs the coordinated-shutdown phases (shutdown_phase.hpp): the tasks upper
+//      layers added, phase by phase, each phase within its own timeout (the
+//      cluster leaves, shards hand off, ... while every actor still runs);
+//   2. marks the node stopping (new spawns fail with shutting_down);
+//   3. asks the guardian to stop its children in reverse start order, each actor
 //      within shutdown.actor-timeout (then killed); supervisors below do the same
 //      with their children's shutdown_timeout;
-//   3. runs the stop hooks of upper layers in reverse order (journal writers, the
+//   4. runs the stop hooks of upper layers in reverse order (journal writers, the
 //      transport, ...) and erases every name from CAF's registry;
-//   4. waits for CAF's actor count to reach zero, then destroys the actor system.
+//   5. waits for CAF's actor count to reach zero, then destroys the actor system.
 // All of it is bounded by shutdown.timeout: if CAF would wait forever (an actor
 // outside the tree, a blocking actor that ignores exit messages), shutdown reports
 // it and abandons the actor system instead of hanging. CAF's own shutdown hangs on
@@ -28,11 +31,15 @@
 #include "troupe/actors/config.hpp"
 #include "troupe/actors/expected.hpp"
 #include "troupe/actors/node_context.hpp"
+#include "troupe/actors/shutdown_phase.hpp"
 #include "troupe/actors/spawn.hpp"
 #include "troupe/actors/supervisor.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
+
+#include <atomic>
+#include <chrono>
 
 #include <functional>
 #include <memory>
@@ -71,6 +78,7 @@ public:
   const std::string& name() const noexcept { return context_->name(); }
   logger& log() noexcept { return context_->log(); }
   metrics_registry& metrics() noexcept { return context_->metrics(); }
+  node_health& health() noexcept { return context_->health(); }
   codec_registry& codec() noexcept { return context_->codec(); }
   const troupe::config& config() const noexcept { return context_->config(); }
 
@@ -98,6 +106,16 @@ public:
   /// Hooks run once, in reverse registration order, after all actors stopped.
   void add_stop_hook(std::string name, std::function<void()> hook);
 
+  using deadline = std::chrono::steady_clock::time_point;
+  /// Adds a task to a phase of the coordinated shutdown. Tasks of a phase run in
+  /// the order they were added, on the thread that called shutdown(), while all
+  /// actors still run; each gets the phase's deadline and must return by then
+  /// (one that returns late is reported). Tasks must not call shutdown().
+  void add_shutdown_task(shutdown_phase phase, std::string name,
+                         std::function<void(deadline)> task);
+  /// Whether shutdown() has begun (its phases may still be running).
+  bool shutting_down() const;
+
   /// Stops everything; idempotent (later calls return the first report).
   shutdown_report shutdown();
 
@@ -109,6 +127,13 @@ private:
   std::shared_ptr<node_context> context_;
   std::mutex mtx_;
   std::vector<std::pair<std::string, std::function<void()>>> stop_hooks_;
+  struct shutdown_task {
+    shutdown_phase phase;
+    std::string name;
+    std::function<void(deadline)> run;
+  };
+  std::vector<shutdown_task> shutdown_tasks_;
+  std::atomic<bool> shutdown_begun_{false};
   std::optional<shutdown_report> report_;
 };
 

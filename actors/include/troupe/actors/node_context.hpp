@@ -1,5 +1,5 @@
 // troupe::node_context: what every actor of a node can reach — config, logger,
-// metrics, codec, the guardian, and layer extensions.
+// metrics, health, codec, the guardian, and layer extensions.
 //
 // The context lives as long as the node's CAF actor system (it is owned by the
 // system's configuration), so actors may use it until they stop, even while the
@@ -14,6 +14,7 @@
 
 #include "troupe/actors/codec.hpp"
 #include "troupe/actors/config.hpp"
+#include "troupe/actors/health.hpp"
 #include "troupe/actors/log.hpp"
 #include "troupe/actors/metrics.hpp"
 
@@ -38,6 +39,8 @@ public:
   const troupe::config& config() const noexcept { return config_; }
   logger& log() const noexcept { return *log_; }
   metrics_registry& metrics() noexcept { return metrics_; }
+  /// Whether the node can do its job (health.hpp); layers mark problems here.
+  node_health& health() noexcept { return health_; }
   codec_registry& codec() const noexcept { return *codec_; }
   std::shared_ptr<codec_registry> shared_codec() const noexcept { return codec_; }
 
@@ -81,6 +84,7 @@ private:
   std::shared_ptr<logger> log_;
   std::shared_ptr<codec_registry> codec_;
   metrics_registry metrics_;
+  node_health health_{metrics_};
   std::atomic<bool> stopping_{false};
   mutable std::mutex mtx_;
   caf::actor guardian_;

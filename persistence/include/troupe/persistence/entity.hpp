@@ -39,11 +39,16 @@
 //   acknowledged them as durable; follow-ups run once, after that, never on replay.
 // - A persist that is rejected (the event does not encode, or the journal refused
 //   it: journal_rejected) gets an error reply; the entity keeps its state and goes
-//   on. A persist that fails (journal_failure: the outcome is unknown) or conflicts
-//   (sequence_conflict: another writer) stops the entity with an error naming the
-//   persistence id; a supervisor restarts it, and it recovers what was stored.
-// - A recovery that fails (undecodable event or snapshot, gap, journal error)
-//   stops the entity with an error naming the persistence id and sequence number.
+//   on. A persist that conflicts (sequence_conflict: another writer) stops the
+//   entity's actor (a supervisor restarts it; it recovers what was stored).
+// - A journal failure (a persist that failed: the outcome is unknown; a recovery
+//   that failed: undecodable event or snapshot, gap, journal error or timeout) is
+//   not a bug in the entity: its incarnation stops with an error naming the
+//   persistence id (and sequence number) and the cause, every held command gets
+//   that error, commands are refused with it for a backoff
+//   (persistence.entity.restart-backoff-min/max), and the next command after it
+//   starts a new incarnation that recovers what was stored. The actor, and so
+//   every handle to it, stays; no supervisor restart is spent.
 // - Whenever an entity stops, every command it still holds gets an error reply: a
 //   requester never waits out its timeout because the entity died.
 //
@@ -96,14 +101,6 @@ struct entity_options {
   bool verify_round_trip = false;
 };
 
-/// "<entity type>|<entity id>".
-inline std::string persistence_id_of(std::string_view entity_type, std::string_view entity_id) {
-  std::string result;
-  result.reserve(entity_type.size() + 1 + entity_id.size());
-  result.append(entity_type).append("|").append(entity_id);
-  return result;
-}
-
 namespace detail {
 
 /// Everything the runtime needs to start incarnations of one entity.
@@ -137,23 +134,6 @@ template <class Entity, class Command>
 void check_command() {
   static_assert(is_alternative<Command, typename Entity::command>::value,
                 "this type is not one of the entity's command types (Entity::command)");
-}
-
-/// The codec view of Entity for one registry, shared by every incarnation spawned
-/// against that registry (rebuilt when a different registry is used).
-template <class Entity>
-expected<std::shared_ptr<const entity_codec<Entity>>>
-cached_codec(std::shared_ptr<const codec_registry> codec) {
-  static std::mutex mtx;
-  static std::shared_ptr<const entity_codec<Entity>> cached;
-  std::lock_guard<std::mutex> guard{mtx};
-  if (cached && cached->registry == codec)
-    return cached;
-  auto made = entity_codec<Entity>::make(std::move(codec), Entity::entity_type, false);
-  if (!made)
-    return made;
-  cached = *made;
-  return cached;
 }
 
 template <class Entity>
@@ -251,8 +231,8 @@ expected<entity_ref<Entity>> spawn_entity(node& n, std::string entity_id,
 }
 
 /// A supervisor child running the entity. `transient` (the default) restarts it
-/// after a failure (recovery failure, persist failure) but not after it stopped
-/// itself (effect::stop).
+/// after its actor failed (a handler that threw, a sequence conflict) but not after
+/// it stopped itself (effect::stop). Journal failures the entity handles itself.
 template <class Entity>
 child_spec entity_child(std::string entity_id,
                         entity_options opts = detail::default_options<Entity>(),

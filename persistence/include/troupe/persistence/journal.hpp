@@ -21,6 +21,7 @@
 #include "troupe/actors/expected.hpp"
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -134,6 +135,15 @@ public:
 
   /// The highest offset committed so far (0 if the journal is empty).
   virtual expected<offset_type> highest_offset() = 0;
+
+  /// Registers who to tell when the backend finds it can no longer store anything
+  /// safely until the process restarts (the SQLite backend: its file was deleted
+  /// or replaced while open). The backend then fails every call with
+  /// journal_failure naming the cause, and calls `handler` once, on the thread that
+  /// found it (keep it short: log, mark the node unhealthy). install_journal
+  /// registers one; an empty handler unregisters. Backends without such a
+  /// condition ignore it.
+  virtual void on_lost(std::function<void(const error&)> handler) { (void) handler; }
 };
 
 /// Thread-safety: every member may be called concurrently.

@@ -15,6 +15,8 @@
 //   delay   the call blocks for the given time, then proceeds normally; a write
 //           batch blocks once, for the longest delay among its writes.
 //           clear_faults() releases calls that are blocked in a delay.
+//   fail_after  blocks like delay, then fails like fail (a persist that is in
+//           flight for a while and then fails: commands pile up behind it).
 // In a write batch, fail/reject apply per atomic write: the other writes of the
 // batch are stored.
 //
@@ -55,14 +57,14 @@ enum class journal_op : std::uint8_t {
 
 std::string_view to_string(journal_op op) noexcept;
 
-enum class fault_kind : std::uint8_t { fail, reject, delay };
+enum class fault_kind : std::uint8_t { fail, reject, delay, delay_then_fail };
 
 struct fault_policy {
   journal_op op = journal_op::write;
   fault_kind kind = fault_kind::fail;
   std::string persistence_id;         ///< "" matches every id
   std::optional<std::size_t> times;   ///< the next N matching calls; nullopt: until cleared
-  duration delay{};                   ///< for fault_kind::delay
+  duration delay{};                   ///< for fault_kind::delay and delay_then_fail
 };
 
 class memory_journal final : public journal_backend, public snapshot_backend {
@@ -99,6 +101,8 @@ public:
               std::optional<std::size_t> times = std::nullopt);
   void delay(journal_op op, duration how_long, std::string persistence_id = {},
              std::optional<std::size_t> times = std::nullopt);
+  void fail_after(journal_op op, duration how_long, std::string persistence_id = {},
+                  std::optional<std::size_t> times = std::nullopt);
   /// Removes every policy and releases the calls blocked in a delay.
   void clear_faults();
 

@@ -1,6 +1,5 @@
-// replay_tool: `replay ID --db FILE` for a user's own binary. Prints the entity's
-// state (as JSON) after each stored event, one line per event, for recovery tests
-// and debugging:
+// replay_tool: `replay ID --db FILE` and `replay --verify --db FILE` for a user's
+// own binary (it knows the entity's types).
 //
 //   int main(int argc, char** argv) {
 //     auto codec = std::make_shared<troupe::codec_registry>();
@@ -10,28 +9,38 @@
 //     ...
 //   }
 //
+// `replay ID` prints the entity's state (as JSON) after each stored event, one line
+// per event, for recovery tests and debugging:
+//
 //   $ troupe-bank replay acct-42 --db bank.db
 //   {"seq":1,"manifest":"bank.account-opened","event":{"owner":"ada"},"state":{...}}
 //   {"seq":2,"manifest":"bank.deposited","event":{"amount":100},"state":{...}}
 //
+// `replay --verify` is the typed half of `troupe journal verify`: for every
+// persistence id of the entity type it folds every stored event exactly as
+// recovery would, and decodes every snapshot, and prints each problem (an event or
+// snapshot that does not decode with its manifest, a handler that throws, a gap,
+// a snapshot above the highest seq), naming the persistence id and sequence number.
+//
 // Arguments (argv[0] is the subcommand's name): ID (the entity id, or the full
-// persistence id "account|acct-42"), --db FILE (a SQLite journal, opened read-only),
-// optional --from SEQ (print from there; earlier events are folded silently) and
-// --to SEQ (stop there). It folds the events exactly as recovery does (the
-// same codec, the same event handler), starting from the empty state, or from the
-// snapshot right before the first stored event when older events were deleted.
+// persistence id "account|acct-42") or --verify, --db FILE (a SQLite journal,
+// opened read-only; immutable on read-only storage), optional --from SEQ (print
+// from there; earlier events are folded silently) and --to SEQ (stop there). It
+// folds the events exactly as recovery does (the same codec, the same event
+// handler), starting from the empty state, or from the snapshot right before the
+// first stored event when older events were deleted. Strings that are not valid
+// UTF-8 are printed with \xNN escapes (json_text.hpp), never an abort.
 // Exit codes: 0 ok, 1 an event or snapshot did not decode or apply (the error names
-// the persistence id and sequence number; lines before it were printed), 2 bad
-// arguments or the journal could not be opened.
+// the persistence id and sequence number; lines before it were printed) or verify
+// found problems, 2 bad arguments or the journal could not be opened.
 //
 // Thread-safety: call from one thread; it does not start actors.
 #pragma once
 
-#include "troupe/persistence/entity.hpp"
+#include "troupe/persistence/detail/entity_model.hpp"
 
 #include <nlohmann/json.hpp>
 
-#include <cstdio>
 #include <functional>
 #include <iostream>
 #include <memory>
@@ -46,21 +55,53 @@ struct replay_args {
   std::string db;
   sequence_nr from = 1;
   sequence_nr to = max_sequence_nr;
+  bool verify = false;
 };
 
 expected<replay_args> parse_replay_args(int argc, const char* const* argv);
 
-/// What the tool needs from the typed side.
+/// What the tool needs from the typed side: one fold (a fresh state) per call of
+/// replay_model_factory.
 struct replay_steps {
   /// Restores the state from a snapshot; returns the state as JSON.
   std::function<expected<nlohmann::json>(const snapshot_record&)> restore;
   /// Applies one event; returns {event as JSON, state as JSON}.
   std::function<expected<std::pair<nlohmann::json, nlohmann::json>>(const event_record&)> apply;
 };
+using replay_model_factory = std::function<replay_steps(const std::string& persistence_id)>;
 
 /// Opens the journal read-only and walks the entity's events (replay_tool.cpp).
 int run_replay(const replay_args& args, const std::string& persistence_id,
-               const replay_steps& steps, std::ostream& out, std::ostream& err);
+               const replay_model_factory& steps, std::ostream& out, std::ostream& err);
+
+/// Folds every persistence id "<entity_type>|..." and reports problems.
+int run_verify(const replay_args& args, const std::string& entity_type,
+               const replay_model_factory& steps, std::ostream& out, std::ostream& err);
+
+template <class Entity>
+replay_steps typed_replay_steps(const std::string& pid,
+                                std::shared_ptr<const entity_codec<Entity>> view) {
+  auto model = std::make_shared<typed_model<Entity>>(pid, view, false);
+  replay_steps steps;
+  steps.restore = [model](const snapshot_record& s) -> expected<nlohmann::json> {
+    if (auto r = model->restore(s); !r)
+      return std::move(r).error();
+    return model->state_json();
+  };
+  steps.apply = [model, view](const event_record& r)
+    -> expected<std::pair<nlohmann::json, nlohmann::json>> {
+    if (auto ok = model->apply(r); !ok)
+      return std::move(ok).error();
+    auto state = model->state_json();
+    if (!state)
+      return std::move(state).error();
+    auto event = view->registry->to_json(r.manifest, r.version, r.payload);
+    if (!event)
+      return std::move(event).error();
+    return std::pair{std::move(*event), std::move(*state)};
+  };
+  return steps;
+}
 
 } // namespace detail
 
@@ -73,33 +114,18 @@ int replay_main(int argc, const char* const* argv, std::shared_ptr<const codec_r
     err << args.error().message() << "\n";
     return 2;
   }
-  std::string prefix = std::string{Entity::entity_type} + "|";
-  auto pid = args->id.rfind(prefix, 0) == 0 ? args->id
-                                             : persistence_id_of(Entity::entity_type, args->id);
   auto view = detail::cached_codec<Entity>(codec);
   if (!view) {
     err << view.error().message() << "\n";
     return 2;
   }
-  auto model = std::make_shared<detail::typed_model<Entity>>(pid, *view, false);
-  detail::replay_steps steps;
-  steps.restore = [model](const snapshot_record& s) -> expected<nlohmann::json> {
-    if (auto r = model->restore(s); !r)
-      return std::move(r).error();
-    return model->state_json();
+  detail::replay_model_factory steps = [v = *view](const std::string& pid) {
+    return detail::typed_replay_steps<Entity>(pid, v);
   };
-  steps.apply = [model, codec](const event_record& r)
-    -> expected<std::pair<nlohmann::json, nlohmann::json>> {
-    if (auto ok = model->apply(r); !ok)
-      return std::move(ok).error();
-    auto state = model->state_json();
-    if (!state)
-      return std::move(state).error();
-    auto event = codec->to_json(r.manifest, r.version, r.payload);
-    if (!event)
-      return std::move(event).error();
-    return std::pair{std::move(*event), std::move(*state)};
-  };
+  std::string type{Entity::entity_type};
+  if (args->verify)
+    return detail::run_verify(*args, type, steps, out, err);
+  auto pid = args->id.rfind(type + "|", 0) == 0 ? args->id : persistence_id_of(type, args->id);
   return detail::run_replay(*args, pid, steps, out, err);
 }
 

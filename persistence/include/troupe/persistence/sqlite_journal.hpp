@@ -11,6 +11,15 @@
 // - Offsets are assigned inside the write transaction from a high-water mark
 //   stored in the file, under SQLite's exclusive write lock, so they are strictly
 //   increasing in commit order and never reused, even after deletes.
+// - Identity: the file carries a journal id, created with it. Every write
+//   transaction first checks that the path still names the file opened (device and
+//   inode) and that the file still holds that id. When it does not (the file was
+//   deleted, renamed away or replaced under the process), the journal is *lost*:
+//   that write and every later call fail with journal_failure naming the path, and
+//   the on_lost handler runs once. Nothing is acknowledged into a file that no
+//   longer is the journal.
+// - Creation is explicit: a missing or empty file (0 bytes, or SQLite without
+//   tables) is an error unless create_if_missing is set.
 //
 // Layout (docs/persistence-storage.md has the measurements behind it):
 //   events(ordering INTEGER PRIMARY KEY = the offset, pid INTEGER, seq, manifest,
@@ -20,7 +29,7 @@
 //   tags(id, name UNIQUE), event_tags(tag, ordering) WITHOUT ROWID
 //   snapshots(pid, seq, timestamp_ms, manifest, version, payload), PK (pid, seq)
 //   projection_offsets(projection, key, offset, last_updated_ms)
-//   journal_meta(key, value): highest_offset
+//   journal_meta(key, value): highest_offset, journal_id
 //
 // Thread-safety: every member may be called concurrently.
 #pragma once
@@ -29,6 +38,7 @@
 #include "troupe/persistence/journal.hpp"
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -58,8 +68,11 @@ struct sqlite_options {
   /// How long a writer waits for another connection (or process) that holds the
   /// write lock before the write fails with journal_failure.
   duration busy_timeout = std::chrono::seconds{5};
-  /// Create the file when it does not exist (the directory must exist).
-  bool create_if_missing = true;
+  /// Create a new journal when the file does not exist or holds no database (0
+  /// bytes, or SQLite without tables); the directory must exist. Off (the default):
+  /// such a file is not_found naming the path, so a journal deleted or truncated
+  /// by accident is never silently replaced by an empty one.
+  bool create_if_missing = false;
   /// Caps the file at this many pages (PRAGMA max_page_count; 0: no cap). A write
   /// that would grow the file beyond it fails with journal_failure ("disk full"),
   /// storing nothing of its batch.
@@ -67,22 +80,40 @@ struct sqlite_options {
   /// Open for reading only (tools): nothing is created, migrated or written; the
   /// write members fail with journal_rejected.
   bool read_only = false;
+  /// With read_only: open through SQLite's immutable mode (no locks, no -shm file;
+  /// the -wal file is not read). open() sets it when the file is on read-only
+  /// storage (a read-only mount or directory, where SQLite cannot create the -shm
+  /// file) and no -wal file with commits exists; options() then reports it. Only
+  /// safe while no process writes the file.
+  bool immutable = false;
 };
 
+/// The name SQLite opens (with SQLITE_OPEN_URI) for `path` in immutable mode:
+/// "file:<path, escaped>?immutable=1".
+std::string immutable_uri(const std::string& path);
+
 /// The schema version this build creates and reads.
-inline constexpr int sqlite_schema_version = 1;
+inline constexpr int sqlite_schema_version = 2;
 
 class sqlite_journal final : public journal_backend, public snapshot_backend {
 public:
   /// Opens (and creates/migrates) the journal. Errors name the path: io_error for
-  /// a missing directory or a read-only file, not_found for a missing file when
-  /// create_if_missing is false, invalid_config for a file that is not a troupe
-  /// journal, unsupported_version for a newer schema.
+  /// a missing directory, a read-only file or directory; not_found for a missing
+  /// or empty file when create_if_missing is false; invalid_config for a file that
+  /// is not a troupe journal; unsupported_version for a newer schema (or damaged
+  /// schema metadata).
   static expected<std::shared_ptr<sqlite_journal>> open(sqlite_options opts);
 
   ~sqlite_journal() override;
 
+  /// The options it was opened with (`immutable` set if open() fell back to it).
   const sqlite_options& options() const noexcept;
+
+  /// The journal id stored in the file (0 when opened read-only on a file written
+  /// before ids existed).
+  std::int64_t journal_id() const noexcept;
+
+  void on_lost(std::function<void(const error&)> handler) override;
 
   // -- journal_backend ---------------------------------------------------------------
   std::vector<write_result> write(std::span<const atomic_write> batch) override;

@@ -49,7 +49,10 @@ struct command_result {
   /// The state after the command; when the command stopped the entity, the last
   /// state the entity had before it (see `stopped`).
   typename Entity::state state{};
-  /// The entity is no longer running after this command.
+  /// The entity is no longer running after this command: its actor stopped
+  /// (effect::stop, a handler that threw, a sequence conflict), or a journal
+  /// failure stopped its incarnation (the next command after the backoff,
+  /// persistence.entity.restart-backoff-min, starts a new one that recovers).
   bool stopped = false;
 };
 
@@ -134,13 +137,16 @@ public:
     auto after = base_.highest(pid);
     if (after > before)
       result.events = decode(base_.events(pid, before + 1, after));
-    // The state query is answered after every earlier command; it fails only when
-    // the command stopped the entity (which then terminates promptly).
-    if (auto s = fetch_state())
+    // The state query is answered after every earlier command. After a journal
+    // failure the incarnation is stopped (no state; the next command starts a new
+    // one after a backoff); after effect::stop or a bug the actor terminates
+    // promptly.
+    if (auto s = fetch_state()) {
       last_state_ = std::move(*s);
-    else
+    } else if (!incarnation_stopped_) {
       base_.wait_stopped(base_.timeout());
-    result.stopped = !base_.running();
+    }
+    result.stopped = incarnation_stopped_ || !base_.running();
     result.state = last_state_ ? *last_state_ : state_type{};
     return result;
   }
@@ -190,8 +196,9 @@ public:
 private:
   std::optional<state_type> fetch_state() {
     auto s = base_.state();
-    if (!s) {
-      last_error_ = s.error().to_string();
+    incarnation_stopped_ = s && !*s;
+    if (!s || !*s) {
+      last_error_ = s ? "the entity is stopped after a journal failure" : s.error().to_string();
       return std::nullopt;
     }
     return *std::static_pointer_cast<state_type>(*s);
@@ -233,6 +240,7 @@ private:
   error start_error_;
   std::optional<state_type> last_state_;
   std::string last_error_;
+  bool incarnation_stopped_ = false;  ///< the last state query found no incarnation
 };
 
 } // namespace troupe::persistence

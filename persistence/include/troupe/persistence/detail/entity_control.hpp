@@ -13,7 +13,8 @@
 namespace troupe::persistence::detail {
 
 /// A copy of the entity's state (a boxed Entity::state), taken after every command
-/// sent before it was handled.
+/// sent before it was handled; null while no incarnation runs (a journal failure
+/// stopped it and no command started it again yet).
 expected<std::shared_ptr<void>> query_state(caf::actor_system& sys, const caf::actor& dest,
                                             duration timeout);
 

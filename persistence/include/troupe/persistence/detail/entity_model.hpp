@@ -22,12 +22,25 @@
 #include <array>
 #include <concepts>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <typeindex>
 #include <unordered_map>
 #include <variant>
 #include <vector>
+
+namespace troupe::persistence {
+
+/// "<entity type>|<entity id>".
+inline std::string persistence_id_of(std::string_view entity_type, std::string_view entity_id) {
+  std::string result;
+  result.reserve(entity_type.size() + 1 + entity_id.size());
+  result.append(entity_type).append("|").append(entity_id);
+  return result;
+}
+
+} // namespace troupe::persistence
 
 namespace troupe::persistence::detail {
 
@@ -194,6 +207,23 @@ private:
     }
   }
 };
+
+/// The codec view of Entity for one registry, shared by every incarnation spawned
+/// against that registry (rebuilt when a different registry is used).
+template <class Entity>
+expected<std::shared_ptr<const entity_codec<Entity>>>
+cached_codec(std::shared_ptr<const codec_registry> codec) {
+  static std::mutex mtx;
+  static std::shared_ptr<const entity_codec<Entity>> cached;
+  std::lock_guard<std::mutex> guard{mtx};
+  if (cached && cached->registry == codec)
+    return cached;
+  auto made = entity_codec<Entity>::make(std::move(codec), Entity::entity_type, false);
+  if (!made)
+    return made;
+  cached = *made;
+  return cached;
+}
 
 template <class Entity>
 class typed_model final : public entity_model {
