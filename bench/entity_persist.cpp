@@ -67,6 +67,16 @@ struct append {
 struct count {
   using reply = std::uint64_t;
 };
+inline void to_json(nlohmann::json& j, const append& c) {
+  j = nlohmann::json{{"d", c.d}};
+}
+inline void from_json(const nlohmann::json& j, append& c) {
+  j.at("d").get_to(c.d);
+}
+inline void to_json(nlohmann::json& j, const count&) {
+  j = nlohmann::json::object();
+}
+inline void from_json(const nlohmann::json&, count&) {}
 
 struct log_entity {
   static constexpr std::string_view entity_type = "bench";
@@ -115,7 +125,8 @@ std::unique_ptr<node> start_node(const std::string& path) {
   if (!cfg.set("persistence.journal.path", path))
     die("bad journal path");
   auto codec = std::make_shared<codec_registry>();
-  if (!codec->add<appended>("bench.appended"))
+  if (!codec->add<appended>("bench.appended") || !codec->add<append>("bench.append")
+      || !codec->add<count>("bench.count") || !codec->add<std::uint64_t>("bench.uint64"))
     die("codec");
   auto n = node::start(std::move(cfg), node::options{codec});
   if (!n)

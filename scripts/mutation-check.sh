@@ -59,10 +59,20 @@ mutation memory-duplicate-seq persistence/src/memory_journal.cpp persistence \
   'if (e.seq <= state.deleted_to || find_event(w.persistence_id, e.seq) != nullptr)' \
   'if (e.seq <= state.deleted_to)'
 
-mutation recovery-ignores-gap persistence/src/entity_actor.cpp persistence \
+mutation recovery-ignores-gap persistence/src/entity_recovery.cpp persistence \
   "entity recovery applies the events after a missing sequence nr" \
   'if (rec.seq != st.last_seq + 1)' \
   'if (rec.seq <= st.last_seq)'
+
+mutation sqlite-stale-epoch-stored persistence/src/sqlite_journal.cpp persistence \
+  "the SQLite journal stores a write whose fence epoch is older than the stored one" \
+  'if (stored && static_cast<std::uint64_t>(*stored) > f.epoch)' \
+  'if (false)'
+
+mutation memory-stale-epoch-stored persistence/src/memory_journal.cpp persistence \
+  "the memory journal stores a write whose fence epoch is older than the stored one" \
+  'if (i != fences_.end() && i->second > f.epoch)' \
+  'if (false)'
 
 mutation projection-commits-failed-batch persistence/src/projection.cpp persistence \
   "an exactly-once projection commits a batch whose handler failed" \

@@ -50,6 +50,31 @@ int print_members(const http_response& r) {
   return 0;
 }
 
+/// Per entity type: shards per region (cluster-wide), then what this node hosts.
+int print_shards(const http_response& r) {
+  auto doc = json::parse(r.body, nullptr, false);
+  if (doc.is_discarded() || !doc.contains("types")) {
+    std::fprintf(stderr, "troupe cluster: unexpected answer: %s\n", r.body.c_str());
+    return 1;
+  }
+  if (doc["types"].empty())
+    std::printf("no sharded entity types on this node\n");
+  for (auto& t : doc["types"]) {
+    std::printf("%s: %zu shards allocated\n", t.value("type", "").c_str(),
+                t["allocations"].size());
+    std::printf("  %-22s %s\n", "REGION", "SHARDS");
+    for (auto& [region, count] : t["by_region"].items())
+      std::printf("  %-22s %d\n", region.c_str(), count.get<int>());
+    auto& local = t["local"];
+    if (local.contains("region"))
+      std::printf("  this node (%s): %zu shards, %zu entities, %zu buffered, %zu refused\n",
+                  local.value("region", "").c_str(), local["shards"].size(),
+                  local.value("entities", std::size_t{0}), local.value("buffered", std::size_t{0}),
+                  local.value("refused", std::size_t{0}));
+  }
+  return 0;
+}
+
 } // namespace
 
 int cluster_command(const std::vector<std::string>& args) {
@@ -64,6 +89,8 @@ int cluster_command(const std::vector<std::string>& args) {
   };
   auto members = app.add_subcommand("members", "Print the members as that node sees them");
   add_common(members);
+  auto shards = app.add_subcommand("shards", "Print where the shards of each entity type live");
+  add_common(shards);
   auto leave = app.add_subcommand("leave", "Ask a member to leave gracefully (default: that node)");
   add_common(leave);
   leave->add_option("--address", address, "The member to leave, HOST:PORT");
@@ -89,8 +116,8 @@ int cluster_command(const std::vector<std::string>& args) {
       std::fprintf(stderr, "troupe cluster: --address: %s\n", a.error().message().c_str());
       return 2;
     }
-  auto r = members->parsed()
-             ? management_call(*at, "GET", "/cluster/members")
+  auto r = members->parsed()  ? management_call(*at, "GET", "/cluster/members")
+           : shards->parsed() ? management_call(*at, "GET", "/cluster/shards")
              : management_call(*at, "POST", leave->parsed() ? "/cluster/leave" : "/cluster/down",
                                address.empty() ? std::string{} : json{{"address", address}}.dump());
   if (!r) {
@@ -103,6 +130,8 @@ int cluster_command(const std::vector<std::string>& args) {
   }
   if (members->parsed())
     return print_members(*r);
+  if (shards->parsed())
+    return print_shards(*r);
   std::printf("%s\n", r->body.c_str());
   return 0;
 }

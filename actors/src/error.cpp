@@ -33,6 +33,7 @@ std::string_view to_string(errc code) noexcept {
     case errc::unauthorized: return "unauthorized";
     case errc::oversize: return "oversize";
     case errc::internal: return "internal";
+    case errc::fenced: return "fenced";
   }
   return "unknown_error_code";
 }

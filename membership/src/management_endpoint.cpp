@@ -37,6 +37,7 @@ http_response json_error(int status, std::string_view code, std::string_view wha
 }
 
 struct management_endpoint::state : std::enable_shared_from_this<state> {
+  struct session;
   asio::io_context io;
   tcp::acceptor acceptor{io};
   std::thread thread;
@@ -45,6 +46,8 @@ struct management_endpoint::state : std::enable_shared_from_this<state> {
   std::atomic<int> connections{0};
   std::atomic<bool> stopped{false};
   logger* log = nullptr;
+  /// Open connections (used on the I/O thread only), closed by stop().
+  std::vector<std::weak_ptr<session>> sessions;
 
   http_response dispatch(const http::request<http::string_body>& req) {
     std::string method{req.method_string()};
@@ -99,6 +102,8 @@ struct management_endpoint::state : std::enable_shared_from_this<state> {
   void serve(tcp::socket socket) {
     ++connections;
     auto s = std::make_shared<session>(std::move(socket));
+    std::erase_if(sessions, [](const std::weak_ptr<session>& w) { return w.expired(); });
+    sessions.push_back(s);
     read(s);
   }
 
@@ -210,10 +215,17 @@ void management_endpoint::add_route(std::string method, std::string path, http_h
 void management_endpoint::stop() {
   if (state_->stopped.exchange(true))
     return;
+  // Close the acceptor and every connection and let the I/O thread run out of
+  // work: each pending handler then runs (aborted) and releases the state it
+  // holds. Stopping the io_context instead would leave those handlers, and with
+  // them the state, alive forever (a reference cycle through the io_context).
   asio::post(state_->io, [st = state_] {
     beast::error_code ignored;
     st->acceptor.close(ignored);
-    st->io.stop();
+    for (auto& w : st->sessions)
+      if (auto s = w.lock())
+        s->stream.close();
+    st->sessions.clear();
   });
   if (state_->thread.joinable())
     state_->thread.join();

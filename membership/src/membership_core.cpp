@@ -1,4 +1,5 @@
 #include "troupe/membership/membership_core.hpp"
+#include "troupe/actors/overloaded.hpp"
 
 #include "cluster_event_diff.hpp"
 #include "heartbeat_ring.hpp"
@@ -10,13 +11,6 @@
 namespace troupe::membership {
 
 namespace {
-
-template <class... Fs>
-struct overloaded : Fs... {
-  using Fs::operator()...;
-};
-template <class... Fs>
-overloaded(Fs...) -> overloaded<Fs...>;
 
 /// The member a command for `address` means: the live incarnation there (a
 /// replaced one is down already).
@@ -500,6 +494,14 @@ void membership_core::on_gossip(timestamp now, const envelope& e, const gossip& 
     case vector_clock::ordering::concurrent: {
       ++stats_.gossip_merges;
       auto next = gossip::merge(*state_, remote);
+      // The merge prunes the clock entries of removed nodes. A member such a node
+      // added (it may have welcomed a joining node just before it learned of its
+      // own removal) survives the merge, but no entry records that addition any
+      // more: a state that descends from the rest would replace this one and drop
+      // the member without a tombstone. Make the merge this node's own change.
+      if (next.version.entries().size()
+          < state_->version.merge(remote.version).entries().size())
+        next.version.increment(self_);
       next.mark_seen(self_);
       adopt(std::move(next), out);
       break;

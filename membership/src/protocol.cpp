@@ -1,4 +1,5 @@
 #include "troupe/membership/protocol.hpp"
+#include "troupe/actors/overloaded.hpp"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -10,13 +11,6 @@ namespace troupe::membership {
 namespace {
 
 using nlohmann::json;
-
-template <class... Fs>
-struct overloaded : Fs... {
-  using Fs::operator()...;
-};
-template <class... Fs>
-overloaded(Fs...) -> overloaded<Fs...>;
 
 constexpr std::array<std::string_view, 10> names{
   "init_join", "init_join_ack", "init_join_nack", "join_request", "welcome",

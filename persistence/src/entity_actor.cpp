@@ -1,11 +1,14 @@
 // The event-sourced entity runtime: one CAF actor per entity incarnation, driving a
 // type-erased entity_model (detail/entity_model.hpp) against the node's
-// journal_service. This is the only CAF-heavy translation unit of the runtime; the
-// user's entity types only instantiate the model templates.
+// journal_service. This file and its two siblings (entity_state.hpp lists them) are
+// the only CAF-heavy translation units of the runtime; the user's entity types
+// only instantiate the model templates.
 //
 // Life of an incarnation:
 //   waiting_permit -> recovering (latest snapshot, highest seq, paged replay)
-//   -> running <-> persisting / snapshotting -> stopped
+//   -> running <-> persisting / snapshotting / throttled -> stopped
+// (throttled: the journal's write queue was full; the command waits in the stash
+// and is tried again after a short backoff.)
 // Commands that arrive while the entity is not `running`, or while older commands
 // still wait, go to the bounded stash and are handled in arrival order.
 //
@@ -22,12 +25,10 @@
 // to the actor. Every request the entity accepted (in flight or stashed) is
 // answered exactly once: with the reply, an error, or, if the actor stops in any
 // way, an error from entity_state's destructor.
-#include "troupe/persistence/entity.hpp"
-#include "troupe/persistence/journal_service.hpp"
 #include "troupe/persistence/detail/entity_control.hpp"
+#include "troupe/persistence/owned_entity.hpp"
 
-#include "entity_messages.hpp"
-#include "entity_runtime.hpp"
+#include "entity_state.hpp"
 
 #include "troupe/actors/ask.hpp"
 #include "troupe/actors/caf_error.hpp"
@@ -42,222 +43,6 @@
 #include <random>
 
 namespace troupe::persistence::detail {
-
-// -- messages (local only; private types no user message can match) --------------------
-
-struct permit_granted {
-  recovery_permits::permit_ptr permit;
-};
-struct snapshot_loaded {
-  std::uint64_t step;
-  expected<std::optional<snapshot_record>> result;
-};
-struct page_loaded {
-  std::uint64_t step;
-  expected<std::vector<event_record>> result;
-};
-struct highest_loaded {
-  std::uint64_t step;
-  expected<sequence_nr> result;
-};
-struct recovery_check {
-  std::uint64_t step;
-};
-struct write_done {
-  std::uint64_t token;
-  expected<void> result;
-};
-struct snapshot_saved {
-  std::uint64_t incarnation;
-  sequence_nr seq;
-  expected<void> result;
-};
-struct housekeeping_failed {
-  std::string what;
-  error reason;
-};
-struct drain_stash {};
-
-} // namespace troupe::persistence::detail
-
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::persistence::detail::permit_granted)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::persistence::detail::snapshot_loaded)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::persistence::detail::page_loaded)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::persistence::detail::highest_loaded)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::persistence::detail::recovery_check)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::persistence::detail::write_done)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::persistence::detail::snapshot_saved)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::persistence::detail::housekeeping_failed)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::persistence::detail::drain_stash)
-
-namespace troupe::persistence::detail {
-
-namespace {
-
-/// Commands handled from the stash in one go before the actor yields (so that a
-/// long stash of read-only commands neither starves other actors nor recurses).
-constexpr std::size_t drain_budget = 512;
-
-enum class phase {
-  waiting_permit,
-  recovering,
-  running,
-  persisting,
-  snapshotting,
-  backing_off,  ///< the incarnation stopped after a journal failure; the actor waits
-  stopped,
-};
-
-struct stashed {
-  command_ptr cmd;  // null: a state query
-  caf::response_promise rp;
-};
-
-void deliver(caf::response_promise& rp, const error& e) {
-  if (rp.pending())
-    rp.deliver(to_caf_error(e));
-}
-
-void deliver(caf::response_promise& rp, reply_result r) {
-  if (!rp.pending())
-    return;
-  if (r)
-    rp.deliver(reply_envelope{std::move(*r)});
-  else
-    rp.deliver(to_caf_error(r.error()));
-}
-
-struct entity_state {
-  static inline const char* name = "troupe.entity";
-
-  blueprint_ptr bp;
-  const std::string* pid = nullptr;
-  std::unique_ptr<entity_model> model;
-  std::shared_ptr<journal_service> journal;
-  std::shared_ptr<entity_runtime> rt;
-  entity_metrics* metrics = nullptr;
-  logger* log = nullptr;
-  std::string label;
-  std::string writer;
-  std::size_t stash_capacity = 0;
-  std::size_t page_size = 0;
-  bool read_ahead = true;
-  bool overflow_logged = false;
-
-  phase ph = phase::waiting_permit;
-  sequence_nr last_seq = 0;
-  std::uint64_t incarnation = 0;  // counts starts; stale journal answers are ignored
-
-  // after a journal failure (phase::backing_off)
-  backoff_policy backoff;
-  int failures_in_a_row = 0;   // reset by a successful persist
-  std::chrono::steady_clock::time_point restart_after;
-  error failure;               // why the last incarnation stopped
-
-  // recovery
-  std::uint64_t step = 0;      // the recovery step in flight; older answers are stale
-  sequence_nr replay_to = 0;   // the journal's highest seq when the recovery read it
-  std::uint64_t ticket = 0;    // waiting for a permit
-  recovery_permits::permit_ptr permit;
-  bool counted_waiting = false;     // in rt->waiting_for_permit
-  bool counted_recovering = false;  // in rt->recovering
-  std::chrono::steady_clock::time_point recovery_started;
-  std::size_t replayed = 0;
-
-  // persisting
-  std::deque<stashed> stash;
-  std::vector<event_record> encoded;  // reused buffer for handle()
-  caf::response_promise in_flight;
-  std::size_t in_flight_events = 0;
-  std::uint64_t write_token = 0;
-
-  error stop_reason;  // why the actor stopped, for the requests still held
-
-  entity_state() = default;
-  entity_state(const entity_state&) = delete;
-  entity_state& operator=(const entity_state&) = delete;
-
-  // Runs when the actor terminates for any reason (also kill or an exception):
-  // nothing the entity accepted may be left unanswered.
-  ~entity_state() {
-    if (rt && ticket != 0)
-      rt->permits->cancel(ticket);
-    release_permit();
-    if (counted_waiting)
-      rt->waiting_for_permit->add(-1);
-    auto reason = stop_reason ? stop_reason
-                              : error{errc::actor_down,
-                                      (pid ? *pid : std::string{"entity"}) + " stopped"};
-    deliver(in_flight, reason);
-    fail_stash(reason);
-  }
-
-  void release_permit() {
-    permit.reset();
-    if (counted_recovering) {
-      counted_recovering = false;
-      rt->recovering->add(-1);
-    }
-  }
-
-  void push_stash(stashed s) {
-    stash.push_back(std::move(s));
-    metrics->stashed.add(1);
-  }
-
-  stashed pop_stash() {
-    auto s = std::move(stash.front());
-    stash.pop_front();
-    metrics->stashed.add(-1);
-    return s;
-  }
-
-  void fail_stash(const error& reason) {
-    if (stash.empty())
-      return;
-    metrics->stashed.add(-static_cast<double>(stash.size()));
-    for (auto& s : stash) {
-      auto what = s.cmd ? s.cmd->name() : std::string{"a state query"};
-      deliver(s.rp, error{reason.code() == errc::stopped ? errc::stopped : errc::actor_down,
-                          fmt::format("{} stopped before handling {}: {}", *pid, what,
-                                      reason.message())});
-    }
-    stash.clear();
-  }
-};
-
-using entity_actor = caf::stateful_actor<entity_state>;
-
-/// The entity as seen by a journal callback: one pointer, trivially copyable, so
-/// the callback's std::function stores it without allocating (the write path runs
-/// one callback per write on the journal's writer thread). It holds one strong
-/// reference, given up by post() or drop(): a journal callback runs exactly once.
-class mailbox_ref {
-public:
-  static mailbox_ref of(entity_actor* self) {
-    auto* ctrl = caf::actor_control_block::from(self);
-    intrusive_ptr_add_ref(ctrl);
-    return mailbox_ref{ctrl};
-  }
-
-  /// Sends `msg` to the entity (dropped if it terminated meanwhile).
-  template <class T>
-  void post(T&& msg) const {
-    caf::strong_actor_ptr dest{ctrl_, false};  // adopts our reference
-    dest->enqueue(nullptr, caf::make_message_id(), caf::make_message(std::forward<T>(msg)),
-                  nullptr);
-  }
-
-  void drop() const { intrusive_ptr_release(ctrl_); }
-
-private:
-  explicit mailbox_ref(caf::actor_control_block* ctrl) : ctrl_(ctrl) {}
-  caf::actor_control_block* ctrl_;
-};
-
-caf::actor me(entity_actor* self) {
-  return caf::actor_cast<caf::actor>(self);
-}
 
 // -- stopping --------------------------------------------------------------------------
 
@@ -283,6 +68,7 @@ bool restartable(const error& e) {
   switch (e.code()) {
     case errc::actor_failed:
     case errc::sequence_conflict:
+    case errc::fenced:
     case errc::shutting_down:
     case errc::internal:
       return false;
@@ -378,10 +164,12 @@ void finish(entity_actor* self, caf::response_promise& rp, completion c) {
     stop_normally(self);
 }
 
-void start_write(entity_actor* self, caf::response_promise rp) {
+void start_write(entity_actor* self, command_ptr cmd, caf::response_promise rp) {
   auto& st = self->state;
   atomic_write w;
   w.persistence_id = *st.pid;
+  w.fence = st.bp->fence;
+  st.in_flight_cmd = std::move(cmd);
   w.events = std::move(st.encoded);
   st.encoded = {};
   // Events leave persistence_id empty (it is the write's) and timestamp_ms 0 (the
@@ -419,7 +207,7 @@ void process(entity_actor* self, command_ptr cmd, caf::response_promise rp) {
       finish(self, rp, st.model->complete());
       return;
     case handle_result::kind::persist:
-      start_write(self, std::move(rp));
+      start_write(self, std::move(cmd), std::move(rp));
       return;
     case handle_result::kind::unhandled:
       st.log->debug(st.label, "{}", h.failure.message());
@@ -470,9 +258,10 @@ bool refused_while_backing_off(entity_actor* self, const command_ptr& cmd,
 void on_command(entity_actor* self, command_ptr cmd) {
   auto& st = self->state;
   auto rp = self->make_response_promise();
-  if (st.ph == phase::backing_off && refused_while_backing_off(self, cmd, rp))
+  note_activity(self);
+  if (st.ph == phase::backing_off && !st.handing_back && refused_while_backing_off(self, cmd, rp))
     return;
-  if (st.ph == phase::running && st.stash.empty()) {
+  if (st.ph == phase::running && st.stash.empty() && !st.handing_back) {
     process(self, std::move(cmd), std::move(rp));
     return;
   }
@@ -564,32 +353,72 @@ bool maybe_snapshot(entity_actor* self, sequence_nr before) {
 
 // -- persist results -------------------------------------------------------------------
 
+void resume(entity_actor* self) {
+  auto& st = self->state;
+  if (st.handing_back) {
+    finish_hand_back(self);
+    return;
+  }
+  st.ph = phase::running;
+  drain(self);
+}
+
+/// The journal's write queue was full (overloaded): nothing was stored. The
+/// command goes back to the front of the stash and is handled again after a short
+/// backoff (doubling while the queue stays full), instead of failing it.
+void throttle(entity_actor* self, command_ptr cmd, caf::response_promise rp, const error& why) {
+  auto& st = self->state;
+  st.stash.push_front(stashed{std::move(cmd), std::move(rp)});
+  st.metrics->stashed.add(1);
+  st.metrics->persist_throttled.inc();
+  st.ph = phase::throttled;
+  if (st.handing_back) {
+    finish_hand_back(self);
+    return;
+  }
+  auto shift = std::min(st.overloads_in_a_row++, 6);
+  auto delay = std::chrono::milliseconds{5} * (1 << shift);  // 5 ms .. 320 ms
+  if (shift == 0)
+    st.log->debug(st.label, "persist deferred for {} ms: {}", delay.count(), why.message());
+  self->delayed_send(self, delay, retry_persist{st.incarnation});
+}
+
+void on_retry_persist(entity_actor* self, retry_persist m) {
+  auto& st = self->state;
+  if (st.ph != phase::throttled || m.incarnation != st.incarnation)
+    return;
+  st.ph = phase::running;
+  drain(self);
+}
+
 void on_write_done(entity_actor* self, write_done& m) {
   auto& st = self->state;
   if (st.ph != phase::persisting || m.token != st.write_token)
     return;
   auto rp = std::move(st.in_flight);
   st.in_flight = caf::response_promise{};
+  auto cmd = std::move(st.in_flight_cmd);
   auto first = st.last_seq + 1;
   auto last = st.last_seq + st.in_flight_events;
   if (m.result) {
     auto before = st.last_seq;
     st.last_seq = last;
     st.failures_in_a_row = 0;
+    st.overloads_in_a_row = 0;
     st.metrics->events_persisted.inc(st.in_flight_events);
     auto c = st.model->complete();
     auto stop = c.stop || static_cast<bool>(c.failure);
     finish(self, rp, std::move(c));
     if (stop)
       return;
-    if (!maybe_snapshot(self, before)) {
-      st.ph = phase::running;
-      drain(self);
-    }
+    if (st.handing_back || !maybe_snapshot(self, before))
+      resume(self);
     return;
   }
   st.model->discard();
   const auto& err = m.result.error();
+  if (err.code() == errc::overloaded)
+    return throttle(self, std::move(cmd), std::move(rp), err);
   auto range = first == last ? fmt::format("seq {}", first)
                              : fmt::format("seq {}..{}", first, last);
   if (err.code() == errc::journal_rejected) {
@@ -600,13 +429,16 @@ void on_write_done(entity_actor* self, write_done& m) {
                                *st.pid, range, err.message())};
     st.log->warn(st.label, "{}", e.message());
     deliver(rp, e);
-    st.ph = phase::running;
-    drain(self);
+    resume(self);
     return;
   }
   st.metrics->persist_failed.inc();
   error e;
-  if (err.code() == errc::sequence_conflict)
+  if (err.code() == errc::fenced)
+    e = error{errc::fenced, fmt::format("{}: persisting {} was fenced; the entity stopped (a "
+                                        "newer owner took over): {}",
+                                        *st.pid, range, err.message())};
+  else if (err.code() == errc::sequence_conflict)
     e = error{errc::sequence_conflict,
               fmt::format("{}: {} was already written by another writer; stopping (single "
                           "writer): {}",
@@ -617,6 +449,10 @@ void on_write_done(entity_actor* self, write_done& m) {
                                       "starts again: {}",
                                       *st.pid, range, err.message())};
   deliver(rp, e);
+  // A hand back waiting for this persist still hands back what is held: those
+  // commands never ran, and the next home recovers what was stored.
+  if (st.handing_back && restartable(e))
+    return finish_hand_back(self);
   end_incarnation(self, std::move(e));
 }
 
@@ -632,190 +468,7 @@ void on_snapshot_saved(entity_actor* self, snapshot_saved& m) {
     st.log->warn(st.label, "saving the snapshot at seq {} failed (the entity goes on): {}",
                  m.seq, m.result.error().to_string());
   }
-  st.ph = phase::running;
-  drain(self);
-}
-
-// -- recovery --------------------------------------------------------------------------
-
-void recovery_failed(entity_actor* self, error reason) {
-  self->state.metrics->recovery_failures.inc();
-  end_incarnation(self, error{reason.code(), "recovery failed: " + reason.message()});
-}
-
-/// The answer to the recovery step in flight; nullptr if it is stale (an older step,
-/// or the entity stopped recovering) or an error (the recovery then failed, the
-/// error naming `what`: the step and the sequence number).
-template <class T>
-T* step_result(entity_actor* self, std::uint64_t step, expected<T>& result,
-               const std::string& what) {
-  auto& st = self->state;
-  if (st.ph != phase::recovering || step != st.step)
-    return nullptr;
-  if (!result) {
-    recovery_failed(self, error{result.error().code(), fmt::format("{} {}: {}", *st.pid, what,
-                                                                   result.error().message())});
-    return nullptr;
-  }
-  return &*result;
-}
-
-void arm_recovery_check(entity_actor* self) {
-  auto& st = self->state;
-  self->delayed_send(self, std::chrono::duration_cast<caf::timespan>(st.rt->recovery_timeout),
-                     recovery_check{st.step});
-}
-
-/// Requests the page that starts at `from` (the answer is the next recovery step).
-void request_page(entity_actor* self, sequence_nr from) {
-  auto& st = self->state;
-  auto step = ++st.step;
-  st.journal->read_events(*st.pid, from, st.replay_to, st.page_size,
-                          [to = mailbox_ref::of(self), step](expected<std::vector<event_record>> r) {
-                            to.post(page_loaded{step, std::move(r)});
-                          });
-}
-
-void recovery_done(entity_actor* self) {
-  auto& st = self->state;
-  st.release_permit();
-  st.ph = phase::running;
-  st.metrics->recoveries.inc();
-  auto took = std::chrono::steady_clock::now() - st.recovery_started;
-  st.log->debug(st.label, "recovered at seq {} ({} events replayed in {} us)", st.last_seq,
-                st.replayed,
-                std::chrono::duration_cast<std::chrono::microseconds>(took).count());
-  st.model->recovery_completed();
-  drain(self);
-}
-
-void on_permit(entity_actor* self, permit_granted& m) {
-  auto& st = self->state;
-  if (st.ph != phase::waiting_permit)
-    return;  // m.permit goes back when the message is destroyed
-  st.ticket = 0;
-  if (st.counted_waiting) {
-    st.counted_waiting = false;
-    st.rt->waiting_for_permit->add(-1);
-  }
-  st.permit = std::move(m.permit);
-  st.counted_recovering = true;
-  st.rt->recovering->add(1);
-  st.ph = phase::recovering;
-  st.recovery_started = std::chrono::steady_clock::now();
-  auto step = ++st.step;
-  arm_recovery_check(self);
-  st.journal->load_snapshot(*st.pid, snapshot_criteria::latest(),
-                            [to = mailbox_ref::of(self), step](expected<std::optional<snapshot_record>> r) {
-                              to.post(snapshot_loaded{step, std::move(r)});
-                            });
-}
-
-void on_snapshot_loaded(entity_actor* self, snapshot_loaded& m) {
-  auto& st = self->state;
-  auto* loaded = step_result(self, m.step, m.result, "(loading the latest snapshot)");
-  if (!loaded)
-    return;
-  if (auto& snap = *loaded) {
-    if (auto r = st.model->restore(*snap); !r)
-      return recovery_failed(self, r.error());
-    st.last_seq = snap->seq;
-  }
-  // The service answers only after every write submitted before has completed, so
-  // a write of the previous incarnation still in flight is either part of the
-  // replay or failed.
-  auto step = ++st.step;
-  st.journal->highest_sequence_nr(*st.pid,
-                                  [to = mailbox_ref::of(self), step](expected<sequence_nr> r) {
-                                    to.post(highest_loaded{step, std::move(r)});
-                                  });
-}
-
-void on_highest_loaded(entity_actor* self, highest_loaded& m) {
-  auto& st = self->state;
-  auto* highest = step_result(
-    self, m.step, m.result, fmt::format("seq {} (reading the highest seq)", st.last_seq + 1));
-  if (!highest)
-    return;
-  if (*highest < st.last_seq)
-    return recovery_failed(
-      self, error{errc::decode_failed,
-                  fmt::format("{} seq {}: the latest snapshot is at seq {}, above the journal's "
-                              "highest seq {}: it does not belong to these events (restored "
-                              "from elsewhere, or renumbered); refusing to recover from it "
-                              "(`troupe journal verify` lists it)",
-                              *st.pid, st.last_seq, st.last_seq, *highest)});
-  st.replay_to = *highest;
-  if (st.last_seq >= st.replay_to)
-    return recovery_done(self);
-  request_page(self, st.last_seq + 1);
-}
-
-void on_page_loaded(entity_actor* self, page_loaded& m) {
-  auto& st = self->state;
-  auto* loaded = step_result(self, m.step, m.result,
-                             fmt::format("seq {} (replay)", st.last_seq + 1));
-  if (!loaded)
-    return;
-  auto page = std::move(*loaded);
-  if (page.empty())
-    return recovery_failed(
-      self, error{errc::journal_failure,
-                  fmt::format("{} seq {}: missing from the journal (its highest seq is {})",
-                              *st.pid, st.last_seq + 1, st.replay_to)});
-  // Read-ahead: the journal reads the next page while this one is decoded and
-  // applied, so I/O and decoding overlap. Still bounded: one page being applied,
-  // at most one being read, however long the journal.
-  auto next = page.back().seq + 1;
-  bool ahead = st.read_ahead && next <= st.replay_to;
-  if (ahead)
-    request_page(self, next);
-  for (auto& rec : page) {
-    if (rec.seq != st.last_seq + 1)
-      return recovery_failed(self,
-                             error{errc::journal_failure,
-                                   fmt::format("{} seq {}: missing from the journal (replay "
-                                               "found seq {} next)",
-                                               *st.pid, st.last_seq + 1, rec.seq)});
-    if (auto r = st.model->apply(rec); !r)
-      return recovery_failed(self, r.error());
-    st.last_seq = rec.seq;
-  }
-  st.replayed += page.size();
-  st.metrics->events_replayed.inc(page.size());
-  if (st.last_seq >= st.replay_to)
-    recovery_done(self);  // a read-ahead answer (none expected here) would be stale
-  else if (!ahead)
-    request_page(self, st.last_seq + 1);  // strict: the next page only now
-}
-
-void on_recovery_check(entity_actor* self, recovery_check m) {
-  auto& st = self->state;
-  if (st.ph != phase::recovering)
-    return;
-  if (m.step != st.step) {  // progress since the check was armed
-    arm_recovery_check(self);
-    return;
-  }
-  recovery_failed(self, error{errc::timeout,
-                              fmt::format("{} seq {}: the journal did not answer within {}",
-                                          *st.pid, st.last_seq + 1,
-                                          format_duration(st.rt->recovery_timeout))});
-}
-
-void begin_recovery(entity_actor* self) {
-  auto& st = self->state;
-  ++st.incarnation;
-  st.last_seq = 0;
-  st.replayed = 0;
-  st.ph = phase::waiting_permit;
-  st.ticket = st.rt->permits->acquire([a = me(self)](recovery_permits::permit_ptr p) {
-    caf::anon_send(a, permit_granted{std::move(p)});
-  });
-  if (st.ticket != 0) {
-    st.counted_waiting = true;
-    st.rt->waiting_for_permit->add(1);
-  }
+  resume(self);
 }
 
 // -- the actor -------------------------------------------------------------------------
@@ -862,6 +515,7 @@ caf::behavior entity_behavior(entity_actor* self, blueprint_ptr bp) {
   }
   st.journal = std::move(*journal);
   st.model = std::move(*model);
+  watch_owner(self);
   begin_recovery(self);
   return {
     [self](command_envelope& env) { on_command(self, std::move(env.cmd)); },
@@ -879,6 +533,9 @@ caf::behavior entity_behavior(entity_actor* self, blueprint_ptr bp) {
       if (self->state.ph == phase::running)
         drain(self);
     },
+    [self](retry_persist m) { on_retry_persist(self, m); },
+    [self](stop_and_hand_back) { on_hand_back(self); },
+    [self](idle_check) { on_idle_check(self); },
   };
 }
 
@@ -886,20 +543,24 @@ caf::actor spawn_incarnation(caf::actor_system& sys, const blueprint_ptr& bp) {
   return spawn_actor(sys, "entity/" + bp->persistence_id, entity_behavior, bp);
 }
 
-} // namespace
-
 // -- public entry points -----------------------------------------------------------------
 
-expected<caf::actor> spawn_entity(node& n, blueprint_ptr bp) {
+expected<void> check_spawnable(node_context& ctx, const blueprint_ptr& bp) {
   if (bp->entity_id.empty())
     return error{errc::invalid_argument,
                  fmt::format("entity type '{}': an entity id must not be empty", bp->entity_type)};
-  if (auto j = journal_of(n.context()); !j)
+  if (auto j = journal_of(ctx); !j)
     return std::move(j).error();
   // Check the codec registrations now, so the caller gets the error, not a log line.
-  if (auto m = bp->make_model(n.context().shared_codec()); !m)
+  if (auto m = bp->make_model(ctx.shared_codec()); !m)
     return error{m.error().code(),
                  fmt::format("{} cannot start: {}", bp->persistence_id, m.error().message())};
+  return {};
+}
+
+expected<caf::actor> spawn_entity(node& n, blueprint_ptr bp) {
+  if (auto ok = check_spawnable(n.context(), bp); !ok)
+    return std::move(ok).error();
   auto name = bp->persistence_id;
   return n.adopt_actor(std::move(name),
                        [bp](caf::actor_system& sys) { return spawn_incarnation(sys, bp); });

@@ -92,6 +92,11 @@ entity_metrics& entity_runtime::metrics_for(const std::string& entity_type) {
       "Entity incarnations stopped by a journal failure (a failed persist or recovery)."),
     c("troupe_persistence_entity_restarts_total",
       "Entities started again by a command after such a stop."),
+    c("troupe_persistence_entity_persist_throttled_total",
+      "Persists deferred because the journal's write queue was full (retried after a "
+      "short backoff)."),
+    c("troupe_persistence_entity_passivations_total",
+      "Entities stopped by an idle timeout or a stop and hand back."),
     registry_.gauge("troupe_persistence_entity_stashed_commands", labels,
                     "Commands waiting in entity stashes."),
   }};

@@ -46,6 +46,8 @@ struct entity_metrics {
   counter_metric& snapshot_failures;
   counter_metric& journal_stops;  ///< incarnations ended by a journal failure
   counter_metric& restarts;       ///< incarnations started again after one
+  counter_metric& persist_throttled;  ///< persists deferred: the journal's queue was full
+  counter_metric& passivations;   ///< stopped by an idle timeout or a hand back
   gauge_metric& stashed;  ///< commands waiting in the stashes of this type's entities
 };
 

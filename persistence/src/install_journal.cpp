@@ -10,6 +10,11 @@
 
 namespace troupe::persistence {
 
+namespace detail {
+// journal_actor.cpp
+expected<void> start_journal_actor(node& n, std::shared_ptr<journal_service> svc);
+} // namespace detail
+
 namespace {
 
 /// The node_health component a lost journal marks unhealthy.
@@ -21,6 +26,8 @@ journal_service::options service_options(const config& cfg) {
   opts.max_batch_events =
     static_cast<std::size_t>(cfg.get_int("persistence.journal.max-batch-events"));
   opts.reader_threads = static_cast<std::size_t>(cfg.get_int("persistence.journal.reader-threads"));
+  opts.max_queued_writes =
+    static_cast<std::size_t>(cfg.get_int("persistence.journal.max-queued-writes"));
   return opts;
 }
 
@@ -63,6 +70,8 @@ install_journal(node& n, std::shared_ptr<journal_backend> journal,
     svc->stop();
     backend->on_lost({});
   });
+  if (auto ok = detail::start_journal_actor(n, svc); !ok)
+    return std::move(ok).error();
   return svc;
 }
 

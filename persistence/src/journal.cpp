@@ -23,11 +23,32 @@ bool valid_tag(const std::string& tag) {
 
 } // namespace
 
+expected<void> validate_fence(const std::string& key, std::uint64_t epoch) {
+  if (key.empty())
+    return error{errc::journal_rejected, "journal: a fence needs a non-empty key"};
+  if (epoch > max_fence_epoch)
+    return error{errc::journal_rejected,
+                 fmt::format("journal: fence '{}': epoch {} is above the largest epoch {}", key,
+                             epoch, max_fence_epoch)};
+  return {};
+}
+
+error fenced_error(std::string_view where, std::string_view what, const std::string& key,
+                   std::uint64_t stored, std::uint64_t epoch) {
+  return error{errc::fenced,
+               fmt::format("{}: {} refused: fence '{}' is at epoch {}, newer than the epoch {} "
+                           "it was made under (a newer owner took over); nothing was stored",
+                           where, what, key, stored, epoch)};
+}
+
 expected<void> validate_write(const atomic_write& w) {
   if (w.persistence_id.empty())
     return error{errc::journal_rejected, "journal: a write needs a persistence id"};
   if (w.events.empty())
     return rejected(w, 0, "a write needs at least one event");
+  if (w.fence)
+    if (auto ok = validate_fence(w.fence->key, w.fence->epoch); !ok)
+      return rejected(w, w.events.front().seq, ok.error().message());
   auto first = w.events.front().seq;
   for (std::size_t i = 0; i < w.events.size(); ++i) {
     auto& e = w.events[i];

@@ -32,6 +32,11 @@ void add_journal_config_keys(config_schema& s) {
   s.add("persistence.journal.max-batch-events", config_type::integer, std::int64_t{4096},
         "Most events the writer thread commits in one transaction (group commit).",
         config_range::of(1, 1 << 20));
+  s.add("persistence.journal.max-queued-writes", config_type::integer, std::int64_t{65536},
+        "Most writes waiting for the writer thread (the batch being committed does not "
+        "count); a write that finds the queue full is refused with overloaded and entities "
+        "retry it after a short backoff.",
+        config_range::of(1, 1 << 24));
   s.add("persistence.journal.reader-threads", config_type::integer, std::int64_t{2},
         "Threads serving replays, snapshot loads and queries.", config_range::of(1, 64));
 }

@@ -55,6 +55,9 @@ struct service_metrics {
       writes_rejected(
         m.counter("troupe_persistence_journal_writes_total", {{"result", "rejected"}})),
       writes_failed(m.counter("troupe_persistence_journal_writes_total", {{"result", "failure"}})),
+      writes_fenced(m.counter("troupe_persistence_journal_writes_total", {{"result", "fenced"}})),
+      writes_overloaded(
+        m.counter("troupe_persistence_journal_writes_total", {{"result", "overloaded"}})),
       read_failures(m.counter("troupe_persistence_journal_read_failures_total", {},
                               "Reads, queries and snapshot operations that failed.")) {
   }
@@ -66,6 +69,8 @@ struct service_metrics {
   counter_metric& writes_conflict;
   counter_metric& writes_rejected;
   counter_metric& writes_failed;
+  counter_metric& writes_fenced;
+  counter_metric& writes_overloaded;  ///< refused at submission: the queue was full
   counter_metric& read_failures;
 };
 
@@ -77,6 +82,7 @@ public:
     : journal_(std::move(journal)),
       snapshots_(std::move(snapshots)),
       max_batch_events_(std::max<std::size_t>(opts.max_batch_events, 1)),
+      max_queued_writes_(std::max<std::size_t>(opts.max_queued_writes, 1)),
       log_(log),
       metrics_(metrics) {
     writer_ = std::thread{[this] { writer_loop(); }};
@@ -119,9 +125,11 @@ public:
   // -- journal -------------------------------------------------------------------------
 
   void write(atomic_write w, callback<void> done) override {
+    std::size_t queued = 0;
     {
       std::lock_guard<std::mutex> guard{wmtx_};
-      if (!stopping_) {
+      queued = incoming_writes_.size();
+      if (!stopping_ && queued < max_queued_writes_) {
         queued_events_ += w.events.size();
         incoming_writes_.push_back(std::move(w));
         incoming_dones_.push_back(std::move(done));
@@ -131,7 +139,16 @@ public:
         return;
       }
     }
-    done(not_run(fmt::format("the write of '{}'", w.persistence_id)));
+    if (queued < max_queued_writes_) {
+      done(not_run(fmt::format("the write of '{}'", w.persistence_id)));
+      return;
+    }
+    metrics_.writes_overloaded.inc();
+    done(error{errc::overloaded,
+               fmt::format("journal: the write of '{}' was not queued: {} writes already wait "
+                           "for the writer (persistence.journal.max-queued-writes); nothing was "
+                           "stored, retry later",
+                           w.persistence_id, queued)});
   }
 
   void read_events(std::string persistence_id, sequence_nr from, sequence_nr to,
@@ -161,6 +178,19 @@ public:
                            [this, id = std::move(persistence_id), to] {
                              return journal_->delete_events_to(id, to);
                            });
+  }
+
+  // -- fences --------------------------------------------------------------------------
+
+  void advance_fence(std::string key, std::uint64_t epoch, callback<void> done) override {
+    submit_writer_op<void>(std::move(done), "advance_fence", [this, k = std::move(key), epoch] {
+      return journal_->advance_fence(k, epoch);
+    });
+  }
+
+  void fence_epoch(std::string key, callback<std::uint64_t> done) override {
+    submit_read<std::uint64_t>(std::move(done), "fence_epoch",
+                               [this, k = std::move(key)] { return journal_->fence_epoch(k); });
   }
 
   // -- snapshots -----------------------------------------------------------------------
@@ -298,7 +328,7 @@ private:
       results.assign(writes.size(), error{errc::internal, msg});
     }
     // Metrics first: whoever sees an ack also sees it counted.
-    std::uint64_t ok_events = 0, ok = 0, conflicts = 0, rejected = 0, failed = 0;
+    std::uint64_t ok_events = 0, ok = 0, conflicts = 0, rejected = 0, fenced = 0, failed = 0;
     for (std::size_t i = 0; i < writes.size(); ++i) {
       auto& r = results[i];
       if (r) {
@@ -308,6 +338,8 @@ private:
         ++conflicts;
       } else if (r.error().code() == errc::journal_rejected) {
         ++rejected;
+      } else if (r.error().code() == errc::fenced) {
+        ++fenced;
       } else if (++failed == 1) {
         note_failure(writes[i].persistence_id, r.error());
       }
@@ -319,6 +351,7 @@ private:
     metrics_.writes_conflict.inc(conflicts);
     metrics_.writes_rejected.inc(rejected);
     metrics_.writes_failed.inc(failed);
+    metrics_.writes_fenced.inc(fenced);
     for (std::size_t i = 0; i < writes.size(); ++i)
       invoke(dones[i], std::move(results[i]));
   }
@@ -428,6 +461,7 @@ private:
   std::shared_ptr<journal_backend> journal_;
   std::shared_ptr<snapshot_backend> snapshots_;
   const std::size_t max_batch_events_;
+  const std::size_t max_queued_writes_;
   logger& log_;
   service_metrics metrics_;
 

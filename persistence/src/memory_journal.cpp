@@ -25,6 +25,8 @@ std::string_view to_string(journal_op op) noexcept {
     case journal_op::snapshot_save: return "snapshot_save";
     case journal_op::snapshot_load: return "snapshot_load";
     case journal_op::snapshot_delete: return "snapshot_delete";
+    case journal_op::advance_fence: return "advance_fence";
+    case journal_op::read_fence: return "read_fence";
   }
   return "?";
 }
@@ -139,15 +141,32 @@ std::vector<write_result> memory_journal::write(std::span<const atomic_write> ba
   return results;
 }
 
+expected<void> memory_journal::check_fence(const write_fence& f, std::string_view what) const {
+  auto i = fences_.find(f.key);
+  if (i != fences_.end() && i->second > f.epoch)
+    return fenced_error("memory journal", what, f.key, i->second, f.epoch);
+  return {};
+}
+
 write_result memory_journal::store(const atomic_write& w) {
   if (auto ok = validate_write(w); !ok)
     return ok;
+  if (w.fence)
+    if (auto ok = check_fence(*w.fence, fmt::format("the write of '{}' seq {}..{}",
+                                                    w.persistence_id, w.events.front().seq,
+                                                    w.events.back().seq));
+        !ok)
+      return ok;
   auto& state = ids_[w.persistence_id];
   for (auto& e : w.events)
     if (e.seq <= state.deleted_to || find_event(w.persistence_id, e.seq) != nullptr)
       return error{errc::sequence_conflict,
                    fmt::format("journal: '{}' seq {} already exists (another writer?)",
                                w.persistence_id, e.seq)};
+  if (w.fence) {
+    auto& stored = fences_[w.fence->key];
+    stored = std::max(stored, w.fence->epoch);
+  }
   auto ts = now_ms();
   auto key = ids_.find(w.persistence_id);
   for (auto& e : w.events) {
@@ -256,6 +275,27 @@ expected<offset_type> memory_journal::highest_offset() {
     return std::move(ok).error();
   std::lock_guard<std::mutex> guard{data_mtx_};
   return last_offset_;
+}
+
+expected<void> memory_journal::advance_fence(const std::string& key, std::uint64_t epoch) {
+  if (auto ok = apply(journal_op::advance_fence, key); !ok)
+    return ok;
+  if (auto ok = validate_fence(key, epoch); !ok)
+    return ok;
+  std::lock_guard<std::mutex> guard{data_mtx_};
+  if (auto ok = check_fence(write_fence{key, epoch}, "advance_fence"); !ok)
+    return ok;
+  auto& stored = fences_[key];
+  stored = std::max(stored, epoch);
+  return {};
+}
+
+expected<std::uint64_t> memory_journal::fence_epoch(const std::string& key) {
+  if (auto ok = apply(journal_op::read_fence, key); !ok)
+    return std::move(ok).error();
+  std::lock_guard<std::mutex> guard{data_mtx_};
+  auto i = fences_.find(key);
+  return i == fences_.end() ? std::uint64_t{0} : i->second;
 }
 
 // -- snapshots -------------------------------------------------------------------------

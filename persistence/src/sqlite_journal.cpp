@@ -45,6 +45,10 @@ constexpr const char* sql_insert_event =
   "INSERT INTO events(ordering, pid, seq, manifest, version, payload, tags, writer, timestamp_ms) "
   "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
 constexpr const char* sql_insert_event_tag = "INSERT INTO event_tags(tag, ordering) VALUES(?1, ?2)";
+constexpr const char* sql_get_fence = "SELECT epoch FROM fences WHERE key = ?1";
+constexpr const char* sql_raise_fence =
+  "INSERT INTO fences(key, epoch) VALUES(?1, ?2) "
+  "ON CONFLICT(key) DO UPDATE SET epoch = excluded.epoch WHERE excluded.epoch > fences.epoch";
 
 // Event columns in the order row_to_event reads them.
 #define TROUPE_EVENT_COLUMNS \
@@ -134,6 +138,13 @@ error damaged_row(const std::string& path, std::string what) {
                fmt::format("journal '{}': {}: the row is damaged (troupe never writes such a "
                            "row; `troupe journal verify` lists it)",
                            path, std::move(what))};
+}
+
+/// A fence row whose epoch (column 0) is not an integer in 0..max_fence_epoch.
+error damaged_fence(const std::string& path, const std::string& key, const sq::statement& s) {
+  return damaged_row(path, fmt::format("fence '{}': epoch {} is not an integer in 0..{}",
+                                       escape_invalid_utf8(key), escape_invalid_utf8(s.text(0)),
+                                       max_fence_epoch));
 }
 
 /// Reads TROUPE_EVENT_COLUMNS starting at column 0 into `e` (whose persistence_id
@@ -434,6 +445,46 @@ struct sqlite_journal::impl {
     return rc;
   }
 
+  /// The fence check, inside the open write transaction (of a write or of
+  /// advance_fence): refuses `f` with fenced when the key's stored epoch is newer,
+  /// else raises the stored epoch to f.epoch. `what` names the refused operation.
+  /// Returns the refusal as the inner result, or an error (the outer expected) that
+  /// dooms the transaction.
+  template <class What>
+  expected<write_result> check_fence(const write_fence& f, What what) {
+    std::optional<std::int64_t> stored;
+    {
+      auto s = writer->prepare(sql_get_fence);
+      if (!s)
+        return std::move(s).error();
+      sq::use q{**s};
+      q->bind(1, std::string_view{f.key});
+      auto rc = q->step();
+      if (rc == SQLITE_ROW) {
+        stored = int_in(*q, 0, 0, static_cast<std::int64_t>(max_fence_epoch));
+        if (!stored)
+          return damaged_fence(opts.path, f.key, *q);
+      } else if (rc != SQLITE_DONE) {
+        return writer->fail_from(rc, fmt::format("cannot read fence '{}'", f.key));
+      }
+    }
+    if (stored && static_cast<std::uint64_t>(*stored) > f.epoch)
+      return write_result{fenced_error(fmt::format("journal '{}'", opts.path), what(), f.key,
+                                       static_cast<std::uint64_t>(*stored), f.epoch)};
+    if (stored && static_cast<std::uint64_t>(*stored) == f.epoch)
+      return write_result{};
+    auto s = writer->prepare(sql_raise_fence);
+    if (!s)
+      return std::move(s).error();
+    sq::use q{**s};
+    q->bind(1, std::string_view{f.key});
+    q->bind(2, static_cast<std::int64_t>(f.epoch));
+    if (auto rc = q->step(); rc != SQLITE_DONE)
+      return writer->fail_from(rc, fmt::format("cannot raise fence '{}' to epoch {}", f.key,
+                                               f.epoch));
+    return write_result{};
+  }
+
   /// Stores one validated atomic write of the persistence id `id` inside the open
   /// transaction. Returns the write's own result, or an error (as the outer
   /// expected) that dooms the batch.
@@ -446,17 +497,39 @@ struct sqlite_journal::impl {
               fmt::format("journal '{}': '{}' seq {} already exists (another writer?)", opts.path,
                           w.persistence_id, seq)}};
     };
-    if (first <= id->deleted_to)
-      return conflict(first);
     auto ins = writer->prepare(sql_insert_event);
     if (!ins)
       return std::move(ins).error();
     // A failing INSERT undoes itself; a savepoint is only needed to undo the
-    // earlier events of a multi-event write.
-    bool multi = w.events.size() > 1;
+    // earlier events of a multi-event write, or a fence raised for events that
+    // then conflict.
+    bool multi = w.events.size() > 1 || w.fence;
     if (multi)
       if (auto ok = run(sql_savepoint); !ok)
         return std::move(ok).error();
+    auto undo = [&]() -> expected<void> {
+      if (!multi)
+        return {};
+      if (auto ok = run(sql_rollback_to); !ok)
+        return ok;
+      return run(sql_release);
+    };
+    if (w.fence) {
+      auto fenced = check_fence(*w.fence, [&] {
+        return fmt::format("the write of '{}' seq {}..{}", w.persistence_id, first,
+                           w.events.back().seq);
+      });
+      if (!fenced || !*fenced) {
+        if (auto ok = undo(); !ok)
+          return std::move(ok).error();
+        return fenced;
+      }
+    }
+    if (first <= id->deleted_to) {
+      if (auto ok = undo(); !ok)
+        return std::move(ok).error();
+      return conflict(first);
+    }
     auto start = offset;
     for (auto& e : w.events) {
       auto rc = insert_event(**ins, id->id, w.persistence_id, e, offset + 1, ts);
@@ -470,12 +543,8 @@ struct sqlite_journal::impl {
         return writer->fail_from(*rc, fmt::format("cannot store '{}' seq {}", w.persistence_id,
                                                   e.seq));
       offset = start;
-      if (multi) {
-        if (auto ok = run(sql_rollback_to); !ok)
-          return std::move(ok).error();
-        if (auto ok = run(sql_release); !ok)
-          return std::move(ok).error();
-      }
+      if (auto ok = undo(); !ok)
+        return std::move(ok).error();
       return conflict(e.seq);
     }
     if (multi)
@@ -510,9 +579,13 @@ struct sqlite_journal::impl {
   /// each insert next to the previous one in the b-tree (as a writer that goes round
   /// its entities would), instead of at random. Offsets follow this order; the batch
   /// commits as a whole, so no reader can tell, and one id's writes keep their order.
+  /// A batch with a fenced write keeps its submission order: a fence key spans many
+  /// ids (a shard), and which of two writes under one key is refused depends on
+  /// their order.
   expected<void> plan_batch(std::span<const atomic_write> batch,
                             const std::vector<write_result>& results) {
     plan.clear();
+    bool fenced = false;
     for (std::size_t i = 0; i < batch.size(); ++i) {
       if (!results[i])
         continue;  // rejected by validation
@@ -520,10 +593,12 @@ struct sqlite_journal::impl {
       if (!id)
         return std::move(id).error();
       plan.push_back(planned_write{*id, i});
+      fenced = fenced || batch[i].fence.has_value();
     }
-    std::sort(plan.begin(), plan.end(), [](const planned_write& a, const planned_write& b) {
-      return a.id->id != b.id->id ? a.id->id < b.id->id : a.index < b.index;
-    });
+    if (!fenced)
+      std::sort(plan.begin(), plan.end(), [](const planned_write& a, const planned_write& b) {
+        return a.id->id != b.id->id ? a.id->id < b.id->id : a.index < b.index;
+      });
     return {};
   }
 
@@ -649,6 +724,28 @@ struct sqlite_journal::impl {
       return ok;
     (*id)->deleted_to = deleted_to;
     return {};
+  }
+
+  expected<void> advance_fence(const std::string& key, std::uint64_t epoch) {
+    if (opts.read_only)
+      return read_only_error();
+    if (auto ok = validate_fence(key, epoch); !ok)
+      return ok;
+    std::lock_guard<std::mutex> guard{writer_mtx};
+    auto body = [&]() -> expected<void> {
+      if (auto ok = begin_write(); !ok)
+        return ok;
+      auto r = check_fence(write_fence{key, epoch}, [] { return std::string{"advance_fence"}; });
+      if (!r)
+        return std::move(r).error();
+      if (!*r)
+        return std::move(*r).error();
+      return run(sql_commit);
+    };
+    auto ok = body();
+    if (!ok)
+      writer->rollback_if_open();
+    return ok;
   }
 
   // -- read path ------------------------------------------------------------------------
@@ -819,6 +916,27 @@ expected<offset_type> sqlite_journal::highest_offset() {
   auto ok = impl_->query(
     sql_get_offset, "cannot read the highest offset", [](sq::statement&) {},
     [&](sq::statement& s) { result = s.uint64(0); });
+  if (!ok)
+    return std::move(ok).error();
+  return result;
+}
+
+expected<void> sqlite_journal::advance_fence(const std::string& key, std::uint64_t epoch) {
+  return impl_->advance_fence(key, epoch);
+}
+
+expected<std::uint64_t> sqlite_journal::fence_epoch(const std::string& key) {
+  std::uint64_t result = 0;
+  auto ok = impl_->query(
+    sql_get_fence, fmt::format("cannot read fence '{}'", key),
+    [&](sq::statement& s) { s.bind(1, std::string_view{key}); },
+    [&](sq::statement& s) -> expected<void> {
+      auto epoch = int_in(s, 0, 0, static_cast<std::int64_t>(max_fence_epoch));
+      if (!epoch)
+        return damaged_fence(impl_->opts.path, key, s);
+      result = static_cast<std::uint64_t>(*epoch);
+      return {};
+    });
   if (!ok)
     return std::move(ok).error();
   return result;

@@ -130,6 +130,14 @@ BEGIN
   SELECT RAISE(ABORT, 'troupe journal: a persistence id row is never renumbered or renamed: its events would be orphaned');
 END;
 )sql",
+  // 3: write fences (journal.hpp, write_fence): the newest epoch per key (a
+  // shard). A write under an older epoch is refused in its own transaction.
+  R"sql(
+CREATE TABLE fences(
+  key TEXT PRIMARY KEY,
+  epoch INTEGER NOT NULL
+) WITHOUT ROWID;
+)sql",
 };
 static_assert(std::size(migrations) == sqlite_schema_version);
 
@@ -190,7 +198,9 @@ expected<void> migrate(connection& c, const sqlite_options& opts) {
     return fail(std::move(version).error());
   if (*version > sqlite_schema_version)
     return fail(error{errc::unsupported_version,
-                      fmt::format("journal '{}' has schema version {}; this troupe knows up to {}",
+                      fmt::format("journal '{}' has schema version {}; this troupe knows up to {} "
+                                  "(a newer troupe created or migrated the file: open it with "
+                                  "that version; this one never guesses at a newer layout)",
                                   c.path(), *version, sqlite_schema_version)});
   if (*version == 0 && !opts.create_if_missing)
     return fail(no_journal(opts, "the file holds no database (it is empty)"));

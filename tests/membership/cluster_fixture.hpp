@@ -40,10 +40,12 @@ struct cluster_node {
 /// `count` nodes with transports; clusters are started by start_clusters.
 class in_process_cluster {
 public:
-  explicit in_process_cluster(std::size_t count) {
+  /// `schema`: the nodes' config keys (upper layers add theirs).
+  explicit in_process_cluster(std::size_t count, const config_schema& schema = node_config_keys()) {
     for (std::size_t i = 0; i < count; ++i) {
       cluster_node cn;
-      cn.n = make_node({"transport.heartbeat-interval=200ms", "transport.failure-timeout=1s"});
+      cn.n = make_node({"transport.heartbeat-interval=200ms", "transport.failure-timeout=1s"},
+                       schema);
       auto t = remote::transport::start(*cn.n);
       REQUIRE(t);
       cn.t = *t;

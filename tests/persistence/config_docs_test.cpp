@@ -30,6 +30,7 @@ TEST_CASE("config ranges: every persistence key, in range, on the boundary and b
       {"persistence.journal.max-page-count", "1000", {"0", "4294967294"}, {"-7", "4294967295"}},
       {"persistence.journal.max-batch-events", "100", {"1", "1048576"}, {"0", "-1", "1048577"}},
       {"persistence.journal.reader-threads", "4", {"1", "64"}, {"0", "65", "-2"}},
+      {"persistence.journal.max-queued-writes", "1000", {"1", "16777216"}, {"0", "-1", "16777217"}},
       {"persistence.entity.stash-capacity", "10", {"1", "1048576"}, {"-1", "0", "1048577"}},
       {"persistence.entity.max-concurrent-recoveries", "5", {"1", "100000"}, {"-3", "0", "100001"}},
       {"persistence.entity.recovery-page-size", "100", {"1", "100000"}, {"0", "100001"}},

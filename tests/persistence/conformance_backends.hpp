@@ -54,6 +54,12 @@ struct sqlite_backend {
 
 #define TROUPE_CONFORMANCE_BACKENDS ::troupe::test::memory_backend, ::troupe::test::sqlite_backend
 
+/// Writes a batch (one backend call) and returns its results.
+inline std::vector<persistence::write_result> write_all(persistence::journal_backend& j,
+                                                        std::vector<persistence::atomic_write> batch) {
+  return j.write(std::span<const persistence::atomic_write>{batch});
+}
+
 /// "<prefix><n>", e.g. id_of("id-", 7) == "id-7". (Also avoids a false
 /// -Wstringop-overflow of g++ 12 on `"literal" + std::to_string(n)`.)
 inline std::string id_of(std::string_view prefix, long long n) {

@@ -13,10 +13,6 @@ using namespace troupe::test;
 
 namespace {
 
-std::vector<write_result> write_all(journal_backend& j, std::vector<atomic_write> batch) {
-  return j.write(std::span<const atomic_write>{batch});
-}
-
 void require_ok(const std::vector<write_result>& results) {
   for (auto& r : results) {
     INFO((r ? std::string{"ok"} : r.error().to_string()));

@@ -143,3 +143,35 @@ TEST_CASE_TEMPLATE("conformance: journal_service reads, snapshots and queries", 
   REQUIRE_FALSE(late_read);
   CHECK(late_read.error().code() == errc::shutting_down);
 }
+
+TEST_CASE_TEMPLATE("conformance: journal_service carries a write's fence and advances fences", B,
+                   TROUPE_CONFORMANCE_BACKENDS) {
+  auto b = B::make();
+  auto log = quiet_logger();
+  metrics_registry metrics;
+  auto svc = journal_service::start(b.journal, b.snapshots, {}, *log, metrics);
+  auto fenced = [](std::string id, sequence_nr seq, std::uint64_t epoch) {
+    auto w = make_write(id, seq, seq);
+    w.fence = write_fence{"shard-3", epoch};
+    return w;
+  };
+  REQUIRE(await<void>([&](callback<void> cb) { svc->write(fenced("a", 1, 1), cb); }));
+  REQUIRE(await<void>([&](callback<void> cb) { svc->advance_fence("shard-3", 2, cb); }));
+  auto epoch = await<std::uint64_t>([&](callback<std::uint64_t> cb) { svc->fence_epoch("shard-3", cb); });
+  REQUIRE(epoch);
+  CHECK(*epoch == 2);
+  // The old owner's next write is refused; the new owner's is stored.
+  auto stale = await<void>([&](callback<void> cb) { svc->write(fenced("a", 2, 1), cb); });
+  REQUIRE_FALSE(stale);
+  CHECK(stale.error().code() == errc::fenced);
+  REQUIRE(await<void>([&](callback<void> cb) { svc->write(fenced("a", 2, 2), cb); }));
+  auto lower = await<void>([&](callback<void> cb) { svc->advance_fence("shard-3", 1, cb); });
+  REQUIRE_FALSE(lower);
+  CHECK(lower.error().code() == errc::fenced);
+  CHECK(metrics.counter("troupe_persistence_journal_writes_total", {{"result", "fenced"}}).value()
+        == 1);
+  svc->stop();
+  auto late = await<void>([&](callback<void> cb) { svc->advance_fence("shard-3", 5, cb); });
+  REQUIRE_FALSE(late);
+  CHECK(late.error().code() == errc::shutting_down);
+}

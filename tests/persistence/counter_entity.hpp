@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <variant>
 #include <vector>
 
@@ -181,10 +182,34 @@ inline void from_json(const nlohmann::json& j, counter::state& s) {
   j.at("events").get_to(s.events);
 }
 
-/// Registers the counter's events and state; false if a registration failed.
+// Commands travel as JSON too (entity_protocol.hpp): the ones without fields as {}.
+template <class T>
+  requires std::is_empty_v<T>
+void to_json(nlohmann::json& j, const T&) {
+  j = nlohmann::json::object();
+}
+template <class T>
+  requires std::is_empty_v<T>
+void from_json(const nlohmann::json&, T&) {}
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(add, n)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(add_many, ns)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(add_and_stop, n)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(add_lossy, n)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(add_and_run, n)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(checked_add, n)
+
+/// Registers the counter's events, state, commands and replies; false if a
+/// registration failed.
 inline bool try_register_counter(troupe::codec_registry& codec) {
   return codec.add<added>("test.added") && codec.add<poison>("test.poison")
-         && codec.add<lossy>("test.lossy") && codec.add<counter::state>("test.counter-state");
+         && codec.add<lossy>("test.lossy") && codec.add<counter::state>("test.counter-state")
+         && codec.add<add>("test.add") && codec.add<add_many>("test.add-many")
+         && codec.add<get>("test.get") && codec.add<add_and_stop>("test.add-and-stop")
+         && codec.add<add_poison>("test.add-poison") && codec.add<add_lossy>("test.add-lossy")
+         && codec.add<boom>("test.boom") && codec.add<silent>("test.silent")
+         && codec.add<refuse>("test.refuse") && codec.add<add_and_run>("test.add-and-run")
+         && codec.add<checked_add>("test.checked-add")
+         && codec.add<std::int64_t>("test.int64");
 }
 
 } // namespace fx

@@ -348,6 +348,12 @@ public:
     return inner->persistence_ids(a, m);
   }
   expected<offset_type> highest_offset() override { return inner->highest_offset(); }
+  expected<void> advance_fence(const std::string& k, std::uint64_t e) override {
+    return inner->advance_fence(k, e);
+  }
+  expected<std::uint64_t> fence_epoch(const std::string& k) override {
+    return inner->fence_epoch(k);
+  }
   expected<void> save(const snapshot_record& s) override { return inner->save(s); }
   expected<std::optional<snapshot_record>> load(const std::string& id,
                                                 const snapshot_criteria& c) override {

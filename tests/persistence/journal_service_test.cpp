@@ -179,3 +179,50 @@ TEST_CASE("journal_service: failed and rejected writes are counted per result") 
         == 1);
   CHECK(f.metrics.counter_value("troupe_persistence_journal_writes_total", {{"result", "ok"}}) == 1);
 }
+
+TEST_CASE("journal_service: a full write queue refuses a write with overloaded and stores nothing") {
+  journal_service::options opts;
+  opts.max_queued_writes = 3;
+  service_fixture f{opts};
+  // Hold the writer inside the first commit: the next writes queue up behind it.
+  f.backend->delay(journal_op::write, 1h, "first", 1);
+  event_counter acked;
+  std::atomic<int> failed{0};
+  f.svc->write(make_write("first", 1, 1), [&](expected<void> r) {
+    if (!r)
+      failed++;
+    acked.add();
+  });
+  REQUIRE(wait_until([&] { return f.backend->calls(journal_op::write) == 1; }));
+  for (int i = 0; i < 3; ++i)
+    f.svc->write(make_write(id_of("q", i), 1, 1), [&](expected<void> r) {
+      if (!r)
+        failed++;
+      acked.add();
+    });
+  std::optional<expected<void>> refused;
+  f.svc->write(make_write("extra", 1, 1), [&](expected<void> r) { refused = std::move(r); });
+  // Refused at once, on the caller's thread, naming the write and the key.
+  REQUIRE(refused);
+  REQUIRE_FALSE(*refused);
+  CHECK(refused->error().code() == errc::overloaded);
+  CHECK(refused->error().message().find("'extra'") != std::string::npos);
+  CHECK(refused->error().message().find("persistence.journal.max-queued-writes")
+        != std::string::npos);
+  CHECK(f.metrics.counter("troupe_persistence_journal_writes_total", {{"result", "overloaded"}})
+          .value()
+        == 1);
+  f.backend->clear_faults();
+  REQUIRE(acked.wait_for(4));
+  CHECK(failed == 0);
+  CHECK(*f.backend->highest_sequence_nr("extra") == 0);
+  // Once the queue drained, writes are taken again.
+  std::optional<expected<void>> later;
+  event_counter later_done;
+  f.svc->write(make_write("extra", 1, 1), [&](expected<void> r) {
+    later = std::move(r);
+    later_done.add();
+  });
+  REQUIRE(later_done.wait_for(1));
+  CHECK(*later);
+}

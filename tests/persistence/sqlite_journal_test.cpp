@@ -38,10 +38,6 @@ sqlite_options options_for(const std::string& path) {
   return o;
 }
 
-std::vector<write_result> write_all(journal_backend& j, std::vector<atomic_write> batch) {
-  return j.write(std::span<const atomic_write>{batch});
-}
-
 bool mentions(const error& e, const std::string& what) {
   return e.message().find(what) != std::string::npos;
 }
@@ -190,6 +186,27 @@ TEST_CASE("sqlite journal: a batch stored in id order keeps each write's result 
   auto tagged = (*j)->events_by_tag("t", before, 10);
   REQUIRE(tagged);
   CHECK(tagged->size() == 5);
+}
+
+// A fence key spans many ids (a shard): which of two writes under one key is refused
+// depends on their order, so a batch with a fenced write is stored in submission
+// order, not in id order.
+TEST_CASE("sqlite journal: fenced writes of one batch are checked in submission order") {
+  temp_dir dir;
+  auto j = sqlite_journal::open(options_for(dir.file("journal.db")));
+  REQUIRE(j);
+  REQUIRE(write_all(**j, {make_write("z", 1, 1)})[0]);  // z gets the lower id row
+  auto newer = make_write("a", 1, 1);
+  newer.fence = write_fence{"shard-4", 2};
+  auto older = make_write("z", 2, 2);
+  older.fence = write_fence{"shard-4", 1};
+  auto results = write_all(**j, {newer, older});
+  REQUIRE(results.size() == 2);
+  CHECK(results[0]);
+  REQUIRE_FALSE(results[1]);
+  CHECK(results[1].error().code() == errc::fenced);
+  CHECK(*(*j)->highest_sequence_nr("z") == 1);
+  CHECK(*(*j)->fence_epoch("shard-4") == 2);
 }
 
 TEST_CASE("sqlite journal: a read-only journal file is an io_error naming the path") {
@@ -382,4 +399,53 @@ TEST_CASE("sqlite journal: two processes write concurrently to one journal file"
       for (std::size_t k = 0; k < events->size(); ++k)
         CHECK((*events)[k].seq == k + 1);
     }
+}
+
+TEST_CASE("sqlite journal: a version 2 file is migrated to version 3 (fences), keeping its events") {
+  temp_dir dir;
+  auto path = dir.file("journal.db");
+  {
+    auto j = sqlite_journal::open(options_for(path));
+    REQUIRE(j);
+    REQUIRE(write_all(**j, {make_write("a", 1, 2)})[0]);
+  }
+  // What a build that knew only version 2 left behind.
+  raw_exec(path, "DROP TABLE fences");
+  raw_exec(path, "UPDATE schema_version SET version = 2");
+  auto j = sqlite_journal::open(options_for(path));
+  REQUIRE(j);
+  CHECK(raw_query(path, "SELECT version FROM schema_version") == "3");
+  CHECK(*(*j)->highest_sequence_nr("a") == 2);
+  CHECK(*(*j)->fence_epoch("shard-1") == 0);
+  REQUIRE((*j)->advance_fence("shard-1", 3));
+  auto w = make_write("a", 3, 3);
+  w.fence = write_fence{"shard-1", 2};
+  auto r = write_all(**j, {w});
+  REQUIRE_FALSE(r[0]);
+  CHECK(r[0].error().code() == errc::fenced);
+  // A build that knows only version 2 would refuse the file, saying why.
+  raw_exec(path, "UPDATE schema_version SET version = 4");
+  auto newer = sqlite_journal::open(options_for(path));
+  REQUIRE_FALSE(newer);
+  CHECK(newer.error().code() == errc::unsupported_version);
+  CHECK(mentions(newer.error(), "newer troupe"));
+}
+
+TEST_CASE("sqlite journal: a damaged fence epoch is an error naming the key, never a guess") {
+  temp_dir dir;
+  auto path = dir.file("journal.db");
+  REQUIRE(sqlite_journal::open(options_for(path)));
+  raw_exec(path, "INSERT INTO fences(key, epoch) VALUES('shard-9', 'many')");
+  auto j = sqlite_journal::open(options_for(path));
+  REQUIRE(j);
+  auto e = (*j)->fence_epoch("shard-9");
+  REQUIRE_FALSE(e);
+  CHECK(e.error().code() == errc::decode_failed);
+  CHECK(mentions(e.error(), "shard-9"));
+  auto w = make_write("a", 1, 1);
+  w.fence = write_fence{"shard-9", 1};
+  auto r = write_all(**j, {w});
+  REQUIRE_FALSE(r[0]);
+  CHECK(r[0].error().code() == errc::journal_failure);
+  CHECK(*(*j)->highest_sequence_nr("a") == 0);
 }

@@ -107,11 +107,12 @@ message_types::message_types() {
 
 message_types::~message_types() = default;
 
-expected<void> message_types::add(message_adapter a, const std::type_info& type_info) {
+expected<void> message_types::add(message_adapter a, const std::type_info& type_info,
+                                  bool troupe_layer) {
   std::type_index type{type_info};
   std::lock_guard<std::mutex> guard{write_mtx_};
   auto& t = *current_.load();
-  if (a.manifest.rfind("troupe.", 0) == 0)
+  if (!troupe_layer && a.manifest.rfind("troupe.", 0) == 0)
     return error{errc::invalid_argument,
                  fmt::format("manifest '{}': the 'troupe.' prefix is reserved", a.manifest)};
   auto by_manifest = t.by_manifest.find(a.manifest);

@@ -12,8 +12,8 @@ namespace troupe::remote::detail {
 namespace {
 
 errc checked_errc(std::uint8_t code) {
-  return code == 0 || code > static_cast<std::uint8_t>(errc::internal) ? errc::internal
-                                                                        : static_cast<errc>(code);
+  return code == 0 || code > static_cast<std::uint8_t>(last_errc) ? errc::internal
+                                                                   : static_cast<errc>(code);
 }
 
 } // namespace

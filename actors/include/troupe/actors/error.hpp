@@ -39,7 +39,11 @@ enum class errc : std::uint8_t {
   unauthorized = 22,       ///< the handshake failed authentication
   oversize = 23,           ///< a message or frame exceeds the configured maximum
   internal = 24,           ///< a bug in troupe: please report it
+  fenced = 25,             ///< a write under an epoch older than the journal's fence: a newer owner took over; nothing was stored
 };
+
+/// The highest code this build knows; a peer's code above it reads as `internal`.
+inline constexpr errc last_errc = errc::fenced;
 
 /// The stable lowercase name of a code, e.g. "node_unreachable".
 std::string_view to_string(errc code) noexcept;

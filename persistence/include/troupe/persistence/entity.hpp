@@ -19,8 +19,11 @@
 //   };
 //
 // Every command type declares its reply type (`using reply = R;`). Every event type,
-// and the state type when the entity takes snapshots, is registered in the node's
-// codec (codec_registry::add) under a stable manifest; spawning checks this.
+// every command type and every reply type (except troupe's `done`), and the state
+// type when the entity takes snapshots, is registered in the node's codec
+// (codec_registry::add) under a stable manifest; spawning checks this, naming the
+// first unregistered type. (Commands and replies travel between nodes when the
+// entity is sharded: entity_protocol.hpp.)
 //
 // Start an entity with spawn_entity<account>(node, "acct-42") (under the node's
 // guardian, not restarted) or put entity_child<account>("acct-42") into a
@@ -50,7 +53,15 @@
 //   starts a new incarnation that recovers what was stored. The actor, and so
 //   every handle to it, stays; no supervisor restart is spent.
 // - Whenever an entity stops, every command it still holds gets an error reply: a
-//   requester never waits out its timeout because the entity died.
+//   requester never waits out its timeout because the entity died. (Except a
+//   graceful stop and hand back, owned_entity.hpp: the held commands go to the
+//   requester, unanswered, to be forwarded.)
+// - Fenced (owned_entity.hpp): an entity spawned with a fence persists under it; a
+//   persist the journal refuses as `fenced` (a newer owner took over) ends the
+//   actor: the command in flight and every stashed one get that `fenced` error
+//   naming the entity, the fence key and the epochs, and the exit reason says so.
+// - Idle timeout (entity_options::idle_timeout): an entity idle that long tells
+//   its owner (entity_idle) or, without one, stops itself.
 //
 // Thread-safety: entity_ref is a value type usable from any thread; the blocking
 // ask must not be called from inside an actor (use the in-actor ask there).
@@ -60,14 +71,17 @@
 #include "troupe/actors/expected.hpp"
 #include "troupe/actors/supervisor.hpp"
 #include "troupe/persistence/detail/entity_model.hpp"
+#include "troupe/persistence/detail/message_codec.hpp"
 #include "troupe/persistence/effect.hpp"
 
 #include <caf/actor.hpp>
+#include <caf/actor_addr.hpp>
 #include <caf/event_based_actor.hpp>
 
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -99,6 +113,10 @@ struct entity_options {
   /// Decode every event again before persisting it and compare (the testkit sets
   /// this; a mismatch rejects the persist with encode_failed).
   bool verify_round_trip = false;
+  /// After this long without a command (0: never), the entity tells its owner
+  /// (entity_idle, owned_entity.hpp), which passivates it with a stop and hand
+  /// back; an entity without an owner stops itself.
+  duration idle_timeout{0};
 };
 
 namespace detail {
@@ -109,6 +127,14 @@ struct entity_blueprint {
   std::string entity_id;
   std::string persistence_id;
   entity_options options;
+  /// Every persist carries it (owned_entity.hpp); none for plain spawns.
+  std::optional<write_fence> fence;
+  /// Who is told entity_idle after options.idle_timeout; null: the entity stops
+  /// itself instead.
+  caf::actor_addr idle_to;
+  /// The actor that spawned the entity (owned_entity.hpp): the entity stops when it
+  /// stops. Null for plain spawns.
+  caf::actor_addr owner;
   /// A fresh model (empty state) for a new incarnation; fails if the codec lacks a
   /// registration.
   std::function<expected<std::unique_ptr<entity_model>>(std::shared_ptr<const codec_registry>)>
@@ -137,7 +163,7 @@ void check_command() {
 }
 
 template <class Entity>
-blueprint_ptr make_blueprint(std::string entity_id, entity_options opts) {
+std::shared_ptr<entity_blueprint> make_blueprint(std::string entity_id, entity_options opts) {
   auto bp = std::make_shared<entity_blueprint>();
   bp->entity_type = std::string{Entity::entity_type};
   bp->entity_id = std::move(entity_id);
@@ -145,9 +171,11 @@ blueprint_ptr make_blueprint(std::string entity_id, entity_options opts) {
   bp->options = opts;
   bp->make_model = [pid = bp->persistence_id, opts](std::shared_ptr<const codec_registry> codec)
     -> expected<std::unique_ptr<entity_model>> {
-    auto view = cached_codec<Entity>(std::move(codec));
+    auto view = cached_codec<Entity>(codec);
     if (!view)
       return std::move(view).error();
+    if (auto messages = cached_message_codec<Entity>(std::move(codec)); !messages)
+      return std::move(messages).error();
     if (opts.snapshot_every > 0 && (*view)->state_entry == nullptr)
       return error{errc::unknown_manifest,
                    fmt::format("entity type '{}' takes snapshots, but its state type {} is "

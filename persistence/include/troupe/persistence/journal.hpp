@@ -15,6 +15,9 @@
 //                   strictly increasing in commit order across all ids (the
 //                   basis of events_by_tag and projections)
 //   writer          the incarnation id of the process/entity that wrote an event
+//   fence           a key (e.g. a shard) and an epoch that only grows; a write may
+//                   carry one, and the journal refuses it (errc::fenced) when the
+//                   key's stored epoch is newer: a newer owner took over
 #pragma once
 
 #include "troupe/actors/codec.hpp"
@@ -50,19 +53,47 @@ struct event_record {
   offset_type offset = 0;        ///< assigned at commit; 0 in a write request
 };
 
+/// The largest fence epoch (stored as a signed 64-bit integer by SQLite).
+inline constexpr std::uint64_t max_fence_epoch = ~std::uint64_t{0} >> 1;
+
+/// A writer's claim to write under `epoch` of `key` (a shard's allocation).
+/// Fencing, not just detection: in the same transaction as the write the journal
+/// compares `epoch` with the key's stored epoch. Stored > epoch: the write is
+/// refused with errc::fenced and nothing of it is stored. Otherwise the stored
+/// epoch becomes max(stored, epoch) and the events are stored. So once a new owner
+/// wrote (or called advance_fence) under epoch N, no write under an older epoch
+/// lands, whatever the old owner's clock, pauses or network say.
+struct write_fence {
+  std::string key;          ///< non-empty
+  std::uint64_t epoch = 0;  ///< 0..max_fence_epoch
+  friend bool operator==(const write_fence&, const write_fence&) = default;
+};
+
 /// 1..N events of one persistence id with consecutive sequence numbers, stored
-/// all or nothing.
+/// all or nothing, optionally under a fence.
 struct atomic_write {
   std::string persistence_id;
   std::vector<event_record> events;
+  std::optional<write_fence> fence;
 };
 
 /// Checks what every backend requires of a write before storing anything: a
 /// non-empty id, 1..N events whose ids are empty or equal to the write's id,
 /// consecutive sequence numbers in 1..max_sequence_nr, a non-empty manifest, and
 /// tags that are non-empty, unique per event and free of control characters.
+/// A fence, if present, must have a non-empty key and an epoch <= max_fence_epoch.
 /// Fails with journal_rejected naming the persistence id and sequence nr.
 expected<void> validate_write(const atomic_write& w);
+
+/// Checks a fence key and epoch (non-empty key, epoch <= max_fence_epoch); fails
+/// with journal_rejected naming them.
+expected<void> validate_fence(const std::string& key, std::uint64_t epoch);
+
+/// The errc::fenced error every backend returns: names the journal (`where`),
+/// what was refused (`what`: "the write of 'account|a1' seq 4..5", "advance_fence"),
+/// the key and both epochs.
+error fenced_error(std::string_view where, std::string_view what, const std::string& key,
+                   std::uint64_t stored, std::uint64_t epoch);
 
 /// Milliseconds since the epoch, the journal's timestamp clock.
 std::int64_t now_ms() noexcept;
@@ -73,6 +104,9 @@ std::int64_t now_ms() noexcept;
 ///                             single-writer guarantee: the writer must stop.
 ///   errc::journal_rejected    refused before storing (invalid request, too
 ///                             large, ...): nothing stored
+///   errc::fenced              the write's fence epoch is older than the key's
+///                             stored epoch: nothing stored. The writer must stop
+///                             (a newer owner took over).
 ///   errc::journal_failure     the store failed; the outcome is unknown
 using write_result = expected<void>;
 
@@ -105,10 +139,23 @@ public:
   virtual ~journal_backend() = default;
 
   /// Stores a batch of atomic writes, ideally in one durable transaction. Returns
-  /// one result per write, in order. A conflict or rejection of one write must not
-  /// affect the others. If the transaction as a whole fails, every write in it
-  /// gets journal_failure. Assigns offsets in commit order.
+  /// one result per write, in order. A conflict, rejection or fence refusal of one
+  /// write must not affect the others. If the transaction as a whole fails, every
+  /// write in it gets journal_failure. Assigns offsets in commit order. A fenced
+  /// write's check and epoch update happen in the same transaction as its insert,
+  /// in batch order (a later write of the batch sees an earlier one's epoch), and
+  /// a write that is not stored (conflict, fenced) leaves the epoch unchanged.
   virtual std::vector<write_result> write(std::span<const atomic_write> batch) = 0;
+
+  /// Raises the stored epoch of `key` to `epoch`, durably (a shard's new owner
+  /// calls it before starting any entity, so every write of the old owner under an
+  /// older epoch is refused from then on). Equal: a no-op success. Fails with
+  /// fenced if the stored epoch is newer, journal_rejected for an invalid key or
+  /// epoch (validate_fence). Called from the writer thread, like write().
+  virtual expected<void> advance_fence(const std::string& key, std::uint64_t epoch) = 0;
+
+  /// The stored epoch of `key`; 0 if it never had one.
+  virtual expected<std::uint64_t> fence_epoch(const std::string& key) = 0;
 
   /// Events of one id with from <= seq <= to, ascending, at most max_events of
   /// them (callers page through long journals; memory is bounded by max_events).

@@ -19,6 +19,16 @@
 // Writes of one persistence id are stored in the order they were submitted. An
 // entity submits its next write only after the previous one was acknowledged.
 //
+// Backpressure: at most max_queued_writes writes wait for the writer (the batch
+// being committed does not count). A write that finds the queue full is not
+// queued: its callback gets `overloaded` at once, on the caller's thread, and
+// nothing of it is stored. Entities keep such a command stashed and retry it
+// after a short backoff (docs/persistence.md).
+//
+// Fences: a write carries its atomic_write's fence to the backend (journal.hpp);
+// advance_fence runs on the writer thread between batches. From an actor, use
+// the journal actor's advance_fence request (journal_actor.hpp).
+//
 // Thread-safety: every member function may be called concurrently from any thread.
 #pragma once
 
@@ -48,6 +58,7 @@ public:
   struct options {
     std::size_t max_batch_events = 4096;  ///< events per group commit, at most
     std::size_t reader_threads = 2;
+    std::size_t max_queued_writes = 65536;  ///< writes waiting for the writer, at most
   };
 
   /// Starts the writer and reader threads. `log` and `metrics` must outlive the
@@ -71,6 +82,12 @@ public:
   virtual void highest_sequence_nr(std::string persistence_id, callback<sequence_nr> done) = 0;
   virtual void delete_events_to(std::string persistence_id, sequence_nr to,
                                 callback<void> done) = 0;
+
+  // -- fences (journal.hpp, write_fence) -----------------------------------------------
+  /// journal_backend::advance_fence, on the writer thread between batches.
+  virtual void advance_fence(std::string key, std::uint64_t epoch, callback<void> done) = 0;
+  /// journal_backend::fence_epoch, on a reader thread.
+  virtual void fence_epoch(std::string key, callback<std::uint64_t> done) = 0;
 
   // -- snapshots ---------------------------------------------------------------------
   virtual void save_snapshot(snapshot_record snapshot, callback<void> done) = 0;

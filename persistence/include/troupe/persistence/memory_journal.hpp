@@ -5,7 +5,8 @@
 // It keeps the same contracts as the SQLite backend (the conformance suite holds
 // both to them): all-or-nothing atomic writes, sequence_conflict for an existing
 // (id, seq) without affecting the rest of the batch, offsets strictly increasing in
-// commit order, tags, a highest sequence nr that never decreases.
+// commit order, tags, a highest sequence nr that never decreases, write fences
+// (a write under an epoch older than its key's stored one is refused with fenced).
 //
 // Fault injection: a fault_policy applies to one operation, to one persistence id
 // or to all ("" matches every id, and the id-less queries), forever or for the next
@@ -53,6 +54,8 @@ enum class journal_op : std::uint8_t {
   snapshot_save,
   snapshot_load,
   snapshot_delete,
+  advance_fence,     ///< advance_fence (matched by the fence key)
+  read_fence,        ///< fence_epoch (matched by the fence key)
 };
 
 std::string_view to_string(journal_op op) noexcept;
@@ -85,6 +88,8 @@ public:
   expected<std::vector<std::string>> persistence_ids(const std::string& after,
                                                      std::size_t max) override;
   expected<offset_type> highest_offset() override;
+  expected<void> advance_fence(const std::string& key, std::uint64_t epoch) override;
+  expected<std::uint64_t> fence_epoch(const std::string& key) override;
 
   // -- snapshot_backend --------------------------------------------------------------
   expected<void> save(const snapshot_record& snapshot) override;
@@ -129,6 +134,9 @@ private:
   static error fault_error(fault_kind kind, journal_op op, std::string_view persistence_id);
 
   write_result store(const atomic_write& w);  ///< requires data_mtx_
+  /// Refuses a fence older than its key's stored epoch (`what` names the refused
+  /// operation); does not raise it. Requires data_mtx_.
+  expected<void> check_fence(const write_fence& f, std::string_view what) const;
   const event_record* find_event(const std::string& id, sequence_nr seq) const;
 
   mutable std::mutex fault_mtx_;
@@ -141,6 +149,7 @@ private:
   std::map<std::string, id_state, std::less<>> ids_;
   std::map<std::string, std::map<offset_type, event_ref>, std::less<>> tags_;
   offset_type last_offset_ = 0;
+  std::map<std::string, std::uint64_t, std::less<>> fences_;  ///< key -> stored epoch
   std::map<std::string, std::map<sequence_nr, snapshot_record>, std::less<>> snapshots_;
 };
 

@@ -30,6 +30,7 @@
 //   snapshots(pid, seq, timestamp_ms, manifest, version, payload), PK (pid, seq)
 //   projection_offsets(projection, key, offset, last_updated_ms)
 //   journal_meta(key, value): highest_offset, journal_id
+//   fences(key TEXT PRIMARY KEY, epoch INTEGER) WITHOUT ROWID (schema version 3)
 //
 // Thread-safety: every member may be called concurrently.
 #pragma once
@@ -93,7 +94,7 @@ struct sqlite_options {
 std::string immutable_uri(const std::string& path);
 
 /// The schema version this build creates and reads.
-inline constexpr int sqlite_schema_version = 2;
+inline constexpr int sqlite_schema_version = 3;
 
 class sqlite_journal final : public journal_backend, public snapshot_backend {
 public:
@@ -127,6 +128,8 @@ public:
   expected<std::vector<std::string>> persistence_ids(const std::string& after,
                                                      std::size_t max) override;
   expected<offset_type> highest_offset() override;
+  expected<void> advance_fence(const std::string& key, std::uint64_t epoch) override;
+  expected<std::uint64_t> fence_epoch(const std::string& key) override;
 
   // -- snapshot_backend --------------------------------------------------------------
   expected<void> save(const snapshot_record& snapshot) override;

@@ -76,7 +76,9 @@ public:
   message_types(const message_types&) = delete;
   message_types& operator=(const message_types&) = delete;
 
-  expected<void> add(message_adapter a, const std::type_info& type);
+  /// `troupe_layer`: a layer of troupe registers its own type under a reserved
+  /// "troupe." manifest (users may not).
+  expected<void> add(message_adapter a, const std::type_info& type, bool troupe_layer = false);
   const message_adapter* find(const caf::rtti_pair& type) const;
   const message_adapter* find(std::string_view manifest) const;
 
@@ -167,9 +169,11 @@ decode_element(const message_adapter& self, const codec_registry& codec, std::ui
 
 } // namespace detail
 
-/// Registers T for remote messaging on node `n` (see the file comment).
+namespace detail {
+
 template <class T>
-expected<void> add_message_type(node& n, std::string manifest, std::uint32_t version = 1) {
+expected<void> add_message_type(node& n, std::string manifest, std::uint32_t version,
+                                bool troupe_layer) {
   auto& codec = n.codec();
   if (auto existing = codec.find<T>()) {
     if (existing->manifest != manifest || existing->version != version)
@@ -180,10 +184,23 @@ expected<void> add_message_type(node& n, std::string manifest, std::uint32_t ver
   } else if (auto r = codec.add<T>(manifest, version); !r) {
     return r;
   }
-  detail::message_adapter a{manifest, version, &detail::encode_value<T>,
-                            &detail::decode_into<T, &detail::decode_value<T>>,
-                            &detail::decode_element<T, &detail::decode_value<T>>};
-  return detail::message_types_of(n.context())->add(std::move(a), typeid(T));
+  message_adapter a{manifest, version, &encode_value<T>, &decode_into<T, &decode_value<T>>,
+                    &decode_element<T, &decode_value<T>>};
+  return message_types_of(n.context())->add(std::move(a), typeid(T), troupe_layer);
+}
+
+} // namespace detail
+
+/// Registers T for remote messaging on node `n` (see the file comment).
+template <class T>
+expected<void> add_message_type(node& n, std::string manifest, std::uint32_t version = 1) {
+  return detail::add_message_type<T>(n, std::move(manifest), version, false);
+}
+
+/// The same for troupe's own layers, under a reserved "troupe." manifest.
+template <class T>
+expected<void> add_troupe_message_type(node& n, std::string manifest, std::uint32_t version = 1) {
+  return detail::add_message_type<T>(n, std::move(manifest), version, true);
 }
 
 } // namespace troupe::remote

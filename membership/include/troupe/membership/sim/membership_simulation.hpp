@@ -111,6 +111,8 @@ public:
   std::uint64_t steps() const noexcept { return steps_; }
   const std::vector<std::string>& violations() const { return checker_.violations(); }
   std::string recent_trace() const;
+  /// Adds a line to the trace (and its hash): upper layers' steps.
+  void note(std::string line) { trace(std::move(line)); }
   /// Every running node is an up member of one converged state that holds exactly
   /// the running incarnations.
   bool all_converged_up() const;

@@ -146,6 +146,12 @@ public:
   using state_type = typename Entity::state;
   static constexpr std::size_t event_count = variant_size<event_type>::value;
 
+  /// Fails with unknown_manifest naming the first unregistered event type.
+  static expected<std::shared_ptr<const entity_codec>>
+  make(std::shared_ptr<const codec_registry> codec) {
+    return make(std::move(codec), Entity::entity_type, false);
+  }
+
   /// Fails with unknown_manifest naming the first unregistered event type (or the
   /// state type, when `need_state`).
   static expected<std::shared_ptr<const entity_codec>>
@@ -163,6 +169,10 @@ public:
                                "registered in the codec (codec_registry::add)",
                                entity_type, type_name(typeid(state_type)))};
     return std::shared_ptr<const entity_codec>{std::move(result)};
+  }
+
+  bool same_registry(const std::shared_ptr<const codec_registry>& codec) const {
+    return registry == codec;
   }
 
   /// The alternative index of a manifest, or npos.
@@ -208,21 +218,30 @@ private:
   }
 };
 
+/// A view built from one registry (an entity type's event codec, its message
+/// codec), shared by everything built against that registry: rebuilt only when a
+/// different registry is used. `View::make(registry)` builds one; the view keeps
+/// its registry (`same_registry`).
+template <class View>
+expected<std::shared_ptr<const View>> cached_view(std::shared_ptr<const codec_registry> codec) {
+  static std::mutex mtx;
+  static std::shared_ptr<const View> cached;
+  std::lock_guard<std::mutex> guard{mtx};
+  if (cached && cached->same_registry(codec))
+    return cached;
+  auto made = View::make(std::move(codec));
+  if (!made)
+    return made;
+  cached = *made;
+  return cached;
+}
+
 /// The codec view of Entity for one registry, shared by every incarnation spawned
 /// against that registry (rebuilt when a different registry is used).
 template <class Entity>
 expected<std::shared_ptr<const entity_codec<Entity>>>
 cached_codec(std::shared_ptr<const codec_registry> codec) {
-  static std::mutex mtx;
-  static std::shared_ptr<const entity_codec<Entity>> cached;
-  std::lock_guard<std::mutex> guard{mtx};
-  if (cached && cached->registry == codec)
-    return cached;
-  auto made = entity_codec<Entity>::make(std::move(codec), Entity::entity_type, false);
-  if (!made)
-    return made;
-  cached = *made;
-  return cached;
+  return cached_view<entity_codec<Entity>>(std::move(codec));
 }
 
 template <class Entity>

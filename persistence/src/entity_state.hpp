@@ -1,0 +1,297 @@
+// Internal: the entity actor's state, its private messages, and the functions
+// the parts of the runtime share. The runtime is one actor in three files:
+//   entity_actor.cpp    commands, persisting, snapshots, stopping, the behavior
+//   entity_recovery.cpp waiting for a permit, snapshot + replay
+//   entity_handoff.cpp  owned entities: owner, stop and hand back, idle timeout
+// All of them run on the entity's own thread (CAF handlers, one at a time).
+#pragma once
+
+#include "troupe/persistence/entity.hpp"
+#include "troupe/persistence/journal_service.hpp"
+
+#include "entity_messages.hpp"
+#include "entity_runtime.hpp"
+
+#include "troupe/actors/caf_error.hpp"
+#include "troupe/actors/log.hpp"
+#include "troupe/actors/supervisor.hpp"
+
+#include <caf/all.hpp>
+
+#include <chrono>
+#include <deque>
+
+namespace troupe::persistence::detail {
+
+// -- messages (local only; private types no user message can match) --------------------
+
+struct permit_granted {
+  recovery_permits::permit_ptr permit;
+};
+struct snapshot_loaded {
+  std::uint64_t step;
+  expected<std::optional<snapshot_record>> result;
+};
+struct page_loaded {
+  std::uint64_t step;
+  expected<std::vector<event_record>> result;
+};
+struct highest_loaded {
+  std::uint64_t step;
+  expected<sequence_nr> result;
+};
+struct recovery_check {
+  std::uint64_t step;
+};
+struct write_done {
+  std::uint64_t token;
+  expected<void> result;
+};
+struct snapshot_saved {
+  std::uint64_t incarnation;
+  sequence_nr seq;
+  expected<void> result;
+};
+struct housekeeping_failed {
+  std::string what;
+  error reason;
+};
+struct drain_stash {};
+/// The idle timer (entity_options::idle_timeout) fired.
+struct idle_check {};
+/// Try the persist the journal refused as overloaded again.
+struct retry_persist {
+  std::uint64_t incarnation;
+};
+
+} // namespace troupe::persistence::detail
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::persistence::detail::permit_granted)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::persistence::detail::snapshot_loaded)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::persistence::detail::page_loaded)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::persistence::detail::highest_loaded)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::persistence::detail::recovery_check)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::persistence::detail::write_done)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::persistence::detail::snapshot_saved)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::persistence::detail::housekeeping_failed)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::persistence::detail::drain_stash)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::persistence::detail::idle_check)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::persistence::detail::retry_persist)
+
+namespace troupe::persistence::detail {
+
+/// Commands handled from the stash in one go before the actor yields (so that a
+/// long stash of read-only commands neither starves other actors nor recurses).
+constexpr std::size_t drain_budget = 512;
+
+enum class phase {
+  waiting_permit,
+  recovering,
+  running,
+  persisting,
+  snapshotting,
+  throttled,    ///< the journal's queue was full: the command waits for a retry
+  backing_off,  ///< the incarnation stopped after a journal failure; the actor waits
+  stopped,
+};
+
+struct stashed {
+  command_ptr cmd;  // null: a state query
+  caf::response_promise rp;
+};
+
+inline void deliver(caf::response_promise& rp, const error& e) {
+  if (rp.pending())
+    rp.deliver(to_caf_error(e));
+}
+
+inline void deliver(caf::response_promise& rp, reply_result r) {
+  if (!rp.pending())
+    return;
+  if (r)
+    rp.deliver(reply_envelope{std::move(*r)});
+  else
+    rp.deliver(to_caf_error(r.error()));
+}
+
+struct entity_state {
+  static inline const char* name = "troupe.entity";
+
+  blueprint_ptr bp;
+  const std::string* pid = nullptr;
+  std::unique_ptr<entity_model> model;
+  std::shared_ptr<journal_service> journal;
+  std::shared_ptr<entity_runtime> rt;
+  entity_metrics* metrics = nullptr;
+  logger* log = nullptr;
+  std::string label;
+  std::string writer;
+  std::size_t stash_capacity = 0;
+  std::size_t page_size = 0;
+  bool read_ahead = true;
+  bool overflow_logged = false;
+
+  phase ph = phase::waiting_permit;
+  sequence_nr last_seq = 0;
+  std::uint64_t incarnation = 0;  // counts starts; stale journal answers are ignored
+
+  // after a journal failure (phase::backing_off)
+  backoff_policy backoff;
+  int failures_in_a_row = 0;   // reset by a successful persist
+  std::chrono::steady_clock::time_point restart_after;
+  error failure;               // why the last incarnation stopped
+
+  // recovery
+  std::uint64_t step = 0;      // the recovery step in flight; older answers are stale
+  sequence_nr replay_to = 0;   // the journal's highest seq when the recovery read it
+  std::uint64_t ticket = 0;    // waiting for a permit
+  recovery_permits::permit_ptr permit;
+  bool counted_waiting = false;     // in rt->waiting_for_permit
+  bool counted_recovering = false;  // in rt->recovering
+  std::chrono::steady_clock::time_point recovery_started;
+  std::size_t replayed = 0;
+
+  // persisting
+  std::deque<stashed> stash;
+  std::vector<event_record> encoded;  // reused buffer for handle()
+  caf::response_promise in_flight;
+  command_ptr in_flight_cmd;  // kept to retry it when the journal was overloaded
+  std::size_t in_flight_events = 0;
+  std::uint64_t write_token = 0;
+  int overloads_in_a_row = 0;
+
+  // stop and hand back (owned_entity.hpp): the requester, while the persist in
+  // flight finishes
+  bool handing_back = false;
+  caf::response_promise hand_back_rp;
+
+  // idle timeout
+  std::chrono::steady_clock::time_point last_active;
+  bool idle_armed = false;     // an idle_check is on its way
+  bool idle_notified = false;  // entity_idle went out; no more until a command
+
+  error stop_reason;  // why the actor stopped, for the requests still held
+
+  entity_state() = default;
+  entity_state(const entity_state&) = delete;
+  entity_state& operator=(const entity_state&) = delete;
+
+  // Runs when the actor terminates for any reason (also kill or an exception):
+  // nothing the entity accepted may be left unanswered.
+  ~entity_state() {
+    if (rt && ticket != 0)
+      rt->permits->cancel(ticket);
+    release_permit();
+    if (counted_waiting)
+      rt->waiting_for_permit->add(-1);
+    auto reason = stop_reason ? stop_reason
+                              : error{errc::actor_down,
+                                      (pid ? *pid : std::string{"entity"}) + " stopped"};
+    deliver(in_flight, reason);
+    fail_stash(reason);
+  }
+
+  void release_permit() {
+    permit.reset();
+    if (counted_recovering) {
+      counted_recovering = false;
+      rt->recovering->add(-1);
+    }
+  }
+
+  void push_stash(stashed s) {
+    stash.push_back(std::move(s));
+    metrics->stashed.add(1);
+  }
+
+  stashed pop_stash() {
+    auto s = std::move(stash.front());
+    stash.pop_front();
+    metrics->stashed.add(-1);
+    return s;
+  }
+
+  void fail_stash(const error& reason) {
+    if (stash.empty())
+      return;
+    metrics->stashed.add(-static_cast<double>(stash.size()));
+    auto code = reason.code() == errc::stopped || reason.code() == errc::fenced ? reason.code()
+                                                                                 : errc::actor_down;
+    for (auto& s : stash) {
+      auto what = s.cmd ? s.cmd->name() : std::string{"a state query"};
+      deliver(s.rp, error{code,
+                          fmt::format("{} stopped before handling {}: {}", *pid, what,
+                                      reason.message())});
+    }
+    stash.clear();
+  }
+};
+
+using entity_actor = caf::stateful_actor<entity_state>;
+
+/// The entity as seen by a journal callback: one pointer, trivially copyable, so
+/// the callback's std::function stores it without allocating (the write path runs
+/// one callback per write on the journal's writer thread). It holds one strong
+/// reference, given up by post() or drop(): a journal callback runs exactly once.
+class mailbox_ref {
+public:
+  static mailbox_ref of(entity_actor* self) {
+    auto* ctrl = caf::actor_control_block::from(self);
+    intrusive_ptr_add_ref(ctrl);
+    return mailbox_ref{ctrl};
+  }
+
+  /// Sends `msg` to the entity (dropped if it terminated meanwhile).
+  template <class T>
+  void post(T&& msg) const {
+    caf::strong_actor_ptr dest{ctrl_, false};  // adopts our reference
+    dest->enqueue(nullptr, caf::make_message_id(), caf::make_message(std::forward<T>(msg)),
+                  nullptr);
+  }
+
+  void drop() const { intrusive_ptr_release(ctrl_); }
+
+private:
+  explicit mailbox_ref(caf::actor_control_block* ctrl) : ctrl_(ctrl) {}
+  caf::actor_control_block* ctrl_;
+};
+
+inline caf::actor me(entity_actor* self) {
+  return caf::actor_cast<caf::actor>(self);
+}
+
+// -- shared by the parts (see the top of this file) -------------------------------------
+
+// entity_actor.cpp
+void fail(entity_actor* self, error reason);
+void end_incarnation(entity_actor* self, error reason);
+bool restartable(const error& e);
+void drain(entity_actor* self);
+/// Goes on after a persist or snapshot: running and draining the stash, or
+/// finishing a stop and hand back that waited for it.
+void resume(entity_actor* self);
+expected<std::shared_ptr<journal_service>> journal_of(node_context& ctx);
+/// What spawning needs: an id, a journal, every type registered in the codec.
+expected<void> check_spawnable(node_context& ctx, const blueprint_ptr& bp);
+caf::actor spawn_incarnation(caf::actor_system& sys, const blueprint_ptr& bp);
+
+// entity_recovery.cpp
+void begin_recovery(entity_actor* self);
+void on_permit(entity_actor* self, permit_granted& m);
+void on_snapshot_loaded(entity_actor* self, snapshot_loaded& m);
+void on_highest_loaded(entity_actor* self, highest_loaded& m);
+void on_page_loaded(entity_actor* self, page_loaded& m);
+void on_recovery_check(entity_actor* self, recovery_check m);
+
+// entity_handoff.cpp
+/// Monitors the owner (blueprint::owner): the entity stops when it stops.
+void watch_owner(entity_actor* self);
+void on_hand_back(entity_actor* self);
+/// Stops the entity and answers the stop_and_hand_back request with every
+/// command it holds.
+void finish_hand_back(entity_actor* self);
+/// A command arrived (or the entity started running): restarts the idle clock.
+void note_activity(entity_actor* self);
+void on_idle_check(entity_actor* self);
+
+} // namespace troupe::persistence::detail

@@ -1,0 +1,504 @@
+// The shard region shell: carries out what region_core decides.
+//
+// Messages for entities arrive as sharded_command (an entity_ref on this node) or
+// entity_request (another node's region, through the transport). Each becomes a
+// `pending` entry with a token the core routes: to a local shard (the entity is
+// started on demand and asked), to another node's region (a transport request),
+// or into the core's buffer until the home is known. Every pending entry completes
+// exactly once: with the entity's reply, its error, a refusal, or `timeout` at its
+// deadline.
+//
+// An entity being stopped (passivation, hand-off) keeps its id's new messages
+// waiting until its actor is gone, so one node never runs two incarnations of an
+// id; a shard is reported stopped once all its entities are gone.
+#include "region_actor.hpp"
+
+#include "region_messages.hpp"
+#include "wire.hpp"
+
+#include "troupe/actors/ask.hpp"
+#include "troupe/actors/caf_error.hpp"
+#include "troupe/actors/node.hpp"
+#include "troupe/actors/node_context.hpp"
+#include "troupe/actors/remote/transport.hpp"
+#include "troupe/membership/cluster.hpp"
+#include "troupe/sharding/region_core.hpp"
+#include "troupe/sharding/snapshot.hpp"
+
+#include <caf/all.hpp>
+
+#include <deque>
+#include <map>
+#include <set>
+#include <unordered_map>
+
+namespace troupe::sharding::detail {
+
+namespace {
+
+using clock = std::chrono::steady_clock;
+using reply_fn = std::function<void(expected<reply_box>)>;
+
+constexpr auto tick_interval = std::chrono::milliseconds{100};
+
+timestamp now() {
+  return std::chrono::duration_cast<timestamp>(clock::now().time_since_epoch());
+}
+
+struct pending {
+  std::string id;
+  command_ptr cmd;
+  clock::time_point deadline;
+  std::uint32_t hops = 0;
+  reply_fn done;  ///< null: a one-way command
+};
+
+struct entity_slot {
+  caf::actor actor;
+  shard_id shard = 0;
+  bool stopping = false;
+  std::size_t in_flight = 0;
+  clock::time_point last_used;
+  std::deque<message_token> waiting;  ///< for the next incarnation
+};
+
+} // namespace
+
+struct region_state {
+  node_context* ctx = nullptr;
+  std::shared_ptr<const entity_type_spec> spec;
+  std::unique_ptr<region_core> core;
+  region_effects fx;
+  std::shared_ptr<remote::transport> transport;
+  std::shared_ptr<membership::cluster> cluster;
+  remote::transport::subscription packets = 0;
+  message_token next_token = 1;
+  std::unordered_map<message_token, pending> tokens;
+  std::unordered_map<std::string, entity_slot> entities;
+  std::map<caf::actor_addr, std::string> ids_by_actor;
+  std::map<shard_id, std::set<std::string>> by_shard;
+  std::set<shard_id> stopping;
+  std::vector<caf::response_promise> leave_waiters;
+};
+
+namespace {
+
+using self_ptr = caf::stateful_actor<std::shared_ptr<region_state>>*;
+
+void apply(self_ptr self);
+void route(self_ptr self, pending p);
+
+void complete(pending& p, expected<reply_box> r) {
+  if (p.done)
+    p.done(std::move(r));
+}
+
+entity_slot& slot_for(self_ptr self, const std::string& id, shard_id shard) {
+  auto& st = *self->state;
+  auto [it, fresh] = st.entities.try_emplace(id);
+  if (fresh || !it->second.actor) {
+    auto a = st.spec->spawn(self->system(), id);
+    self->monitor(a);
+    it->second.actor = a;
+    it->second.shard = shard;
+    it->second.stopping = false;
+    st.ids_by_actor[a.address()] = id;
+    st.by_shard[shard].insert(id);
+  }
+  return it->second;
+}
+
+/// Asks the local entity; the token's entry is consumed.
+void deliver_local(self_ptr self, shard_id shard, pending p) {
+  auto& st = *self->state;
+  auto t = clock::now();
+  if (t >= p.deadline) {
+    complete(p, error{errc::timeout, fmt::format("entity '{}|{}': no reply in time",
+                                                 st.spec->name, p.id)});
+    return;
+  }
+  auto& slot = slot_for(self, p.id, shard);
+  if (slot.stopping) {
+    auto token = st.next_token++;
+    slot.waiting.push_back(token);
+    st.tokens.emplace(token, std::move(p));
+    return;
+  }
+  slot.last_used = t;
+  ++slot.in_flight;
+  auto timeout = std::chrono::duration_cast<duration>(p.deadline - t);
+  persistence::detail::ask_entity(
+    self, slot.actor, timeout, p.cmd,
+    [self, id = p.id, done = std::move(p.done)](expected<reply_box> r) mutable {
+      auto& ents = self->state->entities;
+      if (auto it = ents.find(id); it != ents.end() && it->second.in_flight > 0)
+        --it->second.in_flight;
+      if (done)
+        done(std::move(r));
+    });
+}
+
+/// Forwards to another node's region through the transport.
+void deliver_remote(self_ptr self, const node_identity& region, pending p) {
+  auto& st = *self->state;
+  auto t = clock::now();
+  if (t >= p.deadline || !st.transport) {
+    complete(p, error{errc::timeout, fmt::format("entity '{}|{}': no reply in time",
+                                                 st.spec->name, p.id)});
+    return;
+  }
+  auto bytes = st.spec->protocol.encode_command(*p.cmd);
+  if (!bytes) {
+    complete(p, std::move(bytes).error());
+    return;
+  }
+  auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(p.deadline - t);
+  entity_request req{st.spec->name, p.id, std::move(*bytes), p.hops + 1, timeout.count()};
+  auto dest = st.transport->actor_for(region, region_name(st.spec->name));
+  auto cmd = p.cmd;
+  auto done = std::move(p.done);
+  troupe::ask<entity_response>(self, dest, timeout, std::move(req))
+    .then([self, cmd, done](expected<entity_response> resp) mutable {
+      if (!done)
+        return;
+      if (!resp)
+        done(std::move(resp).error());
+      else
+        done(self->state->spec->protocol.decode_reply(*cmd, resp->reply));
+    });
+}
+
+void deliver(self_ptr self, const routing& where, pending p) {
+  if (where.what == routing::kind::local)
+    deliver_local(self, where.shard, std::move(p));
+  else
+    deliver_remote(self, where.region, std::move(p));
+}
+
+void route(self_ptr self, pending p) {
+  auto& st = *self->state;
+  auto token = st.next_token++;
+  auto hops = static_cast<int>(p.hops);
+  auto id = p.id;
+  st.tokens.emplace(token, std::move(p));
+  auto r = st.core->route(now(), id, token, st.fx, hops);
+  if (r.what != routing::kind::buffered) {
+    auto node = st.tokens.extract(token);
+    if (r.what == routing::kind::refused) {
+      st.ctx->metrics()
+        .counter("troupe_sharding_refused_total", {{"type", st.spec->name}},
+                 "Messages a region refused (buffer full, too many hops).")
+        .inc();
+      complete(node.mapped(), error{errc::overloaded, fmt::format("entity '{}|{}': {}",
+                                                                  st.spec->name, id, r.reason)});
+    } else {
+      deliver(self, r, std::move(node.mapped()));
+    }
+  }
+  apply(self);
+}
+
+void stop_entity(self_ptr self, entity_slot& slot) {
+  if (slot.stopping || !slot.actor)
+    return;
+  slot.stopping = true;
+  self->send_exit(slot.actor, caf::exit_reason::user_shutdown);
+}
+
+void stop_shard(self_ptr self, shard_id s) {
+  auto& st = *self->state;
+  st.stopping.insert(s);
+  auto it = st.by_shard.find(s);
+  if (it == st.by_shard.end() || it->second.empty()) {
+    st.stopping.erase(s);
+    st.by_shard.erase(s);
+    st.core->shard_stopped_locally(now(), s, st.fx);
+    return;
+  }
+  for (auto& id : it->second)
+    stop_entity(self, st.entities[id]);
+}
+
+void answer_leave_waiters(self_ptr self) {
+  auto& st = *self->state;
+  if (st.leave_waiters.empty() || !st.core->local_shards().empty())
+    return;
+  for (auto& rp : st.leave_waiters)
+    rp.deliver(true);
+  st.leave_waiters.clear();
+}
+
+void apply(self_ptr self) {
+  auto& st = *self->state;
+  // Starting or stopping a shard feeds the core again: loop until nothing is left.
+  for (int rounds = 0; rounds < 100; ++rounds) {
+    auto fx = std::move(st.fx);
+    st.fx.clear();
+    if (fx.messages.empty() && fx.start_shards.empty() && fx.stop_shards.empty()
+        && fx.deliveries.empty())
+      break;
+    for (auto& m : fx.messages) {
+      if (!st.transport)
+        break;
+      auto bytes = encode(m);
+      // A refused send is a lost message: the core asks again by itself.
+      (void) st.transport->send_packet(m.to, coordinator_channel(st.spec->name),
+                                       envelope_manifest, 1, bytes);
+    }
+    for (auto s : fx.stop_shards)
+      stop_shard(self, s);
+    for (auto [s, epoch] : fx.start_shards) {
+      st.ctx->log().info("sharding", "{}: hosting shard {} (epoch {})", st.spec->name, s, epoch);
+      st.core->shard_started(now(), s, st.fx);
+    }
+    for (auto& batch : fx.deliveries)
+      for (auto token : batch.tokens) {
+        auto node = st.tokens.extract(token);
+        if (!node.empty())
+          deliver(self, batch.destination, std::move(node.mapped()));
+      }
+  }
+  st.ctx->metrics()
+    .gauge("troupe_sharding_buffered", {{"type", st.spec->name}},
+           "Messages a region holds while shard homes are unknown or moving.")
+    .set(static_cast<double>(st.core->buffered()));
+  st.ctx->metrics()
+    .gauge("troupe_sharding_shards", {{"type", st.spec->name}}, "Shards this region hosts.")
+    .set(static_cast<double>(st.core->local_shards().size()));
+  st.ctx->metrics()
+    .gauge("troupe_sharding_entities", {{"type", st.spec->name}},
+           "Entities running in this region.")
+    .set(static_cast<double>(st.entities.size()));
+  answer_leave_waiters(self);
+}
+
+void entity_down(self_ptr self, const caf::down_msg& dm) {
+  auto& st = *self->state;
+  auto it = st.ids_by_actor.find(dm.source);
+  if (it == st.ids_by_actor.end())
+    return;
+  auto id = std::move(it->second);
+  st.ids_by_actor.erase(it);
+  auto slot_it = st.entities.find(id);
+  if (slot_it == st.entities.end())
+    return;
+  auto slot = std::move(slot_it->second);
+  st.entities.erase(slot_it);
+  auto& ids = st.by_shard[slot.shard];
+  ids.erase(id);
+  if (!slot.waiting.empty()) {
+    // Messages that waited for this incarnation to end: route them again, ahead
+    // of what arrives later (the shard may have moved meanwhile).
+    std::vector<message_token> tokens(slot.waiting.begin(), slot.waiting.end());
+    if (st.stopping.count(slot.shard) == 0 && st.core->local_shards().count(slot.shard) > 0) {
+      for (auto t : tokens) {
+        auto node = st.tokens.extract(t);
+        if (!node.empty())
+          deliver_local(self, slot.shard, std::move(node.mapped()));
+      }
+    } else {
+      st.core->requeue_front(now(), slot.shard, tokens, st.fx);
+    }
+  }
+  if (ids.empty() && st.stopping.erase(slot.shard) > 0) {
+    st.by_shard.erase(slot.shard);
+    st.core->shard_stopped_locally(now(), slot.shard, st.fx);
+  }
+  apply(self);
+}
+
+void expire_and_passivate(self_ptr self) {
+  auto& st = *self->state;
+  auto t = clock::now();
+  for (auto it = st.tokens.begin(); it != st.tokens.end();) {
+    if (it->second.deadline <= t) {
+      auto p = std::move(it->second);
+      it = st.tokens.erase(it);
+      st.ctx->metrics()
+        .counter("troupe_sharding_expired_total", {{"type", st.spec->name}},
+                 "Messages whose deadline passed while a region held them.")
+        .inc();
+      complete(p, error{errc::timeout, fmt::format("entity '{}|{}': its shard had no home in time",
+                                                   st.spec->name, p.id)});
+    } else {
+      ++it;
+    }
+  }
+  auto idle = st.spec->settings.passivate_idle_after;
+  if (idle.count() <= 0)
+    return;
+  for (auto& [id, slot] : st.entities)
+    if (!slot.stopping && slot.in_flight == 0 && slot.waiting.empty()
+        && t - slot.last_used >= idle) {
+      st.ctx->metrics()
+        .counter("troupe_sharding_passivations_total", {{"type", st.spec->name}},
+                 "Entities stopped after being idle.")
+        .inc();
+      stop_entity(self, slot);
+    }
+}
+
+void cluster_changed(self_ptr self) {
+  auto& st = *self->state;
+  if (!st.cluster)
+    return;
+  auto v = st.cluster->view();
+  auto t = now();
+  auto& role = st.spec->settings.role;
+  st.core->members_changed(t, cluster_snapshot_of(*v.state, role), st.fx);
+  st.core->coordinator_moved(t, coordinator_location(*v.state, role), st.fx);
+  if (auto* me = v.self_member();
+      me
+      && (me->status == membership::member_status::leaving
+          || me->status == membership::member_status::exiting))
+    st.core->graceful_shutdown(t, st.fx);
+  apply(self);
+}
+
+pending from_request(self_ptr self, entity_request& req, caf::response_promise rp,
+                     command_ptr cmd) {
+  auto& st = *self->state;
+  pending p;
+  p.id = std::move(req.entity_id);
+  p.cmd = cmd;
+  p.hops = req.hops;
+  p.deadline = clock::now() + std::chrono::milliseconds{std::max<std::int64_t>(req.timeout_ms, 0)};
+  p.done = [rp, cmd, proto = &st.spec->protocol](expected<reply_box> r) mutable {
+    if (!r) {
+      rp.deliver(to_caf_error(r.error()));
+      return;
+    }
+    auto bytes = proto->encode_reply(*cmd, *r);
+    if (!bytes)
+      rp.deliver(to_caf_error(bytes.error()));
+    else
+      rp.deliver(entity_response{std::move(*bytes)});
+  };
+  return p;
+}
+
+} // namespace
+
+namespace {
+
+caf::behavior region_actor(caf::stateful_actor<std::shared_ptr<region_state>>* self,
+                           std::shared_ptr<const entity_type_spec> spec) {
+  // Shared with the exit functor below: CAF destroys an actor's state before
+  // its attached functors run.
+  self->state = std::make_shared<region_state>();
+  auto& st = *self->state;
+  st.ctx = &node_of(self);
+  st.spec = spec;
+  st.transport = remote::transport::of(self->system());
+  st.cluster = membership::cluster::of(self->system());
+  region_settings rs;
+  rs.number_of_shards = spec->settings.number_of_shards;
+  rs.buffer_size = spec->settings.buffer_size;
+  auto self_id = st.transport ? st.transport->identity() : node_identity{};
+  if (!spec->settings.role.empty()) {
+    auto roles = st.cluster ? st.cluster->settings().roles : std::vector<std::string>{};
+    rs.proxy_only = std::find(roles.begin(), roles.end(), spec->settings.role) == roles.end();
+  }
+  st.core = std::make_unique<region_core>(self_id, rs);
+  if (st.transport)
+    st.packets = st.transport->subscribe_packets(region_channel(spec->name),
+                                                 caf::actor_cast<caf::actor>(self));
+  if (st.cluster)
+    st.cluster->subscribe(caf::actor_cast<caf::actor>(self));
+  self->set_down_handler([self](caf::down_msg& dm) { entity_down(self, dm); });
+  self->attach_functor([self, shared = self->state] {
+    // The region's entities end with it; its subscriptions too.
+    auto& s = *shared;
+    for (auto& [id, slot] : s.entities)
+      if (slot.actor)
+        caf::anon_send_exit(slot.actor, caf::exit_reason::user_shutdown);
+    if (s.transport && s.packets != 0)
+      s.transport->unsubscribe(s.packets);
+    if (s.cluster)
+      s.cluster->unsubscribe(caf::actor_cast<caf::actor>(self));
+    for (auto& [token, p] : s.tokens)
+      complete(p, error{errc::shutting_down,
+                        fmt::format("entity '{}|{}': the shard region stopped", s.spec->name, p.id)});
+    s.tokens.clear();
+  });
+  self->send(self, region_tick_atom::value);
+  return {
+    [self](sharded_command& c) -> caf::result<sharded_reply> {
+      auto rp = self->make_response_promise<sharded_reply>();
+      pending p{std::move(c.id), std::move(c.cmd), c.deadline, 0,
+                [rp](expected<reply_box> r) mutable {
+                  if (r)
+                    rp.deliver(sharded_reply{std::move(*r)});
+                  else
+                    rp.deliver(to_caf_error(r.error()));
+                }};
+      route(self, std::move(p));
+      return rp;
+    },
+    [self](entity_request& req) -> caf::result<entity_response> {
+      auto& st = *self->state;
+      if (req.entity_type != st.spec->name)
+        return to_caf_error(error{errc::invalid_argument,
+                                  fmt::format("region '{}' got a command for entity type '{}'",
+                                              st.spec->name, req.entity_type)});
+      auto cmd = st.spec->protocol.decode_command(req.command);
+      if (!cmd)
+        return to_caf_error(cmd.error());
+      route(self, from_request(self, req, self->make_response_promise(), std::move(*cmd)));
+      return caf::delegated<entity_response>{};
+    },
+    [self](remote::packet& pk) {
+      auto& st = *self->state;
+      auto e = decode_sharding_envelope(pk.payload.data(), pk.payload.size());
+      if (!e) {
+        st.ctx->log().warn("sharding", "{}: dropped a message from {}: {}", st.spec->name,
+                           pk.from.to_string(), e.error().message());
+        return;
+      }
+      if (e->to != st.core->self())
+        return;  // meant for an earlier incarnation of this node
+      st.core->receive(now(), *e, st.fx);
+      apply(self);
+    },
+    [self](const membership::cluster_event&) { cluster_changed(self); },
+    [self](region_tick_atom) {
+      auto& st = *self->state;
+      st.core->tick(now(), st.fx);
+      expire_and_passivate(self);
+      apply(self);
+      self->delayed_send(self, tick_interval, region_tick_atom::value);
+    },
+    [self](hand_off_all_atom) -> caf::result<bool> {
+      auto& st = *self->state;
+      auto rp = self->make_response_promise();
+      st.leave_waiters.push_back(rp);
+      st.core->graceful_shutdown(now(), st.fx);
+      apply(self);
+      return caf::delegated<bool>{};
+    },
+    [self](report_atom) -> region_report {
+      auto& st = *self->state;
+      region_report r;
+      r.entity_type = st.spec->name;
+      r.region = st.core->self();
+      for (auto& [s, ls] : st.core->local_shards()) {
+        std::size_t n = 0;
+        if (auto it = st.by_shard.find(s); it != st.by_shard.end())
+          n = it->second.size();
+        r.shards.push_back({s, ls.epoch, n});
+      }
+      r.entities = st.entities.size();
+      r.buffered = st.core->buffered();
+      r.refused = st.core->refused();
+      return r;
+    },
+  };
+}
+
+} // namespace
+
+expected<caf::actor> spawn_region(node& n, std::shared_ptr<const entity_type_spec> spec) {
+  return n.spawn(region_name(spec->name), region_actor, spec);
+}
+
+} // namespace troupe::sharding::detail

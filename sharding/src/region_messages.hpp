@@ -1,0 +1,36 @@
+// Internal: the local messages of a shard region (never serialized).
+#pragma once
+
+#include "troupe/sharding/entity_protocol.hpp"
+
+#include <caf/allowed_unsafe_message_type.hpp>
+#include <caf/atom.hpp>
+
+#include <chrono>
+#include <string>
+
+namespace troupe::sharding::detail {
+
+/// A command for the entity `id`, from an entity_ref on this node.
+struct sharded_command {
+  std::string id;
+  command_ptr cmd;
+  std::chrono::steady_clock::time_point deadline;
+};
+
+/// The entity's reply to a sharded_command (errors travel as caf::error).
+struct sharded_reply {
+  reply_box value;
+};
+
+using region_tick_atom = caf::atom_constant<caf::atom("sh_tick")>;
+using coordinator_tick_atom = caf::atom_constant<caf::atom("sh_ctick")>;
+/// Hand every hosted shard off (this node leaves); answered once none is left.
+using hand_off_all_atom = caf::atom_constant<caf::atom("sh_leave")>;
+/// A region's report (region_report) for state queries.
+using report_atom = caf::atom_constant<caf::atom("sh_report")>;
+
+} // namespace troupe::sharding::detail
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::sharding::detail::sharded_command)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::sharding::detail::sharded_reply)

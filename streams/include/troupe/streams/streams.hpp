@@ -1,0 +1,23 @@
+// The streams layer in one include (docs/streams.md).
+#pragma once
+
+#include "troupe/streams/ask_sink.hpp"
+#include "troupe/streams/buffer.hpp"
+#include "troupe/streams/elementwise.hpp"
+#include "troupe/streams/fan_in.hpp"
+#include "troupe/streams/flow.hpp"
+#include "troupe/streams/journal_source.hpp"
+#include "troupe/streams/grouping.hpp"
+#include "troupe/streams/kill_switch.hpp"
+#include "troupe/streams/limits.hpp"
+#include "troupe/streams/map_async.hpp"
+#include "troupe/streams/queue_source.hpp"
+#include "troupe/streams/recover.hpp"
+#include "troupe/streams/restart.hpp"
+#include "troupe/streams/runnable.hpp"
+#include "troupe/streams/sink.hpp"
+#include "troupe/streams/sinks.hpp"
+#include "troupe/streams/source.hpp"
+#include "troupe/streams/sources.hpp"
+#include "troupe/streams/stream_future.hpp"
+#include "troupe/streams/throttle.hpp"

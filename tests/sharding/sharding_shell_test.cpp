@@ -1,0 +1,213 @@
+// Sharding in one process: three nodes with their transports, clusters and one
+// shared in-memory journal; bank accounts as sharded entities.
+#include "../../samples/bank/account.hpp"
+#include "membership/cluster_fixture.hpp"
+
+#include "troupe/membership/management_client.hpp"
+#include "troupe/membership/management_endpoint.hpp"
+#include "troupe/persistence/journal_service.hpp"
+#include "troupe/persistence/memory_journal.hpp"
+#include "troupe/sharding/sharding.hpp"
+
+#include <doctest/doctest.h>
+#include <fmt/format.h>
+
+#include <map>
+#include <set>
+
+using namespace std::chrono_literals;
+using namespace troupe;
+using troupe::persistence::done;
+
+namespace {
+
+constexpr std::uint32_t shards = 12;
+
+template <class T>
+std::string what(const expected<T>& r) {
+  return r ? std::string{"ok"} : r.error().to_string();
+}
+
+sharding::sharding_settings bank_settings() {
+  sharding::sharding_settings s;
+  s.number_of_shards = shards;
+  s.passivate_idle_after = 0s;
+  s.rebalance_interval = 500ms;
+  s.begin_hand_off_timeout = 2s;
+  s.hand_off_timeout = 3s;
+  return s;
+}
+
+config_schema bank_schema() {
+  auto schema = node_config_keys();
+  persistence::add_config_keys(schema);
+  membership::add_management_config_keys(schema);
+  return schema;
+}
+
+/// Journal, codec registrations and the bank's region on node i.
+void start_bank(test::in_process_cluster& c, std::size_t i,
+                const std::shared_ptr<persistence::memory_journal>& journal) {
+  auto& n = *c[i].n;
+  bank::register_types(n.codec());
+  REQUIRE(persistence::install_journal(n, journal, journal));
+  auto r = sharding::start<bank::account>(n, bank_settings());
+  INFO(what(r));
+  REQUIRE(r);
+}
+
+std::string account(int k) {
+  return fmt::format("acct-{}", k);
+}
+
+/// Which node hosts each shard, from every region's report; fails on a shard
+/// hosted twice.
+std::map<sharding::shard_id, std::size_t> hosts(test::in_process_cluster& c,
+                                                const std::vector<std::size_t>& which) {
+  std::map<sharding::shard_id, std::size_t> where;
+  for (auto i : which) {
+    auto r = sharding::report(*c[i].n, "account", 5s);
+    REQUIRE(r);
+    for (auto& s : r->shards) {
+      INFO("shard " << s.id << " hosted by nodes " << where[s.id] << " and " << i);
+      CHECK(where.count(s.id) == 0);
+      where[s.id] = i;
+    }
+  }
+  return where;
+}
+
+} // namespace
+
+TEST_CASE("sharding shell: entities spread over the nodes, each id lives on exactly one, and any node reaches it") {
+  test::in_process_cluster c{3, bank_schema()};
+  c.start_clusters(1);
+  REQUIRE(test::wait_until([&] { return c.all_up(); }, 30s));
+  auto journal = std::make_shared<persistence::memory_journal>();
+  auto http = membership::management_endpoint::start(*c[1].n);
+  REQUIRE(http);
+  for (std::size_t i = 0; i < 3; ++i)
+    start_bank(c, i, journal);
+  constexpr int accounts = 40;
+  for (int k = 0; k < accounts; ++k) {
+    auto acct = sharding::entity_for<bank::account>(*c[k % 3].n, account(k));
+    auto opened = acct.ask(bank::open_account{"owner"}, 10s);
+    INFO(account(k) << ": " << what(opened));
+    REQUIRE(opened);
+    REQUIRE(acct.ask(bank::deposit{100 + k}, 10s));
+  }
+  // Every node sees the same state, whichever node hosts the account.
+  for (int k = 0; k < accounts; ++k)
+    for (std::size_t i = 0; i < 3; ++i) {
+      auto b = sharding::entity_for<bank::account>(*c[i].n, account(k)).ask(bank::get_balance{}, 10s);
+      REQUIRE(b);
+      CHECK(*b == 100 + k);
+    }
+  auto where = hosts(c, {0, 1, 2});
+  std::set<std::size_t> used;
+  std::size_t entities = 0;
+  for (auto [s, i] : where)
+    used.insert(i);
+  for (std::size_t i = 0; i < 3; ++i)
+    entities += sharding::report(*c[i].n, "account", 5s)->entities;
+  CHECK(used.size() == 3);  // least-shard allocation used every node
+  CHECK(entities == accounts);
+  // GET /cluster/shards: every allocated shard (the coordinator's journal) and
+  // what the serving node hosts.
+  auto r = membership::management_call({"127.0.0.1", (*http)->port()}, "GET", "/cluster/shards");
+  REQUIRE(r);
+  REQUIRE(r->status == 200);
+  auto doc = nlohmann::json::parse(r->body);
+  REQUIRE(doc["types"].size() == 1);
+  auto& t = doc["types"][0];
+  CHECK(t["type"] == "account");
+  std::set<sharding::shard_id> used_shards;
+  for (int k = 0; k < accounts; ++k)
+    used_shards.insert(sharding::shard_of(account(k), shards));
+  CHECK(t["allocations"].size() == used_shards.size());
+  int by_region = 0;
+  for (auto& [region, n] : t["by_region"].items())
+    by_region += n.get<int>();
+  CHECK(by_region == static_cast<int>(used_shards.size()));
+  CHECK(t["local"]["shards"].size() == sharding::report(*c[1].n, "account", 5s)->shards.size());
+  // A command the entity refuses comes back as its error, across nodes too.
+  auto refused = sharding::entity_for<bank::account>(*c[2].n, account(0)).ask(bank::withdraw{1'000'000, ""}, 10s);
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error().message().find("insufficient balance") != std::string::npos);
+}
+
+TEST_CASE("sharding shell: a node that joins gets shards, and the accounts keep their state") {
+  test::in_process_cluster c{3, bank_schema()};
+  // Nodes 0 and 1 form the cluster; node 2 joins later.
+  std::vector<remote::node_address> seeds{c[0].t->address()};
+  auto journal = std::make_shared<persistence::memory_journal>();
+  for (std::size_t i = 0; i < 2; ++i) {
+    auto s = test::fast_cluster_settings();
+    s.seed_nodes = seeds;
+    auto cl = membership::cluster::start(*c[i].n, s);
+    REQUIRE(cl);
+    c[i].c = *cl;
+  }
+  REQUIRE(test::wait_until([&] { return c.up({0, 1}); }, 30s));
+  for (std::size_t i = 0; i < 2; ++i)
+    start_bank(c, i, journal);
+  constexpr int accounts = 30;
+  for (int k = 0; k < accounts; ++k) {
+    auto acct = sharding::entity_for<bank::account>(*c[0].n, account(k));
+    REQUIRE(acct.ask(bank::open_account{"owner"}, 10s));
+    REQUIRE(acct.ask(bank::deposit{10 * k + 1}, 10s));
+  }
+  auto s = test::fast_cluster_settings();
+  s.seed_nodes = seeds;
+  auto cl = membership::cluster::start(*c[2].n, s);
+  REQUIRE(cl);
+  c[2].c = *cl;
+  REQUIRE(test::wait_until([&] { return c.all_up(); }, 30s));
+  start_bank(c, 2, journal);
+  // Rebalance releases shards of the old nodes (a few per round); the next
+  // message for a released shard allocates it, to the node with the fewest.
+  REQUIRE(test::wait_until([&] {
+    for (int k = 0; k < accounts; ++k)
+      (void) sharding::entity_for<bank::account>(*c[0].n, account(k)).ask(bank::get_balance{}, 10s);
+    auto r = sharding::report(*c[2].n, "account", 5s);
+    return r && r->shards.size() >= shards / 3 - 1;
+  }, 180s));  // rebalancing waits for a stable cluster: slow on a loaded machine
+  (void) hosts(c, {0, 1, 2});
+  for (int k = 0; k < accounts; ++k) {
+    auto b = sharding::entity_for<bank::account>(*c[1].n, account(k)).ask(bank::get_balance{}, 10s);
+    INFO(account(k) << ": " << what(b));
+    REQUIRE(b);
+    CHECK(*b == 10 * k + 1);
+  }
+}
+
+TEST_CASE("sharding shell: a node that leaves hands its shards off first, and nothing acknowledged is lost") {
+  test::in_process_cluster c{3, bank_schema()};
+  c.start_clusters(1);
+  REQUIRE(test::wait_until([&] { return c.all_up(); }, 30s));
+  auto journal = std::make_shared<persistence::memory_journal>();
+  for (std::size_t i = 0; i < 3; ++i)
+    start_bank(c, i, journal);
+  constexpr int accounts = 30;
+  std::map<std::string, std::int64_t> expected_balance;
+  for (int k = 0; k < accounts; ++k) {
+    auto acct = sharding::entity_for<bank::account>(*c[0].n, account(k));
+    REQUIRE(acct.ask(bank::open_account{"owner"}, 10s));
+    REQUIRE(acct.ask(bank::deposit{7 + k}, 10s));
+    expected_balance[account(k)] = 7 + k;
+  }
+  auto before = sharding::report(*c[2].n, "account", 5s);
+  REQUIRE(before);
+  CHECK_FALSE(before->shards.empty());
+  // Node 2 shuts down: its shards move before it leaves the cluster.
+  auto report = c[2].n->shutdown();
+  CHECK(report.clean);
+  REQUIRE(test::wait_until([&] { return c.up({0, 1}); }, 30s));
+  for (int k = 0; k < accounts; ++k) {
+    auto b = sharding::entity_for<bank::account>(*c[0].n, account(k)).ask(bank::get_balance{}, 10s);
+    INFO(account(k) << ": " << what(b));
+    REQUIRE(b);
+    CHECK(*b == expected_balance[account(k)]);
+  }
+  (void) hosts(c, {0, 1});
+}
