@@ -13,13 +13,13 @@
 #include "entity_runtime.hpp"
 
 #include "troupe/actors/caf_error.hpp"
+#include "troupe/actors/detail/lazy_deque.hpp"
 #include "troupe/actors/log.hpp"
 #include "troupe/actors/supervisor.hpp"
 
 #include <caf/all.hpp>
 
 #include <chrono>
-#include <deque>
 
 namespace troupe::persistence::detail {
 
@@ -152,7 +152,7 @@ struct entity_state {
   std::size_t replayed = 0;
 
   // persisting
-  std::deque<stashed> stash;
+  troupe::detail::lazy_deque<stashed> stash;  // empty for almost every entity
   std::vector<event_record> encoded;  // reused buffer for handle()
   caf::response_promise in_flight;
   command_ptr in_flight_cmd;  // kept to retry it when the journal was overloaded

@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   troupe::node_program p;
   p.name = "troupe-bank-node";
   p.description = "A node of the sharded bank (samples/bank): hosts bank accounts.";
+  p.configure_cluster = bank::configure_cluster;
   p.setup = [](troupe::node& n, troupe::membership::cluster&) { return bank::start_accounts(n); };
   return troupe::node_main(argc, argv, std::move(p));
 }

@@ -226,45 +226,21 @@ int run(const options& o, const fs::path& self_dir) {
       }
   };
 
-  // The client: a member without the bank role (its region routes, hosts nothing).
-  auto schema = troupe::node_config_keys();
-  troupe::persistence::add_config_keys(schema);
-  troupe::membership::add_config_keys(schema);
-  troupe::config_sources src;
-  src.flags = cluster_flags(seeds);
-  src.flags.push_back("--cluster.roles=client");
-  src.flags.push_back("--persistence.journal.path=" + journal_path.string());
-  auto cfg = troupe::config::load(std::move(schema), src);
-  auto settings = cfg ? troupe::membership::settings_from(*cfg) : troupe::expected<troupe::membership::membership_settings>{cfg.error()};
-  if (!settings) {
-    fmt::print(stderr, "{}\n", settings.error().to_string());
-    stop_nodes();
-    return 1;
-  }
-  auto client = troupe::node::start(std::move(*cfg));
   auto fail = [&](const troupe::error& e) {
     fmt::print(stderr, "demo failed: {}\n", e.to_string());
     stop_nodes();
     return 1;
   };
-  if (!client)
-    return fail(client.error());
-  auto& n = **client;
-  if (auto t = troupe::remote::transport::start(n); !t)
-    return fail(t.error());
-  auto journal = troupe::persistence::install_journal(n);
-  if (!journal)
-    return fail(journal.error());
-  auto cluster = troupe::membership::cluster::start(n, *settings);
-  if (!cluster)
-    return fail(cluster.error());
-  if (auto r = bank::start_accounts(n); !r)
-    return fail(r.error());
-  if (auto r = (*cluster)->wait_until_up(60s); !r)
-    return fail(r.error());
-  for (int waited = 0; up_members(**cluster) < 4 && waited < 600; ++waited)
+  // The client: a member without the bank role (its region routes, hosts nothing).
+  auto started = bank::start_client(cluster_flags(seeds), journal_path.string(), 60s);
+  if (!started)
+    return fail(started.error());
+  auto& n = *started->node;
+  auto& cluster = started->cluster;
+  auto& journal = started->journal;
+  for (int waited = 0; up_members(*cluster) < 4 && waited < 600; ++waited)
     std::this_thread::sleep_for(100ms);
-  fmt::print("cluster up: {} members (3 bank nodes and this client)\n", up_members(**cluster));
+  fmt::print("cluster up: {} members (3 bank nodes and this client)\n", up_members(*cluster));
 
   run_state st;
   for (int k = 0; k < o.accounts; ++k) {
@@ -285,7 +261,7 @@ int run(const options& o, const fs::path& self_dir) {
     std::this_thread::sleep_for(1s);
     int done = st.acknowledged.load() + st.refused.load();
     fmt::print("  transfers: {:5}/{} done ({} refused for insufficient balance), {} resends, {} members up\n",
-               done, o.transfers, st.refused.load(), st.retries.load(), up_members(**cluster));
+               done, o.transfers, st.refused.load(), st.retries.load(), up_members(*cluster));
     std::fflush(stdout);
     if (!killed && done >= o.transfers / 3) {
       ::kill(nodes[2].pid, SIGKILL);
@@ -317,18 +293,18 @@ int run(const options& o, const fs::path& self_dir) {
   }
 
   fmt::print("\nmembers:\n");
-  for (auto& m : (*cluster)->view().state->members)
+  for (auto& m : cluster->view().state->members)
     fmt::print("  {} {} roles={}\n", m.node.address.to_string(), to_string(m.status),
                fmt::join(m.roles, ","));
   fmt::print("shards per node (from the coordinator's journal):\n");
-  for (auto& [node, count] : shard_distribution((*journal)->journal()))
+  for (auto& [node, count] : shard_distribution(journal->journal()))
     fmt::print("  {}: {} shards\n", node, count);
 
   // The audit, from the journal alone.
   std::vector<std::string> ids;
   for (int k = 0; k < o.accounts; ++k)
     ids.push_back(account_id(k));
-  auto a = bank::audit((*journal)->journal(), n.codec(), ids);
+  auto a = bank::audit(journal->journal(), n.codec(), ids);
   if (!a)
     return fail(a.error());
   std::size_t lost = 0, duplicated = 0, unfinished = 0;

@@ -5,7 +5,15 @@
 #include "account.hpp"
 
 #include "troupe/actors/node.hpp"
+#include "troupe/actors/remote/transport.hpp"
+#include "troupe/membership/cluster.hpp"
+#include "troupe/membership/settings.hpp"
+#include "troupe/persistence/journal_service.hpp"
 #include "troupe/sharding/sharding.hpp"
+
+#include <memory>
+#include <string>
+#include <vector>
 
 namespace bank {
 
@@ -21,10 +29,68 @@ inline troupe::sharding::sharding_settings sharding_settings() {
   return s;
 }
 
+/// Every member must agree on the account type's shards: a node with another
+/// number is refused at join (membership's compatibility check).
+inline troupe::expected<void> configure_cluster(const troupe::config&,
+                                                troupe::membership::membership_settings& s) {
+  troupe::sharding::require_same_shards(s, account::entity_type, sharding_settings());
+  return {};
+}
+
 /// Registers the account's types in the node's codec and starts its region.
 inline troupe::expected<void> start_accounts(troupe::node& n) {
   register_types(n.codec());
   return troupe::sharding::start<account>(n, sharding_settings());
+}
+
+/// A running client member: a node without the bank role whose region routes
+/// to the accounts and hosts none (the demo's and the tests' client).
+struct client {
+  std::unique_ptr<troupe::node> node;
+  std::shared_ptr<troupe::persistence::journal_service> journal;
+  std::shared_ptr<troupe::membership::cluster> cluster;
+};
+
+/// Starts a client member with `flags` (at least --cluster.seed-nodes=...) on
+/// the shared journal at `journal_path`, and waits until it is up.
+inline troupe::expected<client> start_client(std::vector<std::string> flags,
+                                             const std::string& journal_path,
+                                             troupe::duration up_within) {
+  auto schema = troupe::node_config_keys();
+  troupe::persistence::add_config_keys(schema);
+  troupe::membership::add_config_keys(schema);
+  troupe::config_sources src;
+  src.flags = std::move(flags);
+  src.flags.push_back("--cluster.roles=client");
+  src.flags.push_back("--persistence.journal.path=" + journal_path);
+  auto cfg = troupe::config::load(std::move(schema), src);
+  if (!cfg)
+    return std::move(cfg).error();
+  auto settings = troupe::membership::settings_from(*cfg);
+  if (!settings)
+    return std::move(settings).error();
+  if (auto ok = configure_cluster(*cfg, *settings); !ok)
+    return std::move(ok).error();
+  auto n = troupe::node::start(std::move(*cfg));
+  if (!n)
+    return std::move(n).error();
+  client c;
+  c.node = std::move(*n);
+  if (auto t = troupe::remote::transport::start(*c.node); !t)
+    return std::move(t).error();
+  auto journal = troupe::persistence::install_journal(*c.node);
+  if (!journal)
+    return std::move(journal).error();
+  c.journal = *journal;
+  auto cluster = troupe::membership::cluster::start(*c.node, *settings);
+  if (!cluster)
+    return std::move(cluster).error();
+  c.cluster = *cluster;
+  if (auto r = start_accounts(*c.node); !r)
+    return std::move(r).error();
+  if (auto r = c.cluster->wait_until_up(up_within); !r)
+    return std::move(r).error();
+  return c;
 }
 
 } // namespace bank

@@ -11,6 +11,12 @@
 // An entity being stopped (passivation, hand-off) keeps its id's new messages
 // waiting until its actor is gone, so one node never runs two incarnations of an
 // id; a shard is reported stopped once all its entities are gone.
+//
+// Fencing: before a shard starts here, the region raises the journal's fence of
+// the shard to the epoch the coordinator gave it; its entities persist under that
+// fence. An entity is stopped with stop_and_hand_back: the persist in flight
+// finishes and is answered, and every command the region sent it that was not
+// answered is routed again (to the shard's next home), not failed.
 #include "region_actor.hpp"
 
 #include "region_messages.hpp"
@@ -18,16 +24,19 @@
 
 #include "troupe/actors/ask.hpp"
 #include "troupe/actors/caf_error.hpp"
+#include "troupe/actors/detail/lazy_deque.hpp"
 #include "troupe/actors/node.hpp"
 #include "troupe/actors/node_context.hpp"
 #include "troupe/actors/remote/transport.hpp"
 #include "troupe/membership/cluster.hpp"
+#include "troupe/persistence/journal_actor.hpp"
+#include "troupe/persistence/owned_entity.hpp"
 #include "troupe/sharding/region_core.hpp"
 #include "troupe/sharding/snapshot.hpp"
 
 #include <caf/all.hpp>
 
-#include <deque>
+#include <list>
 #include <map>
 #include <set>
 #include <unordered_map>
@@ -57,9 +66,12 @@ struct entity_slot {
   caf::actor actor;
   shard_id shard = 0;
   bool stopping = false;
-  std::size_t in_flight = 0;
+  /// Sent to the entity and not answered yet, by token (tokens grow, so this is
+  /// the order the entity received them in).
+  std::map<message_token, pending> asked;
   clock::time_point last_used;
-  std::deque<message_token> waiting;  ///< for the next incarnation
+  troupe::detail::lazy_deque<message_token> waiting;  ///< for the next incarnation
+  std::list<std::string>::iterator lru;  ///< its place in region_state::lru
 };
 
 } // namespace
@@ -77,6 +89,9 @@ struct region_state {
   std::unordered_map<std::string, entity_slot> entities;
   std::map<caf::actor_addr, std::string> ids_by_actor;
   std::map<shard_id, std::set<std::string>> by_shard;
+  /// Running entities, most recently used first (for max_active_entities).
+  std::list<std::string> lru;
+  std::size_t stopping_entities = 0;
   std::set<shard_id> stopping;
   std::vector<caf::response_promise> leave_waiters;
 };
@@ -93,19 +108,78 @@ void complete(pending& p, expected<reply_box> r) {
     p.done(std::move(r));
 }
 
-entity_slot& slot_for(self_ptr self, const std::string& id, shard_id shard) {
+void stop_entity(self_ptr self, const std::string& id, entity_slot& slot);
+
+void count_passivation(self_ptr self, std::string_view reason) {
   auto& st = *self->state;
-  auto [it, fresh] = st.entities.try_emplace(id);
-  if (fresh || !it->second.actor) {
-    auto a = st.spec->spawn(self->system(), id);
-    self->monitor(a);
-    it->second.actor = a;
-    it->second.shard = shard;
-    it->second.stopping = false;
-    st.ids_by_actor[a.address()] = id;
-    st.by_shard[shard].insert(id);
+  st.ctx->metrics()
+    .counter("troupe_sharding_passivations_total", {{"type", st.spec->name}, {"reason", std::string{reason}}},
+             "Entities stopped after being idle (reason idle) or to stay within "
+             "max_active_entities (reason limit).")
+    .inc();
+}
+
+/// Passivates least recently used idle entities while more than
+/// max_active_entities run (the newest is never chosen: it is about to be asked).
+void enforce_entity_limit(self_ptr self) {
+  auto& st = *self->state;
+  auto limit = st.spec->settings.max_active_entities;
+  if (limit == 0)
+    return;
+  auto it = st.lru.end();
+  while (st.entities.size() - st.stopping_entities > limit && it != st.lru.begin()) {
+    --it;
+    if (it == st.lru.begin())
+      break;
+    auto& slot = st.entities[*it];
+    if (slot.stopping || !slot.asked.empty() || !slot.waiting.empty())
+      continue;
+    count_passivation(self, "limit");
+    auto id = *it;
+    stop_entity(self, id, slot);
   }
-  return it->second;
+}
+
+/// The entity `id`'s slot, its incarnation started (under the shard's fence) if
+/// it has none; fails like spawn_owned_entity.
+expected<entity_slot*> slot_for(self_ptr self, const std::string& id, shard_id shard) {
+  auto& st = *self->state;
+  if (auto it = st.entities.find(id); it != st.entities.end() && it->second.actor)
+    return &it->second;
+  auto& local = st.core->local_shards();
+  auto ls = local.find(shard);
+  if (ls == local.end())
+    return error{errc::internal, fmt::format("entity '{}|{}': shard {} is not hosted here",
+                                             st.spec->name, id, shard)};
+  persistence::entity_placement placement;
+  placement.fence = persistence::write_fence{shard_fence_key(st.spec->name, shard),
+                                             ls->second.epoch};
+  auto a = st.spec->spawn(self, id, std::move(placement));
+  if (!a)
+    return std::move(a).error();
+  auto& slot = st.entities[id];
+  slot.actor = *a;
+  slot.shard = shard;
+  slot.stopping = false;
+  st.lru.push_front(id);
+  slot.lru = st.lru.begin();
+  st.ids_by_actor[a->address()] = id;
+  st.by_shard[shard].insert(id);
+  enforce_entity_limit(self);
+  return &st.entities[id];
+}
+
+/// The answer to a command the region sent an entity; ignored if the command was
+/// routed again meanwhile (the entity handed it back).
+void answered(self_ptr self, const std::string& id, message_token token,
+              expected<reply_box> r) {
+  auto& ents = self->state->entities;
+  auto it = ents.find(id);
+  if (it == ents.end())
+    return;
+  auto node = it->second.asked.extract(token);
+  if (!node.empty())
+    complete(node.mapped(), std::move(r));
 }
 
 /// Asks the local entity; the token's entry is consumed.
@@ -117,25 +191,28 @@ void deliver_local(self_ptr self, shard_id shard, pending p) {
                                                  st.spec->name, p.id)});
     return;
   }
-  auto& slot = slot_for(self, p.id, shard);
+  auto found = slot_for(self, p.id, shard);
+  if (!found) {
+    complete(p, std::move(found).error());
+    return;
+  }
+  auto& slot = **found;
+  auto token = st.next_token++;
   if (slot.stopping) {
-    auto token = st.next_token++;
     slot.waiting.push_back(token);
     st.tokens.emplace(token, std::move(p));
     return;
   }
   slot.last_used = t;
-  ++slot.in_flight;
+  st.lru.splice(st.lru.begin(), st.lru, slot.lru);
   auto timeout = std::chrono::duration_cast<duration>(p.deadline - t);
-  persistence::detail::ask_entity(
-    self, slot.actor, timeout, p.cmd,
-    [self, id = p.id, done = std::move(p.done)](expected<reply_box> r) mutable {
-      auto& ents = self->state->entities;
-      if (auto it = ents.find(id); it != ents.end() && it->second.in_flight > 0)
-        --it->second.in_flight;
-      if (done)
-        done(std::move(r));
-    });
+  auto cmd = p.cmd;
+  auto id = p.id;
+  slot.asked.emplace(token, std::move(p));
+  persistence::detail::ask_entity(self, slot.actor, timeout, std::move(cmd),
+                                  [self, id = std::move(id), token](expected<reply_box> r) {
+                                    answered(self, id, token, std::move(r));
+                                  });
 }
 
 /// Forwards to another node's region through the transport.
@@ -147,7 +224,7 @@ void deliver_remote(self_ptr self, const node_identity& region, pending p) {
                                                  st.spec->name, p.id)});
     return;
   }
-  auto bytes = st.spec->protocol.encode_command(*p.cmd);
+  auto bytes = st.spec->protocol->encode_command(*p.cmd);
   if (!bytes) {
     complete(p, std::move(bytes).error());
     return;
@@ -164,7 +241,9 @@ void deliver_remote(self_ptr self, const node_identity& region, pending p) {
       if (!resp)
         done(std::move(resp).error());
       else
-        done(self->state->spec->protocol.decode_reply(*cmd, resp->reply));
+        done(self->state->spec->protocol->decode_reply(resp->reply.manifest,
+                                                       resp->reply.version,
+                                                       resp->reply.payload));
     });
 }
 
@@ -198,11 +277,46 @@ void route(self_ptr self, pending p) {
   apply(self);
 }
 
-void stop_entity(self_ptr self, entity_slot& slot) {
+/// Commands the stopped entity `id` never answered wait for its next incarnation,
+/// ahead of those that arrived while it stopped.
+void requeue_unanswered(self_ptr self, const std::string& id) {
+  auto& st = *self->state;
+  auto it = st.entities.find(id);
+  if (it == st.entities.end())
+    return;
+  auto& slot = it->second;
+  for (auto a = slot.asked.rbegin(); a != slot.asked.rend(); ++a) {
+    auto token = st.next_token++;
+    st.tokens.emplace(token, std::move(a->second));
+    slot.waiting.push_front(token);
+  }
+  slot.asked.clear();
+}
+
+/// Stops an entity the way a hand-off needs: its persist in flight finishes and
+/// is answered, what it holds unanswered is routed again once it is gone.
+void stop_entity(self_ptr self, const std::string& id, entity_slot& slot) {
   if (slot.stopping || !slot.actor)
     return;
   slot.stopping = true;
-  self->send_exit(slot.actor, caf::exit_reason::user_shutdown);
+  ++self->state->stopping_entities;
+  auto timeout = self->state->spec->settings.hand_off_timeout;
+  troupe::ask<persistence::handed_back>(self, slot.actor, timeout,
+                                        persistence::stop_and_hand_back{})
+    .then([self, id, actor = slot.actor](expected<persistence::handed_back> r) {
+      if (r) {
+        // Every command the entity answered was answered before this reply (one
+        // sender, one receiver: in order), so what is still asked was not handled.
+        requeue_unanswered(self, id);
+        return;
+      }
+      if (r.error().code() != errc::actor_down) {
+        self->state->ctx->log().warn("sharding", "{}: entity '{}' did not stop in time ({}); "
+                                                 "killing it",
+                                     self->state->spec->name, id, r.error().message());
+        self->send_exit(actor, caf::exit_reason::kill);
+      }
+    });
 }
 
 void stop_shard(self_ptr self, shard_id s) {
@@ -216,7 +330,32 @@ void stop_shard(self_ptr self, shard_id s) {
     return;
   }
   for (auto& id : it->second)
-    stop_entity(self, st.entities[id]);
+    stop_entity(self, id, st.entities[id]);
+}
+
+/// Raises the shard's fence to `epoch`, then reports the shard started (or, if
+/// the journal refuses, failed: a newer owner fenced it, or the journal is down).
+void start_shard(self_ptr self, shard_id s, std::uint64_t epoch) {
+  auto& st = *self->state;
+  auto key = shard_fence_key(st.spec->name, s);
+  persistence::advance_fence(self, key, epoch, st.spec->settings.begin_hand_off_timeout)
+    .then([self, s, epoch](expected<persistence::fence_advanced> r) {
+      auto& st = *self->state;
+      auto ls = st.core->local_shards().find(s);
+      if (ls == st.core->local_shards().end() || ls->second.epoch != epoch
+          || ls->second.state != region_core::shard_state::starting)
+        return;  // the coordinator changed its mind meanwhile
+      if (r) {
+        st.ctx->log().info("sharding", "{}: hosting shard {} (epoch {})", st.spec->name, s,
+                           epoch);
+        st.core->shard_started(now(), s, st.fx);
+      } else {
+        st.ctx->log().warn("sharding", "{}: shard {} (epoch {}) not started: {}",
+                           st.spec->name, s, epoch, r.error().message());
+        st.core->shard_start_failed(now(), s, st.fx);
+      }
+      apply(self);
+    });
 }
 
 void answer_leave_waiters(self_ptr self) {
@@ -247,10 +386,8 @@ void apply(self_ptr self) {
     }
     for (auto s : fx.stop_shards)
       stop_shard(self, s);
-    for (auto [s, epoch] : fx.start_shards) {
-      st.ctx->log().info("sharding", "{}: hosting shard {} (epoch {})", st.spec->name, s, epoch);
-      st.core->shard_started(now(), s, st.fx);
-    }
+    for (auto [s, epoch] : fx.start_shards)
+      start_shard(self, s, epoch);
     for (auto& batch : fx.deliveries)
       for (auto token : batch.tokens) {
         auto node = st.tokens.extract(token);
@@ -279,10 +416,30 @@ void entity_down(self_ptr self, const caf::down_msg& dm) {
     return;
   auto id = std::move(it->second);
   st.ids_by_actor.erase(it);
+  if (dm.reason && from_caf_error(dm.reason).code() == errc::fenced) {
+    // A newer owner of the shard raised its fence: this node's view is stale, and
+    // the coordinator will tell it so; until then, nothing this entity did was stored.
+    st.ctx->log().warn("sharding", "{}: entity '{}' was fenced: {}", st.spec->name, id,
+                       from_caf_error(dm.reason).message());
+    st.ctx->metrics()
+      .counter("troupe_sharding_fenced_total", {{"type", st.spec->name}},
+               "Entities stopped because a newer owner of their shard fenced the journal.")
+      .inc();
+  }
   auto slot_it = st.entities.find(id);
   if (slot_it == st.entities.end())
     return;
   auto slot = std::move(slot_it->second);
+  st.lru.erase(slot.lru);
+  if (slot.stopping)
+    --st.stopping_entities;
+  // What it was asked and never answered gets the error that ended it (CAF
+  // answers pending requests to a dead actor too; whichever comes first wins).
+  for (auto& [token, p] : slot.asked)
+    complete(p, error{errc::actor_down, fmt::format("entity '{}|{}' stopped: {}",
+                                                    st.spec->name, id,
+                                                    caf::to_string(dm.reason))});
+  slot.asked.clear();
   st.entities.erase(slot_it);
   auto& ids = st.by_shard[slot.shard];
   ids.erase(id);
@@ -328,13 +485,10 @@ void expire_and_passivate(self_ptr self) {
   if (idle.count() <= 0)
     return;
   for (auto& [id, slot] : st.entities)
-    if (!slot.stopping && slot.in_flight == 0 && slot.waiting.empty()
+    if (!slot.stopping && slot.asked.empty() && slot.waiting.empty()
         && t - slot.last_used >= idle) {
-      st.ctx->metrics()
-        .counter("troupe_sharding_passivations_total", {{"type", st.spec->name}},
-                 "Entities stopped after being idle.")
-        .inc();
-      stop_entity(self, slot);
+      count_passivation(self, "idle");
+      stop_entity(self, id, slot);
     }
 }
 
@@ -363,7 +517,7 @@ pending from_request(self_ptr self, entity_request& req, caf::response_promise r
   p.cmd = cmd;
   p.hops = req.hops;
   p.deadline = clock::now() + std::chrono::milliseconds{std::max<std::int64_t>(req.timeout_ms, 0)};
-  p.done = [rp, cmd, proto = &st.spec->protocol](expected<reply_box> r) mutable {
+  p.done = [rp, cmd, proto = st.spec->protocol](expected<reply_box> r) mutable {
     if (!r) {
       rp.deliver(to_caf_error(r.error()));
       return;
@@ -416,10 +570,17 @@ caf::behavior region_actor(caf::stateful_actor<std::shared_ptr<region_state>>* s
       s.transport->unsubscribe(s.packets);
     if (s.cluster)
       s.cluster->unsubscribe(caf::actor_cast<caf::actor>(self));
-    for (auto& [token, p] : s.tokens)
+    auto stopped = [&](pending& p) {
       complete(p, error{errc::shutting_down,
                         fmt::format("entity '{}|{}': the shard region stopped", s.spec->name, p.id)});
+    };
+    for (auto& [token, p] : s.tokens)
+      stopped(p);
     s.tokens.clear();
+    for (auto& [id, slot] : s.entities)
+      for (auto& [token, p] : slot.asked)
+        stopped(p);
+    s.entities.clear();
   });
   self->send(self, region_tick_atom::value);
   return {
@@ -441,7 +602,8 @@ caf::behavior region_actor(caf::stateful_actor<std::shared_ptr<region_state>>* s
         return to_caf_error(error{errc::invalid_argument,
                                   fmt::format("region '{}' got a command for entity type '{}'",
                                               st.spec->name, req.entity_type)});
-      auto cmd = st.spec->protocol.decode_command(req.command);
+      auto cmd = st.spec->protocol->decode_command(req.command.manifest, req.command.version,
+                                                   req.command.payload);
       if (!cmd)
         return to_caf_error(cmd.error());
       route(self, from_request(self, req, self->make_response_promise(), std::move(*cmd)));

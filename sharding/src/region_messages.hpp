@@ -1,7 +1,7 @@
 // Internal: the local messages of a shard region (never serialized).
 #pragma once
 
-#include "troupe/sharding/entity_protocol.hpp"
+#include "troupe/persistence/detail/entity_model.hpp"
 
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/atom.hpp>

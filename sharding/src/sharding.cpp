@@ -163,4 +163,10 @@ expected<void> hand_off_all(node& n, std::string_view entity_type, duration time
   return {};
 }
 
+void require_same_shards(membership::membership_settings& s, std::string_view entity_type,
+                         const sharding_settings& settings) {
+  s.require_equal(fmt::format("sharding.{}.number-of-shards", entity_type),
+                  std::to_string(settings.number_of_shards));
+}
+
 } // namespace troupe::sharding

@@ -8,18 +8,18 @@ namespace {
 
 using nlohmann::json;
 
-json payload_json(const wire_payload& p) {
-  return json{{"m", p.manifest}, {"v", p.version}, {"d", json::binary(p.data)}};
+json payload_json(const persistence::encoded_message& p) {
+  return json{{"m", p.manifest}, {"v", p.version}, {"d", json::binary(p.payload)}};
 }
 
-wire_payload payload_from(const json& j) {
-  wire_payload p;
+persistence::encoded_message payload_from(const json& j) {
+  persistence::encoded_message p;
   p.manifest = j.at("m").get<std::string>();
   p.version = j.at("v").get<std::uint32_t>();
   auto& d = j.at("d");
   if (!d.is_binary())
     throw std::invalid_argument("payload bytes must be a byte string");
-  p.data = d.get_binary();
+  p.payload = d.get_binary();
   return p;
 }
 
@@ -70,6 +70,10 @@ std::string coordinator_singleton(std::string_view entity_type) {
 
 std::string coordinator_persistence_id(std::string_view entity_type) {
   return fmt::format("troupe.sharding-coordinator|{}", entity_type);
+}
+
+std::string shard_fence_key(std::string_view entity_type, shard_id shard) {
+  return fmt::format("{}/shard-{}", entity_type, shard);
 }
 
 persistence::event_record to_record(const coordinator_event& e, std::string persistence_id,

@@ -11,7 +11,7 @@
 #include "troupe/actors/expected.hpp"
 #include "troupe/persistence/journal.hpp"
 #include "troupe/sharding/coordinator_core.hpp"
-#include "troupe/sharding/entity_protocol.hpp"
+#include "troupe/persistence/detail/message_codec.hpp"
 
 #include <caf/allowed_unsafe_message_type.hpp>
 
@@ -29,13 +29,13 @@ namespace troupe::sharding::detail {
 struct entity_request {
   std::string entity_type;
   std::string entity_id;
-  wire_payload command;
+  persistence::encoded_message command;
   std::uint32_t hops = 0;
   std::int64_t timeout_ms = 0;
 };
 
 struct entity_response {
-  wire_payload reply;
+  persistence::encoded_message reply;
 };
 
 void to_json(nlohmann::json& j, const entity_request& r);

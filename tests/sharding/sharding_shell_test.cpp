@@ -5,6 +5,7 @@
 
 #include "troupe/membership/management_client.hpp"
 #include "troupe/membership/management_endpoint.hpp"
+#include "troupe/membership/sim/membership_simulation.hpp"
 #include "troupe/persistence/journal_service.hpp"
 #include "troupe/persistence/memory_journal.hpp"
 #include "troupe/sharding/sharding.hpp"
@@ -47,11 +48,12 @@ config_schema bank_schema() {
 
 /// Journal, codec registrations and the bank's region on node i.
 void start_bank(test::in_process_cluster& c, std::size_t i,
-                const std::shared_ptr<persistence::memory_journal>& journal) {
+                const std::shared_ptr<persistence::memory_journal>& journal,
+                const sharding::sharding_settings& settings = bank_settings()) {
   auto& n = *c[i].n;
   bank::register_types(n.codec());
   REQUIRE(persistence::install_journal(n, journal, journal));
-  auto r = sharding::start<bank::account>(n, bank_settings());
+  auto r = sharding::start<bank::account>(n, settings);
   INFO(what(r));
   REQUIRE(r);
 }
@@ -210,4 +212,78 @@ TEST_CASE("sharding shell: a node that leaves hands its shards off first, and no
     CHECK(*b == expected_balance[account(k)]);
   }
   (void) hosts(c, {0, 1});
+}
+
+TEST_CASE("sharding settings: a node with another number of shards is refused at join, naming "
+          "both values") {
+  using namespace troupe::membership;
+  using namespace troupe::membership::sim;
+  simulation_options o;
+  o.nodes = 3;
+  o.seed_nodes = 2;
+  o.faults = link_faults{0.0, 0.0, std::chrono::milliseconds{1}, std::chrono::milliseconds{5}};
+  o.restart_stopped_after.reset();
+  o.configure_node = [](node_index i, membership_settings& s) {
+    troupe::sharding::sharding_settings shards;
+    shards.number_of_shards = i == 2 ? 40 : 30;
+    troupe::sharding::require_same_shards(s, "account", shards);
+  };
+  membership_simulation sim{o};
+  std::vector<std::string> reasons;
+  sim.on_effects = [&](node_index, const effects& fx) {
+    for (auto& e : fx.events)
+      if (e.what == cluster_event::kind::join_refused)
+        reasons.push_back(e.reason);
+  };
+  sim.start(0);
+  sim.start(1);
+  auto up = [&](std::size_t n) {
+    return sim.run_until([&] {
+      std::size_t count = 0;
+      for (auto& m : sim.at(0).core->state().members)
+        count += m.status == member_status::up;
+      return count == n;
+    }, sim.now() + std::chrono::seconds{20});
+  };
+  REQUIRE(up(2));
+  sim.start(2);
+  CHECK(sim.run_until([&] { return !sim.running(2); }, sim.now() + std::chrono::seconds{10}));
+  REQUIRE_FALSE(reasons.empty());
+  CHECK(reasons[0].find("'sharding.account.number-of-shards' is '30' in the cluster but '40' on "
+                        "the joining node")
+        != std::string::npos);
+}
+
+TEST_CASE("sharding shell: a region runs at most max_active_entities, passivating the least "
+          "recently used, and passivated entities recover their state") {
+  test::in_process_cluster c{1, bank_schema()};
+  c.start_clusters(1);
+  REQUIRE(test::wait_until([&] { return c.all_up(); }, 30s));
+  auto journal = std::make_shared<persistence::memory_journal>();
+  auto settings = bank_settings();
+  settings.max_active_entities = 5;
+  start_bank(c, 0, journal, settings);
+  auto& n = *c[0].n;
+  constexpr int accounts = 20;
+  for (int k = 0; k < accounts; ++k) {
+    auto acct = sharding::entity_for<bank::account>(n, account(k));
+    REQUIRE(acct.ask(bank::open_account{"owner"}, 10s));
+    REQUIRE(acct.ask(bank::deposit{10 + k}, 10s));
+  }
+  auto running = [&] {
+    auto r = sharding::report(n, "account", 5s);
+    REQUIRE(r);
+    return r->entities;
+  };
+  CHECK(test::wait_until([&] { return running() <= 5; }, 10s));
+  // The five most recently used answer with their state.
+  for (int k = accounts - 5; k < accounts; ++k)
+    CHECK(*sharding::entity_for<bank::account>(n, account(k)).ask(bank::get_balance{}, 10s) == 10 + k);
+  // Every other account restarts on demand with its state from the journal.
+  for (int k = 0; k < accounts; ++k) {
+    auto b = sharding::entity_for<bank::account>(n, account(k)).ask(bank::get_balance{}, 10s);
+    REQUIRE(b);
+    CHECK(*b == 10 + k);
+  }
+  CHECK(test::wait_until([&] { return running() <= 5; }, 10s));
 }

@@ -20,7 +20,13 @@
 //
 // Commands and replies cross nodes through the codec: register every command and
 // reply type (codec_registry::add) before start(); start() fails naming the first
-// one missing (entity_protocol.hpp).
+// one missing (persistence/entity_protocol.hpp; `done` needs no registration).
+//
+// Fencing: a region that is given a shard under epoch N first raises the journal's
+// fence "<type>/shard-<n>" to N, then starts the shard's entities with that fence
+// on every persist; a region that still runs the shard under an older epoch (a
+// paused or partitioned node) has its persists refused (errc::fenced, nothing
+// stored), and those entities stop. See docs/sharding.md, "Fencing".
 //
 // Thread-safety: start() and entity_for() may be called from any non-actor thread;
 // entity_ref is a value type usable from any thread, except that the blocking ask
@@ -29,10 +35,12 @@
 
 #include "troupe/actors/expected.hpp"
 #include "troupe/actors/remote/address.hpp"
+#include "troupe/membership/settings.hpp"
 #include "troupe/membership/timestamp.hpp"
 #include "troupe/persistence/entity.hpp"
 #include "troupe/persistence/journal.hpp"
-#include "troupe/sharding/entity_protocol.hpp"
+#include "troupe/persistence/detail/message_codec.hpp"
+#include "troupe/persistence/owned_entity.hpp"
 #include "troupe/sharding/shard_id.hpp"
 
 #include <caf/actor.hpp>
@@ -60,6 +68,9 @@ struct sharding_settings {
   std::string role;
   /// An entity without commands for this long is stopped (0: never).
   duration passivate_idle_after = std::chrono::minutes{2};
+  /// At most this many entities run in one region (0: no limit); starting one
+  /// more passivates the least recently used idle one.
+  std::size_t max_active_entities = 0;
   /// Messages a region holds while homes are unknown or shards move (all shards).
   std::size_t buffer_size = 100000;
   /// How often the coordinator considers a rebalance round.
@@ -97,6 +108,14 @@ struct shard_allocation {
 expected<std::vector<shard_allocation>>
 current_allocations(persistence::journal_backend& journal, std::string_view entity_type);
 
+/// Makes the number of shards of `entity_type` a membership compatibility entry
+/// ("sharding.<type>.number-of-shards"): a node that disagrees is refused at join
+/// with a message naming both values, instead of routing ids to other shards.
+/// Call it on the settings before membership::cluster::start (node_program's
+/// configure_cluster hook), on every node that starts the type.
+void require_same_shards(membership::membership_settings& s, std::string_view entity_type,
+                         const sharding_settings& settings);
+
 /// This node's region report of `entity_type` (not_found if it runs none).
 expected<region_report> report(node& n, std::string_view entity_type, duration timeout);
 
@@ -107,15 +126,24 @@ expected<void> hand_off_all(node& n, std::string_view entity_type, duration time
 
 namespace detail {
 
+using persistence::detail::command_box;
+using persistence::detail::command_ptr;
+using persistence::detail::reply_box;
+
 /// Everything a region needs to host entities of one type.
 struct entity_type_spec {
   std::string name;
   sharding_settings settings;
-  entity_protocol protocol;
-  /// Starts an incarnation of the entity `id` (the region monitors it and stops
-  /// it before the region ends).
-  std::function<caf::actor(caf::actor_system&, const std::string& id)> spawn;
+  std::shared_ptr<const persistence::detail::message_codec> protocol;
+  /// Starts an incarnation of the entity `id`, owned by the region `owner`
+  /// (owned_entity.hpp: it is monitored by and ends with the region).
+  std::function<expected<caf::actor>(caf::event_based_actor* owner, const std::string& id,
+                                     persistence::entity_placement placement)>
+    spawn;
 };
+
+/// The fence key of a shard: "<type>/shard-<n>".
+std::string shard_fence_key(std::string_view entity_type, shard_id shard);
 
 expected<void> start_region(node& n, entity_type_spec spec);
 std::shared_ptr<const codec_registry> codec_of(node& n);
@@ -169,7 +197,7 @@ public:
   void ask(caf::event_based_actor* self, Command cmd, duration timeout, F f) const {
     persistence::detail::check_command<Entity, Command>();
     detail::ask_sharded(self, region_, id_, boxed::wrap(std::move(cmd)), timeout,
-                        [f = std::move(f)](expected<reply_box> r) mutable {
+                        [f = std::move(f)](expected<detail::reply_box> r) mutable {
                           f(boxed::template unbox<typename Command::reply>(std::move(r)));
                         });
   }
@@ -189,8 +217,7 @@ entity_ref<Entity> entity_for(node& n, std::string id) {
 
 template <class Entity>
 expected<void> start(node& n, sharding_settings settings, persistence::entity_options opts) {
-  auto codec = detail::codec_of(n);
-  auto protocol = make_protocol<Entity>(std::move(codec));
+  auto protocol = persistence::detail::cached_message_codec<Entity>(detail::codec_of(n));
   if (!protocol)
     return std::move(protocol).error();
   detail::entity_type_spec spec;
@@ -200,9 +227,12 @@ expected<void> start(node& n, sharding_settings settings, persistence::entity_op
   // The codec check of the events (and the state), once, so start() reports it.
   if (auto m = persistence::detail::make_blueprint<Entity>("-", opts)->make_model(detail::codec_of(n)); !m)
     return std::move(m).error();
-  spec.spawn = [opts](caf::actor_system& sys, const std::string& id) {
-    auto bp = persistence::detail::make_blueprint<Entity>(id, opts);
-    return persistence::detail::entity_child(std::move(bp), restart_policy::temporary).start(sys);
+  spec.spawn = [opts](caf::event_based_actor* owner, const std::string& id,
+                      persistence::entity_placement placement) -> expected<caf::actor> {
+    auto e = persistence::spawn_owned_entity<Entity>(owner, id, std::move(placement), opts);
+    if (!e)
+      return std::move(e).error();
+    return e->actor();
   };
   return detail::start_region(n, std::move(spec));
 }

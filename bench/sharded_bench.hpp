@@ -1,0 +1,111 @@
+// What the sharding benchmarks share: a one-node cluster with the bank's account
+// type sharded on an in-memory journal, and an asking actor that keeps a window
+// of asks in flight.
+#pragma once
+
+#include "harness.hpp"
+
+#include "../samples/bank/account.hpp"
+
+#include "troupe/actors/node.hpp"
+#include "troupe/actors/remote/transport.hpp"
+#include "troupe/membership/cluster.hpp"
+#include "troupe/persistence/journal_service.hpp"
+#include "troupe/persistence/memory_journal.hpp"
+#include "troupe/sharding/sharding.hpp"
+
+#include <caf/all.hpp>
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <random>
+#include <thread>
+
+namespace troupe::bench::sharded {
+
+using namespace std::chrono_literals;
+
+struct counters {
+  std::atomic<std::uint64_t> done{0};
+  std::atomic<std::uint64_t> failed{0};
+  std::atomic<bool> stop{false};
+};
+
+/// Starts one ask of the entity `k` and calls `done(ok)` on its answer.
+using ask_fn = std::function<void(caf::event_based_actor*, int k, std::function<void(bool)> done)>;
+
+/// Keeps `window` asks in flight over entities 0..n-1: random ones, or each once
+/// in order when `sequential` (then it stops after n).
+inline caf::behavior asker(caf::event_based_actor* self, std::shared_ptr<counters> c, ask_fn ask_one,
+                           int n, int window, bool sequential) {
+  auto rng = std::make_shared<std::mt19937>(42);
+  auto issued = std::make_shared<int>(0);
+  auto next = std::make_shared<std::function<void()>>();
+  *next = [self, c, rng, ask_one, next, n, sequential, issued] {
+    if (c->stop.load(std::memory_order_relaxed) || (sequential && *issued >= n))
+      return;
+    auto k = sequential ? (*issued)++ : static_cast<int>((*rng)() % static_cast<unsigned>(n));
+    ask_one(self, k, [c, next](bool ok) {
+      (ok ? c->done : c->failed).fetch_add(1, std::memory_order_relaxed);
+      (*next)();
+    });
+  };
+  for (int i = 0; i < window; ++i)
+    (*next)();
+  return {[](caf::unit_t) {}};
+}
+
+/// Asks answered per second over `seconds`; then tells the asker to stop.
+inline double measure(counters& c, double seconds) {
+  auto start = now_seconds();
+  auto base = c.done.load();
+  while (now_seconds() - start < seconds)
+    std::this_thread::sleep_for(10ms);
+  auto n = c.done.load() - base;
+  auto took = now_seconds() - start;
+  c.stop = true;
+  return static_cast<double>(n) / took;
+}
+
+/// A node in a one-node cluster, the account type sharded over an in-memory journal.
+inline std::unique_ptr<node> start_node(sharding::sharding_settings s = {}) {
+  auto schema = node_config_keys();
+  persistence::add_config_keys(schema);
+  config cfg{std::move(schema)};
+  (void) cfg.set_text("log.level", "warn");
+  auto n = node::start(std::move(cfg));
+  if (!n)
+    die(n.error().to_string());
+  auto& nd = **n;
+  auto t = remote::transport::start(nd);
+  if (!t)
+    die(t.error().to_string());
+  auto journal = std::make_shared<persistence::memory_journal>();
+  if (auto j = persistence::install_journal(nd, journal, journal); !j)
+    die(j.error().to_string());
+  membership::membership_settings ms;
+  ms.seed_nodes = {(*t)->address()};
+  auto c = membership::cluster::start(nd, ms);
+  if (!c || !(*c)->wait_until_up(30s))
+    die("the one-node cluster did not come up");
+  bank::register_types(nd.codec());
+  s.passivate_idle_after = 0s;
+  if (auto r = sharding::start<bank::account>(nd, s); !r)
+    die(r.error().to_string());
+  return std::move(*n);
+}
+
+/// get_balance asks through sharding's entity_ref.
+inline ask_fn balance_asks(node& n, int count) {
+  auto refs = std::make_shared<std::vector<sharding::entity_ref<bank::account>>>();
+  for (int k = 0; k < count; ++k)
+    refs->push_back(sharding::entity_for<bank::account>(n, fmt::format("acct-{}", k)));
+  return [refs](caf::event_based_actor* self, int k, std::function<void(bool)> done) {
+    (*refs)[static_cast<std::size_t>(k)].ask(
+      self, bank::get_balance{}, 30s,
+      [done](expected<std::int64_t> b) { done(static_cast<bool>(b)); });
+  };
+}
+
+} // namespace troupe::bench::sharded

@@ -1,0 +1,308 @@
+// Sharding across real processes: three troupe-bank-node processes on one SQLite
+// journal and a client member in this process. A paused (SIGSTOP) owner that
+// wakes after its shard moved is fenced by the journal (nothing it writes lands,
+// its entity stops); the coordinator's node killed with SIGKILL, the next
+// coordinator recovers every allocation from the journal. Waits are on what the
+// nodes and the journal report, never on sleeps.
+#include "../../samples/bank/sharded_bank.hpp"
+#include "support/child_process.hpp"
+#include "support/free_ports.hpp"
+#include "support/temp_dir.hpp"
+#include "support/wait.hpp"
+
+#include "troupe/persistence/sqlite_journal.hpp"
+#include "troupe/sharding/snapshot.hpp"
+
+#include <doctest/doctest.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <csignal>
+#include <filesystem>
+#include <future>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+using namespace std::chrono_literals;
+using troupe::test::child_process;
+using troupe::test::wait_until;
+
+namespace {
+
+/// The node program is built into build/samples/bank, the tests into build/tests/bin.
+std::string bank_node_path() {
+  auto bin = std::filesystem::path{troupe::test::program_path("x")}.parent_path();
+  return (bin.parent_path().parent_path() / "samples/bank/troupe-bank-node").string();
+}
+
+/// Short failure detection for tests (docs/membership.md, "Tuning").
+std::vector<std::string> fast_flags(const std::string& seeds) {
+  return {"--cluster.seed-nodes=" + seeds,
+          "--log.level=warn",
+          "--cluster.gossip-interval=200ms",
+          "--cluster.leader-actions-interval=100ms",
+          "--cluster.join-retry-interval=200ms",
+          "--cluster.failure-detector.heartbeat-interval=200ms",
+          "--cluster.failure-detector.acceptable-heartbeat-pause=800ms",
+          "--cluster.split-brain.stable-after=1500ms",
+          "--cluster.allow-weakly-up-members=0",
+          "--transport.heartbeat-interval=200ms",
+          "--transport.failure-timeout=1s"};
+}
+
+class bank_cluster {
+public:
+  explicit bank_cluster(std::size_t n) : ports_(troupe::test::free_ports(2 * n)), nodes_(n) {
+    for (std::size_t i = 0; i < n; ++i)
+      seeds_ += fmt::format("{}127.0.0.1:{}", i == 0 ? "" : ",", ports_[i]);
+    troupe::persistence::sqlite_options so;
+    so.path = journal_path();
+    so.create_if_missing = true;
+    REQUIRE(troupe::persistence::sqlite_journal::open(so));
+  }
+
+  std::string journal_path() const { return dir_.file("bank.db"); }
+  std::uint16_t port(std::size_t i) const { return ports_[i]; }
+
+  /// Starts node i; its log (stderr) comes through its stdout pipe.
+  void start(std::size_t i) {
+    std::vector<std::string> args{"-c", "exec \"$0\" \"$@\" 2>&1", bank_node_path(),
+                                  "--port", std::to_string(ports_[i]), "--roles",
+                                  std::string{bank::host_role}, "--journal", journal_path(),
+                                  "--http-port", std::to_string(ports_[nodes_.size() + i]),
+                                  fmt::format("--node.name=bank{}", i)};
+    for (auto& f : fast_flags(seeds_))
+      args.push_back(f);
+    nodes_[i] = std::make_unique<child_process>("/bin/sh", args);
+    REQUIRE(nodes_[i]->started());
+  }
+
+  child_process& node(std::size_t i) { return *nodes_[i]; }
+
+  /// Starts every node and the client, and waits until all are up.
+  bank::client start_all() {
+    for (std::size_t i = 0; i < nodes_.size(); ++i)
+      start(i);
+    auto c = bank::start_client(fast_flags(seeds_), journal_path(), 60s);
+    REQUIRE_MESSAGE(c, (c ? "" : c.error().to_string()));
+    auto members = nodes_.size() + 1;
+    REQUIRE(wait_until([&] { return up_members(*c->cluster) == members; }, 60s));
+    return std::move(*c);
+  }
+
+  static std::size_t up_members(troupe::membership::cluster& c) {
+    std::size_t n = 0;
+    for (auto& m : c.view().state->members)
+      n += m.status == troupe::membership::member_status::up;
+    return n;
+  }
+
+  /// The allocations the coordinator stored, by shard (read from the journal file).
+  std::map<troupe::sharding::shard_id, troupe::sharding::shard_allocation> allocations() const {
+    troupe::persistence::sqlite_options so;
+    so.path = journal_path();
+    auto j = troupe::persistence::sqlite_journal::open(so);
+    REQUIRE(j);
+    auto a = troupe::sharding::current_allocations(**j, bank::account::entity_type);
+    REQUIRE(a);
+    std::map<troupe::sharding::shard_id, troupe::sharding::shard_allocation> by_shard;
+    for (auto& x : *a)
+      by_shard[x.shard] = x;
+    return by_shard;
+  }
+
+  /// The events stored for an account.
+  std::vector<troupe::persistence::event_record> events(const std::string& id) const {
+    troupe::persistence::sqlite_options so;
+    so.path = journal_path();
+    auto j = troupe::persistence::sqlite_journal::open(so);
+    REQUIRE(j);
+    auto e = (*j)->read_events(fmt::format("account|{}", id), 1, UINT64_MAX, 100000);
+    REQUIRE(e);
+    return *e;
+  }
+
+private:
+  troupe::test::temp_dir dir_;
+  std::vector<std::uint16_t> ports_;
+  std::string seeds_;
+  std::vector<std::unique_ptr<child_process>> nodes_;
+};
+
+troupe::sharding::shard_id shard_of_account(const std::string& id) {
+  return troupe::sharding::shard_of(id, bank::number_of_shards);
+}
+
+/// Opens accounts acct-0 .. acct-(n-1), each until acknowledged.
+std::vector<std::string> open_accounts(troupe::node& client, int n) {
+  std::vector<std::string> ids;
+  for (int k = 0; k < n; ++k) {
+    auto id = fmt::format("acct-{}", k);
+    auto acct = troupe::sharding::entity_for<bank::account>(client, id);
+    REQUIRE(wait_until([&] { return acct.ask(bank::open_account{"owner"}, 3s).has_value(); }, 60s));
+    REQUIRE(wait_until(
+      [&] { return acct.ask(bank::deposit{100, fmt::format("open-{}", k)}, 3s).has_value(); },
+      60s));
+    ids.push_back(id);
+  }
+  return ids;
+}
+
+/// Whether the least-shard strategy has nothing left to rebalance among the
+/// first `nodes` nodes (so allocations stay put unless a node fails).
+bool balanced(const bank_cluster& c, std::size_t nodes) {
+  std::vector<std::size_t> count(nodes, 0);
+  std::size_t total = 0;
+  for (auto& [s, a] : c.allocations())
+    for (std::size_t i = 0; i < nodes; ++i)
+      if (a.region.address.port == c.port(i)) {
+        ++count[i];
+        ++total;
+      }
+  auto optimum = (total + nodes - 1) / nodes;
+  return *std::min_element(count.begin(), count.end()) + 1 >= optimum;
+}
+
+/// The node index whose port hosts `shard`, if any.
+std::optional<std::size_t> home_of(const bank_cluster& c, std::size_t nodes,
+                                   troupe::sharding::shard_id shard) {
+  auto a = c.allocations();
+  auto it = a.find(shard);
+  if (it == a.end())
+    return std::nullopt;
+  for (std::size_t i = 0; i < nodes; ++i)
+    if (it->second.region.address.port == c.port(i))
+      return i;
+  return std::nullopt;
+}
+
+} // namespace
+
+TEST_CASE("sharding processes: a SIGSTOP-paused owner that wakes after its shard moved is fenced "
+          "and nothing it writes lands") {
+  bank_cluster c{3};
+  auto client = c.start_all();
+  auto& n = *client.node;
+  auto ids = open_accounts(n, 30);
+  REQUIRE(wait_until([&] { return balanced(c, 3); }, 60s));
+  // An account whose shard the third node hosts (not the coordinator's node, the oldest).
+  std::string victim;
+  for (auto& id : ids)
+    if (home_of(c, 3, shard_of_account(id)) == std::size_t{2}) {
+      victim = id;
+      break;
+    }
+  REQUIRE_MESSAGE(!victim.empty(), "no account has its shard on the third node");
+  auto shard = shard_of_account(victim);
+  auto old_epoch = c.allocations().at(shard).epoch;
+  auto acct = troupe::sharding::entity_for<bank::account>(n, victim);
+
+  c.node(2).signal(SIGSTOP);
+  // Sent to the paused owner: they wait in its socket until it wakes, long after
+  // its shard moved. None may be stored.
+  std::vector<std::future<troupe::expected<troupe::persistence::done>>> stale;
+  for (int i = 0; i < 3; ++i)
+    stale.push_back(std::async(std::launch::async, [&acct, i] {
+      return acct.ask(bank::deposit{1, fmt::format("stale-{}", i)}, 20s);
+    }));
+
+  // The survivors down the paused node and the shard moves, under a newer epoch.
+  REQUIRE(wait_until(
+    [&] {
+      auto h = home_of(c, 3, shard);
+      return h && *h != 2;
+    },
+    60s));
+  CHECK(c.allocations().at(shard).epoch > old_epoch);
+  REQUIRE(wait_until([&] { return acct.ask(bank::deposit{10, "after-move"}, 3s).has_value(); },
+                     60s));
+
+  c.node(2).signal(SIGCONT);
+  // The woken node hands the stale deposits to its entity, whose persist the
+  // journal refuses: the entity stops, fenced.
+  bool fenced = false;
+  while (auto line = c.node(2).read_line(30s))
+    if (line->find("was fenced") != std::string::npos) {
+      fenced = true;
+      break;
+    }
+  CHECK_MESSAGE(fenced, "the woken owner's entity was not fenced");
+  for (auto& f : stale) {
+    auto r = f.get();
+    CHECK_FALSE(r.has_value());
+  }
+  // The journal holds the opening, the first deposit and the deposit after the
+  // move, in contiguous sequence numbers, and nothing of the stale owner.
+  auto events = c.events(victim);
+  REQUIRE(events.size() == 3);
+  for (std::size_t i = 0; i < events.size(); ++i)
+    CHECK(events[i].seq == i + 1);
+  auto balance = acct.ask(bank::get_balance{}, 5s);
+  REQUIRE(balance);
+  CHECK(*balance == 110);
+  n.shutdown();
+}
+
+TEST_CASE("sharding processes: the coordinator's node killed with SIGKILL, the next coordinator "
+          "recovers every allocation and moves only the dead node's shards") {
+  bank_cluster c{3};
+  auto client = c.start_all();
+  auto& n = *client.node;
+  auto ids = open_accounts(n, 30);
+  REQUIRE(wait_until([&] { return balanced(c, 3); }, 60s));
+  auto coordinator = troupe::sharding::coordinator_location(*client.cluster->view().state,
+                                                            bank::host_role);
+  REQUIRE(coordinator);
+  std::size_t dead = 3;
+  for (std::size_t i = 0; i < 3; ++i)
+    if (coordinator->address.port == c.port(i))
+      dead = i;
+  REQUIRE(dead < 3);
+  auto before = c.allocations();
+
+  c.node(dead).kill();
+  REQUIRE(c.node(dead).wait(10s));
+  // Every shard the dead node hosted gets a new home, stored by the next
+  // coordinator (which could not append without recovering the earlier state).
+  REQUIRE(wait_until(
+    [&] {
+      auto now = c.allocations();
+      for (auto& [s, a] : before) {
+        auto it = now.find(s);
+        if (it == now.end() || it->second.region.address.port == c.port(dead))
+          return false;
+      }
+      return true;
+    },
+    60s));
+  auto after = c.allocations();
+  for (auto& [s, a] : before) {
+    INFO("shard " << s);
+    REQUIRE(after.count(s) == 1);
+    if (a.region.address.port == c.port(dead)) {
+      CHECK(after.at(s).epoch > a.epoch);
+    } else {
+      // A shard on a survivor stays where it was, under the same epoch.
+      CHECK(after.at(s).region == a.region);
+      CHECK(after.at(s).epoch == a.epoch);
+    }
+  }
+  // Every account answers, with its balance recovered from the journal.
+  for (auto& id : ids) {
+    auto acct = troupe::sharding::entity_for<bank::account>(n, id);
+    std::int64_t balance = -1;
+    REQUIRE(wait_until(
+      [&] {
+        auto r = acct.ask(bank::get_balance{}, 3s);
+        if (r)
+          balance = *r;
+        return r.has_value();
+      },
+      60s));
+    CHECK(balance == 100);
+  }
+  n.shutdown();
+}
