@@ -35,6 +35,7 @@
 #include <caf/scheduler/abstract_coordinator.hpp>
 #include <caf/scheduler/coordinator.hpp>
 
+#include "scheduler_activity.hpp"
 #include "scheduler_clock.hpp"
 
 #include <atomic>
@@ -209,6 +210,7 @@ private:
     auto& d = self->data();
     auto& shared = self->parent()->data();
     shared.spinning.fetch_add(1, std::memory_order_relaxed);
+    spinning_workers().fetch_add(1, std::memory_order_relaxed);
     d.spinning.store(true, std::memory_order_relaxed);
     caf::resumable* job = nullptr;
     auto deadline = std::chrono::steady_clock::now() + spin_time;
@@ -227,6 +229,7 @@ private:
       }
     }
     d.spinning.store(false, std::memory_order_relaxed);
+    spinning_workers().fetch_sub(1, std::memory_order_relaxed);
     shared.spinning.fetch_sub(1, std::memory_order_relaxed);
     return job;
   }

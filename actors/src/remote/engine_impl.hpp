@@ -240,6 +240,8 @@ private:
     return error{code, std::move(text)};
   }
   void run();
+  /// The I/O thread's loop (see engine.cpp): returns when io_ runs out of work.
+  void run_handlers();
   std::shared_ptr<peer_state> find_or_add_peer(const node_address& address);
   std::shared_ptr<peer_state> find_peer(const node_address& address) const;
   /// The installed filter, or nullptr (cheap while none is installed).
