@@ -13,6 +13,7 @@
 
 #include <caf/all.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <thread>
 
@@ -29,8 +30,7 @@ auto add = [](std::int64_t acc, std::int64_t x) { return acc + x; };
 
 std::unique_ptr<troupe::node> bench_node() {
   troupe::config cfg{troupe::node_config_keys()};
-  (void) cfg.set_text("log.level", "warn");
-  (void) cfg.set("scheduler.threads", std::int64_t{2});
+  (void) cfg.set_text("log.level", "warn");  // otherwise the defaults a user gets
   auto n = troupe::node::start(std::move(cfg));
   if (!n)
     troupe::bench::die("node: " + n.error().to_string());
@@ -82,6 +82,7 @@ std::vector<troupe::bench::result> fused(const troupe::bench::options&) {
   troupe::bench::result r{"stream_fused", "elements/s", best_stream, best_loop};
   r.extra["elements"] = fused_n;
   r.extra["stages"] = "from_range -> map -> filter -> fold_sink, one island";
+  r.extra["config"] = "defaults";
   return {r};
 }
 
@@ -126,7 +127,9 @@ std::vector<troupe::bench::result> async_boundary(const troupe::bench::options&)
   constexpr std::int64_t n = 5'000'000;
   auto node = bench_node();
   caf::actor_system_config raw_cfg;
-  raw_cfg.set("scheduler.max-threads", std::size_t{2});
+  // As many workers as troupe's default (one per core).
+  raw_cfg.set("scheduler.max-threads",
+              static_cast<std::size_t>(std::max(1u, std::thread::hardware_concurrency())));
   caf::actor_system raw_sys{raw_cfg};
   auto progress = std::make_shared<counter_progress>();
   auto counter = raw_sys.spawn(raw_counter, progress);
@@ -141,6 +144,7 @@ std::vector<troupe::bench::result> async_boundary(const troupe::bench::options&)
   r.extra["buffer"] = ts::stream_options{}.buffer_size;
   r.extra["batch"] = ts::stream_options{}.batch_size;
   r.extra["baseline_kind"] = "raw CAF, one anon_send per element, 50k window";
+  r.extra["config"] = "defaults";
   return {r};
 }
 

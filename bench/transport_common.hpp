@@ -25,6 +25,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <arpa/inet.h>
@@ -152,8 +153,8 @@ private:
   std::uint16_t port_ = 0;
 };
 
-/// A troupe node for benchmarks: quiet, 2 scheduler threads, the message types
-/// registered and the transport started.
+/// A troupe node for benchmarks: the defaults a user gets (quiet logging aside),
+/// the message types registered and the transport started.
 struct bench_node {
   std::unique_ptr<node> n;
   std::shared_ptr<remote::transport> t;
@@ -161,7 +162,6 @@ struct bench_node {
   explicit bench_node(std::vector<std::string> overrides = {}) {
     config cfg{node_config_keys()};
     (void) cfg.set_text("log.level", "warn");
-    (void) cfg.set_text("scheduler.threads", "2");
     for (auto& kv : overrides) {
       auto eq = kv.find('=');
       if (auto r = cfg.set_text(kv.substr(0, eq), kv.substr(eq + 1)); !r)
@@ -180,13 +180,31 @@ struct bench_node {
   }
 };
 
+/// Answers every benchmark message with itself.
+inline caf::behavior bench_echo(caf::event_based_actor*) {
+  return {[](const bench_msg& m) { return m; }};
+}
+
+/// A peer's role: a troupe node that serves `fun` under `name` until the parent is
+/// done (spawned with spawn options `Os`).
+template <caf::spawn_options Os = caf::no_spawn_options, class F>
+void serve_actor(const std::string& name, F fun) {
+  bench_node me;
+  auto a = me.n->spawn<Os>(name, fun);
+  if (!a || !me.t->register_actor(name, *a))
+    throw std::runtime_error("cannot start the actor '" + name + "'");
+  announce_port(me.t->address().port);
+  wait_for_parent();
+}
+
 /// CAF's own configuration for the remoting baseline: the middleman, the message
-/// type, and the same number of scheduler threads as the troupe nodes.
+/// type, and as many scheduler threads as troupe's default (one per core).
 struct caf_bench_config : caf::actor_system_config {
   caf_bench_config() {
     load<caf::io::middleman>();
     add_message_type<bench_msg>("bench_msg");
-    set("scheduler.max-threads", 2);
+    set("scheduler.max-threads",
+        static_cast<size_t>(std::max(1u, std::thread::hardware_concurrency())));
   }
 };
 

@@ -7,10 +7,10 @@
 //
 // The main line measures the transport: the requester is a blocking actor on its
 // own thread (waiting with a receive timeout) and the responder a detached actor,
-// so each delivery wakes a thread directly. The `scheduled` line uses event-based actors on CAF's work-stealing
-// scheduler instead; with CAF 0.17.6's defaults an idle worker sleeps up to 50 us
-// (plus timer slack) between polls of its queue, and that sleep, not the
-// transport, dominates its round trip (see docs/transport.md, "Latency").
+// so each delivery wakes a thread directly. The `scheduled` line uses event-based
+// actors on the node's scheduler instead (a CAF request with a timeout, as every
+// cross-node ask of an entity): what troupe's scheduler costs on top (see
+// actors/src/scheduler.hpp). Both nodes run with the defaults a user gets.
 #include "transport_common.hpp"
 
 #include "troupe/actors/ask.hpp"
@@ -25,10 +25,6 @@ namespace {
 constexpr const char* bench_name = "transport_rtt";
 constexpr int warmup = 2000;
 constexpr std::size_t max_samples = 200000;
-
-caf::behavior echo(caf::event_based_actor*) {
-  return {[](const bench_msg& m) { return m; }};
-}
 
 struct pinger_state {
   std::vector<double> samples;
@@ -130,16 +126,6 @@ std::vector<double> run_troupe(double seconds) {
   return samples;
 }
 
-template <caf::spawn_options Os>
-void troupe_echo_role() {
-  bench_node me;
-  auto e = me.n->spawn<Os>("echo", echo);
-  if (!e || !me.t->register_actor("echo", *e))
-    throw std::runtime_error("cannot start the echo actor");
-  announce_port(me.t->address().port);
-  wait_for_parent();
-}
-
 std::vector<double> run_raw(double seconds) {
   peer_process peer{bench_name, "raw_echo"};
   int fd = raw_connect(peer.port());
@@ -181,9 +167,9 @@ std::vector<result> transport_rtt(const options& opts) {
   auto role = peer_role();
   if (!role.empty()) {
     if (role == "troupe_echo_detached")
-      troupe_echo_role<caf::detached>();
+      serve_actor<caf::detached>("echo", bench_echo);
     else if (role == "troupe_echo_scheduled")
-      troupe_echo_role<caf::no_spawn_options>();
+      serve_actor("echo", bench_echo);
     else if (role == "raw_echo")
       raw_echo_role();
     return {};
@@ -243,11 +229,13 @@ std::vector<result> transport_rtt(const options& opts) {
   p50.extra["troupe_samples"] = troupe.samples;
   p50.extra["troupe_is"] = "blocking requester (receive timeout), detached responder";
   p50.extra["baseline_is"] = "raw TCP ping-pong between two processes";
+  p50.extra["config"] = "defaults";
   result p99{"transport_rtt_p99", "us", troupe.p99, raw.p99, true};
   result sched{"transport_rtt_scheduled", "us", scheduled.p50, raw.p50, true};
   sched.extra["troupe_p99_us"] = scheduled.p99;
   sched.extra["troupe_rounds_p50_us"] = scheduled_runs.all();
-  sched.extra["troupe_is"] = "event-based requester and responder on CAF's default scheduler";
+  sched.extra["troupe_is"] = "event-based requester and responder on the node's scheduler";
+  sched.extra["config"] = "defaults";
   return {p50, p99, sched};
 }
 

@@ -132,15 +132,6 @@ run_result run_troupe(double seconds, nlohmann::json& extra) {
   return result;
 }
 
-void troupe_sink_role() {
-  bench_node me;
-  auto sink = me.n->spawn("sink", counting_sink);
-  if (!sink || !me.t->register_actor("sink", *sink))
-    throw std::runtime_error("cannot start the sink");
-  announce_port(me.t->address().port);
-  wait_for_parent();
-}
-
 // -- CAF remoting -------------------------------------------------------------------------
 
 struct caf_sender_state {
@@ -297,7 +288,7 @@ std::vector<result> transport_throughput(const options& opts) {
   auto role = peer_role();
   if (!role.empty()) {
     if (role == "troupe_sink")
-      troupe_sink_role();
+      serve_actor("sink", counting_sink);
     else if (role == "caf_sink")
       caf_sink_role();
     else if (role == "raw_sink")
@@ -337,6 +328,7 @@ std::vector<result> transport_throughput(const options& opts) {
   extra["troupe_rounds"] = troupe_rounds;
   extra["caf_rounds"] = caf_rounds;
   extra["message_bytes"] = payload_size;
+  extra["config"] = "defaults";
   result vs_caf{"transport_throughput", "msgs/s", troupe.rate(), caf.rate()};
   vs_caf.extra = extra;
   vs_caf.extra["baseline_is"] = "CAF 0.17.6 remoting (publish/remote_actor)";

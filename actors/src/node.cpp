@@ -4,6 +4,8 @@
 #include "troupe/actors/atoms.hpp"
 #include "troupe/actors/caf_error.hpp"
 
+#include "scheduler.hpp"
+
 #include <caf/all.hpp>
 #include <caf/io/middleman.hpp>
 
@@ -110,6 +112,9 @@ expected<std::unique_ptr<node>> node::start(troupe::config cfg, options opts) {
   caf_cfg->add_error_category(troupe_error_category(), render_caf_troupe_error);
   auto n = threads > 0 ? threads : std::max<std::int64_t>(1, std::thread::hardware_concurrency());
   caf_cfg->set("scheduler.max-threads", static_cast<size_t>(n));
+  // Idle workers sleep until work arrives instead of polling, and timers do not
+  // wake a thread each (scheduler.hpp).
+  caf_cfg->load<detail::scheduler>();
   if (ctx->config().get_bool("node.caf-middleman"))
     caf_cfg->load<caf::io::middleman>();
   return std::unique_ptr<node>(new node(std::move(caf_cfg), std::move(ctx)));

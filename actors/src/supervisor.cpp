@@ -1,11 +1,11 @@
 #include "troupe/actors/supervisor.hpp"
 
-#include "troupe/actors/forwarding.hpp"
-
 #include "troupe/actors/ask.hpp"
 #include "troupe/actors/atoms.hpp"
 #include "troupe/actors/caf_error.hpp"
 #include "troupe/actors/node_context.hpp"
+
+#include "stable_handle.hpp"
 
 #include <caf/all.hpp>
 
@@ -19,17 +19,6 @@
 
 namespace troupe::supervision {
 
-// Control messages of the stable-handle router. Private types: no user message can
-// match them.
-struct route_to {
-  caf::actor target;
-  std::shared_ptr<std::atomic<bool>> failing;
-};
-struct hold_messages {};
-struct close_route {
-  caf::error reason;
-};
-
 // Supervisor timers.
 struct restart_due {
   std::uint64_t generation;
@@ -40,9 +29,6 @@ struct stop_overdue {
 
 } // namespace troupe::supervision
 
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::supervision::route_to)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::supervision::hold_messages)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::supervision::close_route)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::supervision::restart_due)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::supervision::stop_overdue)
 
@@ -87,83 +73,6 @@ bool is_abnormal(const caf::error& reason) {
          && reason != caf::exit_reason::user_shutdown;
 }
 
-// -- the stable handle -----------------------------------------------------------------
-
-// Held requests are answered with the real reason (answer_held): CAF's
-// sync_request_bouncer always answers request_receiver_down. Actor composition
-// (forwarding stages) is not supported through stable handles: the error goes to
-// the sender.
-
-struct router_state {
-  caf::actor target;
-  std::shared_ptr<std::atomic<bool>> failing;  // set when target's handler threw
-  bool closed = false;
-  caf::error close_reason;
-  std::deque<caf::mailbox_element_ptr> buffer;
-  std::size_t capacity = 0;
-
-  // The router may stop (its supervisor's exit message is urgent) before it saw
-  // close_route: whatever it still holds is answered, never silently dropped.
-  ~router_state() {
-    auto reason = close_reason ? close_reason
-                               : to_caf_error(error{errc::stopped, "the child's supervisor stopped"});
-    for (auto& e : buffer)
-      answer_held(*e, reason);
-  }
-};
-
-caf::behavior router(caf::stateful_actor<router_state>* self, std::string name,
-                     std::size_t capacity) {
-  init_actor(self, name + "/handle");
-  self->state.capacity = capacity;
-  auto& dropped = node_of(self).metrics().counter(
-    "troupe_supervisor_handle_dropped_total", {{"child", name}},
-    "Messages a stable child handle could not buffer while the child restarted.");
-  self->set_default_handler(
-    [self, name, &dropped](caf::scheduled_actor*,
-                           caf::message_view& x) -> caf::result<caf::message> {
-      auto& st = self->state;
-      if (st.target && st.failing->load(std::memory_order_acquire))
-        st.target = nullptr;  // dying: hold messages for the next incarnation
-      if (st.target) {
-        st.target->enqueue(take_current_message(self, x), self->context());
-        return caf::delegated<caf::message>{};
-      }
-      if (st.closed)
-        return st.close_reason;
-      if (st.buffer.size() >= st.capacity) {
-        dropped.inc();
-        return to_caf_error(error{errc::overloaded,
-                                  fmt::format("child '{}' is restarting and its handle's "
-                                              "buffer of {} messages is full",
-                                              name, st.capacity)});
-      }
-      st.buffer.push_back(take_current_message(self, x));
-      return caf::delegated<caf::message>{};
-    });
-  return {
-    [self](route_to& r) {
-      auto& st = self->state;
-      st.target = std::move(r.target);
-      st.failing = std::move(r.failing);
-      while (!st.buffer.empty()) {
-        st.target->enqueue(std::move(st.buffer.front()), self->context());
-        st.buffer.pop_front();
-      }
-    },
-    [self](hold_messages) { self->state.target = nullptr; },
-    [self](close_route& c) {
-      auto& st = self->state;
-      st.target = nullptr;
-      st.closed = true;
-      st.close_reason = c.reason;
-      for (auto& e : st.buffer)
-        answer_held(*e, c.reason);
-      st.buffer.clear();
-    },
-  };
-}
-
 // -- the supervisor --------------------------------------------------------------------
 
 enum class phase { running, stopping, restarting, stopped };
@@ -182,7 +91,7 @@ struct child_slot {
   std::uint64_t id = 0;
   child_spec spec;
   caf::actor current;
-  caf::actor router;  // absent for temporary children: their handle is the actor
+  caf::actor handle;  // the stable handle; absent for temporary children (the actor is)
   phase state = phase::stopped;
   int restarts = 0;
   duration last_backoff{0};
@@ -212,13 +121,15 @@ struct supervisor_state {
   std::uint64_t restart_generation = 0;
   bool shutting_down = false;
   std::vector<caf::response_promise> stop_promises;
-  // Children and routers still alive. Shared with a functor attached to the
+  // Children still alive. Shared with a functor attached to the
   // supervisor that sends them an exit message when the supervisor terminates for
   // any reason (a one-way link: CAF links are two-way, and CAF drops a link when an
   // actor receives an exit message from its partner, which would hide the deaths of
   // children we asked to stop).
   using live_set = std::unordered_map<caf::actor_id, caf::actor>;
   std::shared_ptr<live_set> live = std::make_shared<live_set>();
+  // The children's stable handles; the same functor ends them.
+  std::shared_ptr<std::vector<caf::actor>> handles = std::make_shared<std::vector<caf::actor>>();
 };
 
 using supervisor_actor = caf::stateful_actor<supervisor_state>;
@@ -252,7 +163,7 @@ void send_exits(const caf::actor_addr& source, const supervisor_state::live_set&
 }
 
 caf::actor handle_of(const child_slot& c) {
-  return c.router ? c.router : c.current;
+  return c.handle ? c.handle : c.current;
 }
 
 void handle_failure(supervisor_actor* self, std::uint64_t id, const caf::error& reason);
@@ -286,12 +197,12 @@ void start_slot(supervisor_actor* self, std::uint64_t id) {
   add_live(self, child);
   auto failing = std::make_shared<std::atomic<bool>>(false);
   node_of(self).watch_failure(child.id(), failing);
-  if (c->spec.restart != restart_policy::temporary && !c->router) {
-    c->router = self->spawn(router, c->spec.name, c->spec.buffer_capacity);
-    add_live(self, c->router);
+  if (c->spec.restart != restart_policy::temporary && !c->handle) {
+    c->handle = detail::make_stable_handle(self->system(), c->spec.name, c->spec.buffer_capacity);
+    self->state.handles->push_back(c->handle);
   }
-  if (c->router)
-    self->send(c->router, route_to{child, std::move(failing)});
+  if (c->handle)
+    detail::stable_handle_of(c->handle).route_to(child, std::move(failing));
 }
 
 // Stops the children in stop_queue one after the other (newest first), each bounded
@@ -350,11 +261,11 @@ void shut_down(supervisor_actor* self, caf::error reason) {
   st.shutting_down = true;
   st.pending_restart.clear();
   ++st.restart_generation;
+  auto stopping = to_caf_error(
+    error{errc::stopped, fmt::format("supervisor '{}' is stopping", st.spec.name)});
   for (auto& [id, c] : st.children)
-    if (c.router)
-      self->send(c.router, close_route{to_caf_error(
-                             error{errc::stopped, fmt::format("supervisor '{}' is stopping",
-                                                              st.spec.name)})});
+    if (c.handle)
+      detail::stable_handle_of(c.handle).close(stopping);
   stop_children(self, all_child_ids(self), [self, reason] {
     for (auto& p : self->state.stop_promises)
       p.deliver(caf::unit);
@@ -422,11 +333,10 @@ void schedule_restart(supervisor_actor* self, std::vector<std::uint64_t> ids, du
 void end_child(supervisor_actor* self, child_slot& c, const caf::error& reason) {
   auto& st = self->state;
   c.state = phase::stopped;
-  if (c.router)
-    self->send(c.router, close_route{to_caf_error(
-                           error{errc::stopped, fmt::format("child '{}' stopped for good: {}",
-                                                            c.spec.name,
-                                                            self->system().render(reason))})});
+  if (c.handle)
+    detail::stable_handle_of(c.handle).close(to_caf_error(
+      error{errc::stopped, fmt::format("child '{}' stopped for good: {}", c.spec.name,
+                                       self->system().render(reason))}));
   if (c.spec.restart == restart_policy::temporary) {
     auto id = c.id;  // not a reference into the slot being erased
     st.children.erase(id);
@@ -463,8 +373,8 @@ void handle_failure(supervisor_actor* self, std::uint64_t id, const caf::error& 
   c->last_backoff = delay;
   auto ids = affected_by(self, id);
   for (auto other : ids)
-    if (auto* s = find_slot(self, other); s && s->router)
-      self->send(s->router, hold_messages{});
+    if (auto* s = find_slot(self, other); s && s->handle)
+      detail::stable_handle_of(s->handle).hold();
   std::vector<std::uint64_t> siblings;
   for (auto other : ids)
     if (other != id)
@@ -532,8 +442,12 @@ caf::behavior supervisor(supervisor_actor* self, supervisor_spec spec) {
   // Children never send us exit messages (we monitor them); an exit message comes
   // from our parent stopping: take the subtree down in order, then follow.
   self->set_exit_handler([self](caf::exit_msg& em) { shut_down(self, em.reason); });
-  self->attach_functor([live = st.live, addr = self->address()](const caf::error& reason) {
+  self->attach_functor([live = st.live, handles = st.handles, addr = self->address(),
+                        name = st.spec.name](const caf::error& reason) {
     send_exits(addr, *live, reason ? reason : caf::error{caf::exit_reason::user_shutdown});
+    auto ended = to_caf_error(error{errc::stopped, fmt::format("supervisor '{}' stopped", name)});
+    for (auto& h : *handles)
+      detail::stable_handle_of(h).end(ended);
   });
   for (auto& c : children) {
     auto id = st.next_id++;

@@ -8,6 +8,7 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <atomic>
 #include <climits>
 #include <cstdint>
@@ -254,6 +255,11 @@ struct sqlite_journal::impl {
   std::vector<std::string> provisional_ids;
   std::vector<std::string> provisional_tags;
   std::string tags_text;  // reused buffer
+  struct planned_write {
+    id_info* id;        // into `ids` (node-based: stable while the entry lives)
+    std::size_t index;  // in the batch
+  };
+  std::vector<planned_write> plan;  // reused: write_batch's storage order
 
   // -- reader connections ---------------------------------------------------------------
   std::mutex pool_mtx;
@@ -479,12 +485,11 @@ struct sqlite_journal::impl {
     return write_result{};
   }
 
-  /// Stores one validated atomic write inside the open transaction. Returns the
-  /// write's own result, or an error (as the outer expected) that dooms the batch.
-  expected<write_result> store(const atomic_write& w, offset_type& offset, std::int64_t ts) {
-    auto id = resolve_id(w.persistence_id, true);
-    if (!id)
-      return std::move(id).error();
+  /// Stores one validated atomic write of the persistence id `id` inside the open
+  /// transaction. Returns the write's own result, or an error (as the outer
+  /// expected) that dooms the batch.
+  expected<write_result> store(const atomic_write& w, id_info* id, offset_type& offset,
+                               std::int64_t ts) {
     auto first = w.events.front().seq;
     auto conflict = [&](sequence_nr seq) {
       return write_result{
@@ -520,14 +525,14 @@ struct sqlite_journal::impl {
         return fenced;
       }
     }
-    if (first <= (*id)->deleted_to) {
+    if (first <= id->deleted_to) {
       if (auto ok = undo(); !ok)
         return std::move(ok).error();
       return conflict(first);
     }
     auto start = offset;
     for (auto& e : w.events) {
-      auto rc = insert_event(**ins, (*id)->id, w.persistence_id, e, offset + 1, ts);
+      auto rc = insert_event(**ins, id->id, w.persistence_id, e, offset + 1, ts);
       if (!rc)
         return std::move(rc).error();
       if (*rc == SQLITE_DONE) {
@@ -569,6 +574,34 @@ struct sqlite_journal::impl {
     return {};
   }
 
+  /// The order in which write_batch stores the batch's valid writes: by persistence
+  /// id row, then batch position. The (pid, seq) index is then updated in key order,
+  /// each insert next to the previous one in the b-tree (as a writer that goes round
+  /// its entities would), instead of at random. Offsets follow this order; the batch
+  /// commits as a whole, so no reader can tell, and one id's writes keep their order.
+  /// A batch with a fenced write keeps its submission order: a fence key spans many
+  /// ids (a shard), and which of two writes under one key is refused depends on
+  /// their order.
+  expected<void> plan_batch(std::span<const atomic_write> batch,
+                            const std::vector<write_result>& results) {
+    plan.clear();
+    bool fenced = false;
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      if (!results[i])
+        continue;  // rejected by validation
+      auto id = resolve_id(batch[i].persistence_id, true);
+      if (!id)
+        return std::move(id).error();
+      plan.push_back(planned_write{*id, i});
+      fenced = fenced || batch[i].fence.has_value();
+    }
+    if (!fenced)
+      std::sort(plan.begin(), plan.end(), [](const planned_write& a, const planned_write& b) {
+        return a.id->id != b.id->id ? a.id->id < b.id->id : a.index < b.index;
+      });
+    return {};
+  }
+
   /// The batch inside one transaction; an error means nothing was stored.
   expected<void> write_batch(std::span<const atomic_write> batch, std::vector<write_result>& results) {
     if (auto ok = begin_write(); !ok)
@@ -576,15 +609,15 @@ struct sqlite_journal::impl {
     auto offset = read_offset();
     if (!offset)
       return std::move(offset).error();
+    if (auto ok = plan_batch(batch, results); !ok)
+      return ok;
     auto next = *offset;
     auto ts = now_ms();
-    for (std::size_t i = 0; i < batch.size(); ++i) {
-      if (!results[i])
-        continue;  // rejected by validation
-      auto r = store(batch[i], next, ts);
+    for (auto& p : plan) {
+      auto r = store(batch[p.index], p.id, next, ts);
       if (!r)
         return std::move(r).error();
-      results[i] = std::move(*r);
+      results[p.index] = std::move(*r);
     }
     if (next != *offset)
       if (auto ok = write_offset(next); !ok)

@@ -18,6 +18,8 @@ namespace {
 
 using never_atom = caf::atom_constant<caf::atom("never")>;
 using poke_atom = caf::atom_constant<caf::atom("poke")>;
+using soon_atom = caf::atom_constant<caf::atom("soon")>;
+using late_atom = caf::atom_constant<caf::atom("late")>;
 
 caf::behavior echo(caf::event_based_actor*) {
   return {[](int x) { return x; }};
@@ -281,6 +283,38 @@ TEST_CASE("in-actor ask runs its continuation once with the value or the error")
   auto r2 = troupe::ask<std::string>(n->system(), *relay, 5s, *echo_actor, 1);
   REQUIRE(r2);
   CHECK(*r2 == "unexpected_message");
+}
+
+// The node's clock sleeps until its earliest timer; a timer set later but due earlier
+// must wake it (a bug here would hold the short timer back for a minute).
+TEST_CASE("a timer due before the one the node's clock waits for fires first") {
+  auto n = troupe::test::make_node();
+  auto fired = std::make_shared<std::vector<std::string>>();
+  auto mtx = std::make_shared<std::mutex>();
+  auto record = [=](std::string what) {
+    std::lock_guard<std::mutex> guard{*mtx};
+    fired->push_back(std::move(what));
+  };
+  auto seen = [=] {
+    std::lock_guard<std::mutex> guard{*mtx};
+    return *fired;
+  };
+  auto a = n->spawn("timers", [record](caf::event_based_actor* self) -> caf::behavior {
+    self->delayed_send(self, std::chrono::seconds{60}, late_atom::value);
+    self->delayed_send(self, std::chrono::milliseconds{1}, poke_atom::value);
+    return {
+      [record](poke_atom) { record("poke"); },
+      [self](never_atom) { self->delayed_send(self, std::chrono::milliseconds{20}, soon_atom::value); },
+      [record](soon_atom) { record("soon"); },
+      [record](late_atom) { record("late"); },
+    };
+  });
+  REQUIRE(a);
+  // Once the first short timer fired, the clock sleeps for the 60 s one.
+  REQUIRE(troupe::test::wait_until([&] { return seen().size() == 1; }));
+  caf::anon_send(*a, never_atom::value);
+  CHECK(troupe::test::wait_until([&] { return seen().size() == 2; }));
+  CHECK(seen() == std::vector<std::string>{"poke", "soon"});
 }
 
 // The guardian indexes its children: with 10,000 entities, each start and each stop

@@ -11,6 +11,7 @@
 
 #include <map>
 #include <mutex>
+#include <numeric>
 
 using namespace std::chrono_literals;
 using troupe::errc;
@@ -27,6 +28,7 @@ struct journal {
   std::mutex mtx;
   std::map<std::string, int> starts;
   std::vector<std::string> stops;  // in termination order
+  std::vector<int> received;       // one-way ints, in arrival order, all incarnations
 
   int starts_of(const std::string& name) {
     std::lock_guard<std::mutex> guard{mtx};
@@ -35,6 +37,10 @@ struct journal {
   std::vector<std::string> stop_order() {
     std::lock_guard<std::mutex> guard{mtx};
     return stops;
+  }
+  std::vector<int> received_ints() {
+    std::lock_guard<std::mutex> guard{mtx};
+    return received;
   }
 };
 
@@ -59,6 +65,10 @@ caf::behavior worker(caf::stateful_actor<worker_state>* self, std::shared_ptr<jo
     [](crash_atom) -> int { throw std::runtime_error("boom"); },
     [self](quit_atom) { self->quit(); },
     [self](hold_atom) -> caf::result<int> { return self->make_response_promise<int>(); },
+    [j](int x) {
+      std::lock_guard<std::mutex> guard{j->mtx};
+      j->received.push_back(x);
+    },
   };
 }
 
@@ -115,6 +125,20 @@ struct fixture {
       if (c.name == name)
         return true;
     return false;
+  }
+
+  // A one_for_one supervisor of one permanent worker "w", and w's stable handle.
+  struct supervised_w {
+    caf::actor sup;
+    caf::actor w;
+  };
+  supervised_w supervise_w(troupe::backoff_policy backoff = {1ms, 10ms, 2.0, 0.0}) {
+    auto spec = quick_spec("s", troupe::restart_strategy::one_for_one);
+    spec.backoff = backoff;
+    spec.children = {worker_child(j, "w")};
+    auto sup = node->spawn_supervisor(spec);
+    REQUIRE(sup);
+    return {*sup, handle(*sup, "w")};
   }
 
   // Waits until `name` runs its `n`-th incarnation and is reported running.
@@ -276,17 +300,12 @@ TEST_CASE("a top-level supervisor that gives up stops its whole subtree") {
 
 TEST_CASE("backoff between restarts grows with each failure inside the window") {
   fixture f;
-  auto spec = quick_spec("s", troupe::restart_strategy::one_for_one);
-  spec.backoff = troupe::backoff_policy{2ms, 1s, 2.0, 0.0};
-  spec.children = {worker_child(f.j, "w")};
-  auto sup = f.node->spawn_supervisor(spec);
-  REQUIRE(sup);
-  auto w = f.handle(*sup, "w");
+  auto [sup, w] = f.supervise_w(troupe::backoff_policy{2ms, 1s, 2.0, 0.0});
   std::vector<troupe::duration> delays;
   for (int i = 1; i <= 3; ++i) {
     CHECK_FALSE(troupe::ask<int>(f.sys(), w, 30s, crash_atom::value));
-    f.wait_running(*sup, "w", i + 1);
-    delays.push_back(f.info(*sup, "w").last_backoff);
+    f.wait_running(sup, "w", i + 1);
+    delays.push_back(f.info(sup, "w").last_backoff);
   }
   CHECK(delays[0] == 2ms);
   CHECK(delays[1] == 4ms);
@@ -295,12 +314,7 @@ TEST_CASE("backoff between restarts grows with each failure inside the window") 
 
 TEST_CASE("the stable handle buffers messages while the child restarts") {
   fixture f;
-  auto spec = quick_spec("s", troupe::restart_strategy::one_for_one);
-  spec.backoff = troupe::backoff_policy{300ms, 300ms, 1.0, 0.0};
-  spec.children = {worker_child(f.j, "w")};
-  auto sup = f.node->spawn_supervisor(spec);
-  REQUIRE(sup);
-  auto w = f.handle(*sup, "w");
+  auto [sup, w] = f.supervise_w(troupe::backoff_policy{300ms, 300ms, 1.0, 0.0});
   CHECK(f.ask_int(w, inc_atom::value) == 1);
   CHECK_FALSE(troupe::ask<int>(f.sys(), w, 30s, crash_atom::value));
   // Sent right after the failure reply, while the child restarts: buffered by the
@@ -339,6 +353,39 @@ TEST_CASE("a full handle buffer answers overloaded, and buffered requests are an
   REQUIRE(troupe::ask<void>(f.sys(), *sup, 10s, troupe::stop_atom::value));
   CHECK(outcome(pending[0]).code() == errc::stopped);
   CHECK(outcome(pending[1]).code() == errc::stopped);
+}
+
+TEST_CASE("messages held by a stable handle during a restart arrive first, in send order") {
+  fixture f;
+  auto [sup, w] = f.supervise_w(troupe::backoff_policy{200ms, 200ms, 1.0, 0.0});
+  CHECK_FALSE(troupe::ask<int>(f.sys(), w, 30s, crash_atom::value));
+  // Held while the child restarts (the handle has no incarnation to give them to).
+  for (int i = 1; i <= 100; ++i)
+    caf::anon_send(w, i);
+  f.wait_running(sup, "w", 2);
+  // Sent to the new incarnation directly.
+  for (int i = 101; i <= 200; ++i)
+    caf::anon_send(w, i);
+  REQUIRE(troupe::test::wait_until([&] { return f.j->received_ints().size() == 200; }));
+  std::vector<int> expected(200);
+  std::iota(expected.begin(), expected.end(), 1);
+  CHECK(f.j->received_ints() == expected);
+}
+
+TEST_CASE("a stable handle ends with its supervisor: monitors learn it, requests get stopped") {
+  fixture f;
+  auto [sup, w] = f.supervise_w();
+  CHECK(f.ask_int(w, inc_atom::value) == 1);
+  caf::scoped_actor self{f.sys()};
+  self->monitor(w);
+  REQUIRE(troupe::ask<void>(f.sys(), sup, 10s, troupe::stop_atom::value));
+  bool down = false;
+  self->receive([&](caf::down_msg& dm) { down = dm.source == w.address(); },
+                caf::after(std::chrono::seconds{10}) >> [] {});
+  CHECK(down);
+  auto r = troupe::ask<int>(f.sys(), w, 5s, inc_atom::value);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code() == errc::stopped);
 }
 
 TEST_CASE("nested supervisors form a tree that stops children before parents") {

@@ -151,6 +151,64 @@ TEST_CASE("sqlite journal: created in WAL mode with a schema_version, reopened w
   CHECK((*j)->read_events("a", 4, 4, 1)->front().offset == before + 1);
 }
 
+// The writer stores a batch's writes ordered by persistence id row (index updates in
+// key order, docs/persistence-storage.md): each write still gets its own result in
+// batch position, one id's writes keep their order, and the batch's offsets are the
+// next ones, without gaps.
+TEST_CASE("sqlite journal: a batch stored in id order keeps each write's result and each id's order") {
+  temp_dir dir;
+  auto j = sqlite_journal::open(options_for(dir.file("journal.db")));
+  REQUIRE(j);
+  // Id rows are made in this order: z, m, a.
+  REQUIRE(write_all(**j, {make_write("z", 1, 1), make_write("m", 1, 1), make_write("a", 1, 1)})[0]);
+  auto before = *(*j)->highest_offset();
+  auto results = write_all(**j, {make_write("a", 2, 3, {"t"}), make_write("m", 2, 2, {"t"}),
+                                 make_write("a", 4, 4, {"t"}), make_write("z", 2, 2, {"t"}),
+                                 make_write("m", 2, 2, {"t"})});
+  REQUIRE(results.size() == 5);
+  for (int i = 0; i < 4; ++i)
+    CHECK(results[i]);
+  REQUIRE_FALSE(results[4]);
+  CHECK(results[4].error().code() == errc::sequence_conflict);
+  CHECK(*(*j)->highest_offset() == before + 5);
+  std::set<offset_type> offsets;
+  for (const char* id : {"a", "m", "z"}) {
+    auto events = (*j)->read_events(id, 2, 10, 10);
+    REQUIRE(events);
+    for (std::size_t k = 0; k < events->size(); ++k) {
+      CHECK((*events)[k].seq == k + 2);
+      if (k > 0)
+        CHECK((*events)[k].offset > (*events)[k - 1].offset);
+      offsets.insert((*events)[k].offset);
+    }
+  }
+  CHECK(offsets == std::set<offset_type>{before + 1, before + 2, before + 3, before + 4, before + 5});
+  auto tagged = (*j)->events_by_tag("t", before, 10);
+  REQUIRE(tagged);
+  CHECK(tagged->size() == 5);
+}
+
+// A fence key spans many ids (a shard): which of two writes under one key is refused
+// depends on their order, so a batch with a fenced write is stored in submission
+// order, not in id order.
+TEST_CASE("sqlite journal: fenced writes of one batch are checked in submission order") {
+  temp_dir dir;
+  auto j = sqlite_journal::open(options_for(dir.file("journal.db")));
+  REQUIRE(j);
+  REQUIRE(write_all(**j, {make_write("z", 1, 1)})[0]);  // z gets the lower id row
+  auto newer = make_write("a", 1, 1);
+  newer.fence = write_fence{"shard-4", 2};
+  auto older = make_write("z", 2, 2);
+  older.fence = write_fence{"shard-4", 1};
+  auto results = write_all(**j, {newer, older});
+  REQUIRE(results.size() == 2);
+  CHECK(results[0]);
+  REQUIRE_FALSE(results[1]);
+  CHECK(results[1].error().code() == errc::fenced);
+  CHECK(*(*j)->highest_sequence_nr("z") == 1);
+  CHECK(*(*j)->fence_epoch("shard-4") == 2);
+}
+
 TEST_CASE("sqlite journal: a read-only journal file is an io_error naming the path") {
   temp_dir dir;
   auto path = dir.file("journal.db");

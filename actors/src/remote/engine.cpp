@@ -1,10 +1,12 @@
 // The engine's lifecycle, its peers, quarantine, and how connections end.
 #include "remote/engine_impl.hpp"
+#include "scheduler_activity.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <random>
 
+#include <sched.h>
 #include <sys/random.h>
 
 namespace troupe::remote::detail {
@@ -147,11 +149,40 @@ expected<void> engine_impl::open() {
 void engine_impl::run() {
   for (;;) {
     try {
-      io_.run();
+      run_handlers();
       return;
     } catch (const std::exception& ex) {
       // Handlers do not throw by contract; a bug must not take the node down.
       log_.error("transport", "I/O thread caught an exception (a bug): {}", ex.what());
+    }
+  }
+}
+
+/// After handling I/O, the thread keeps polling for more (without blocking) while
+/// a scheduler worker spins for work, for up to io_spin_time: an actor that just
+/// sent a request (or answered one) spins for the next message, and the frame that
+/// brings it (a reply from another process comes back within a few tens of
+/// microseconds) is then read and handed over without waking either thread, each
+/// wake-up costing several microseconds of the round trip on a VM. Without a
+/// spinning worker the answer goes to a sleeping thread (a blocking requester, a
+/// detached actor, a sleeping worker) that a spinning I/O thread would only keep
+/// from a core, so the thread blocks in epoll at once, as an idle transport does.
+/// It yields the core between polls.
+constexpr auto io_spin_time = std::chrono::microseconds{30};
+
+void engine_impl::run_handlers() {
+  using clock = std::chrono::steady_clock;
+  while (io_.run_one() > 0) {
+    auto deadline = clock::now() + io_spin_time;
+    while (!io_.stopped()) {
+      if (io_.poll() > 0) {
+        deadline = clock::now() + io_spin_time;
+        continue;
+      }
+      if (troupe::detail::spinning_workers().load(std::memory_order_relaxed) == 0
+          || clock::now() >= deadline)
+        break;
+      sched_yield();
     }
   }
 }

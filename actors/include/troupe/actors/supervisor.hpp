@@ -17,17 +17,22 @@
 //   it cost O(log n) in the number of children, so a supervisor (e.g. the
 //   guardian) can hold tens of thousands of dynamic children (entities). Looking a
 //   child up by name (child_handle) is a linear scan.
-// - A child's *stable handle* (child_handle / child_atom) is a small routing actor
-//   that outlives restarts: it forwards to the current incarnation, keeping the
-//   sender and request id, and buffers (up to buffer_capacity) while the child is
-//   restarting. Overflow replies `overloaded` to requests (one-way messages are
-//   dropped and counted). Once a child is gone for good (temporary, or transient
-//   after a normal exit), the handle replies `stopped`.
+// - A child's *stable handle* (child_handle / child_atom) is an actor handle that
+//   outlives restarts. It has no mailbox: a message sent to it goes, on the
+//   sender's thread, straight into the current incarnation's mailbox, keeping the
+//   sender and request id (as fast as sending to the child itself). While the child
+//   is restarting the handle buffers (up to buffer_capacity) and hands the buffer to
+//   the next incarnation before anything sent later. Overflow replies `overloaded`
+//   to requests (one-way messages are dropped and counted). Once a child is gone
+//   for good (temporary, or transient after a normal exit), the handle replies
+//   `stopped`. A message sent to the handle is forwarded to the child, exit
+//   messages included.
 //   A message sent after the reply to a failed request is held for the next
 //   incarnation. Messages already in the failing child's mailbox are lost with it
 //   (CAF discards a stopped actor's mailbox): their requesters get actor_down.
 //   A handle lives as long as its supervisor's incarnation: when the supervisor
-//   itself is restarted (escalation), the handles of its children end, and
+//   itself is restarted (escalation), the handles of its children end (monitors
+//   of a handle get a down message; requests to it are answered `stopped`), and
 //   clients look them up again through the supervisor's own stable handle (as with
 //   Akka, where a restarted parent recreates its children).
 // - A child stops "abnormally" when its exit reason is neither normal nor
