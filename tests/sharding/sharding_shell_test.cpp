@@ -62,6 +62,13 @@ std::string account(int k) {
   return fmt::format("acct-{}", k);
 }
 
+/// The entities running in node `n`'s account region.
+std::size_t running_entities(node& n) {
+  auto r = sharding::report(n, "account", 5s);
+  REQUIRE(r);
+  return r->entities;
+}
+
 /// Which node hosts each shard, from every region's report; fails on a shard
 /// hosted twice.
 std::map<sharding::shard_id, std::size_t> hosts(test::in_process_cluster& c,
@@ -280,11 +287,7 @@ TEST_CASE("sharding shell: a region runs at most max_active_entities, passivatin
     REQUIRE(acct.ask(bank::open_account{"owner"}, 10s));
     REQUIRE(acct.ask(bank::deposit{10 + k}, 10s));
   }
-  auto running = [&] {
-    auto r = sharding::report(n, "account", 5s);
-    REQUIRE(r);
-    return r->entities;
-  };
+  auto running = [&] { return running_entities(n); };
   CHECK(test::wait_until([&] { return running() <= 5; }, 10s));
   // The five most recently used answer with their state.
   for (int k = accounts - 5; k < accounts; ++k)
@@ -313,11 +316,7 @@ TEST_CASE("sharding shell: with remember-entities, a leaving node's entities sta
     auto acct = sharding::entity_for<bank::account>(*c[0].n, account(k));
     REQUIRE(acct.ask(bank::open_account{"owner"}, 10s));
   }
-  auto running = [&](std::size_t i) {
-    auto r = sharding::report(*c[i].n, "account", 5s);
-    REQUIRE(r);
-    return r->entities;
-  };
+  auto running = [&](std::size_t i) { return running_entities(*c[i].n); };
   REQUIRE(running(0) + running(1) + running(2) == accounts);
   REQUIRE(running(2) > 0);
   // Node 2 hands its shards off; they are allocated again at once, and their
