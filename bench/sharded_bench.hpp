@@ -19,6 +19,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <random>
 #include <thread>
 
@@ -68,10 +69,19 @@ inline double measure(counters& c, double seconds) {
   return static_cast<double>(n) / took;
 }
 
-/// A node in a one-node cluster, the account type sharded over an in-memory
-/// journal, or over the SQLite journal at `sqlite_path` (WAL + synchronous=FULL).
+/// Where a benchmark node joins and what it hosts.
+struct cluster_role {
+  /// The seed to join; none: the node is its own seed (a one-node cluster).
+  std::optional<remote::node_address> seed;
+  std::vector<std::string> roles;
+};
+
+/// A node in a one-node cluster (or joining `where.seed`), the account type
+/// sharded over an in-memory journal, or over the SQLite journal at `sqlite_path`
+/// (WAL + synchronous=FULL).
 inline std::unique_ptr<node> start_node(sharding::sharding_settings s = {},
-                                        const std::string& sqlite_path = {}) {
+                                        const std::string& sqlite_path = {},
+                                        const cluster_role& where = {}) {
   auto schema = node_config_keys();
   persistence::add_config_keys(schema);
   config cfg{std::move(schema)};
@@ -94,10 +104,11 @@ inline std::unique_ptr<node> start_node(sharding::sharding_settings s = {},
   if (!installed)
     die(installed.error().to_string());
   membership::membership_settings ms;
-  ms.seed_nodes = {(*t)->address()};
+  ms.seed_nodes = {where.seed ? *where.seed : (*t)->address()};
+  ms.roles = where.roles;
   auto c = membership::cluster::start(nd, ms);
   if (!c || !(*c)->wait_until_up(30s))
-    die("the one-node cluster did not come up");
+    die("the benchmark's cluster did not come up");
   bank::register_types(nd.codec());
   s.passivate_idle_after = 0s;
   if (auto r = sharding::start<bank::account>(nd, s); !r)

@@ -1,9 +1,10 @@
 # Compiler settings shared by every troupe target.
 #
-# All targets get exactly the same flags through `troupe_build_flags`, so the one CAF
-# precompiled header (built once, in `troupe_caf_pch`) is valid for every target that
-# reuses it. A PCH built with different flags is silently ignored by GCC, which is
-# why nothing may add per-target compile options or definitions.
+# All targets get exactly the same flags through `troupe_build_flags` (tests through
+# `troupe_test_flags`), so the CAF precompiled header built once for them
+# (`troupe_caf_pch`, `troupe_test_pch`) is valid for every target that reuses it. A
+# PCH built with different flags is silently ignored by GCC, which is why nothing
+# may add per-target compile options or definitions.
 
 set(CMAKE_CXX_STANDARD 20)
 set(CMAKE_CXX_STANDARD_REQUIRED ON)
@@ -28,11 +29,23 @@ target_include_directories(troupe_build_flags INTERFACE ${PROJECT_BINARY_DIR}/ge
 target_compile_options(troupe_build_flags INTERFACE
   -Wall -Wextra -Werror -Wno-missing-field-initializers)
 if(TROUPE_SANITIZE)
+  # Compile time decides whether this suite fits in CI (docs/contributing.md): on a
+  # large test file GCC 12 took 384 s with -O2 -g and every UBSan check, 84 s with
+  # the flags below (Release -O3: 57 s). -O1 -g1 (after the build type's flags, so
+  # they win) keep symbolized stack traces with lines. UBSan's `null` and
+  # `alignment` checks, instrumenting every inlined pointer use of CAF and the
+  # standard library, were most of the rest: a null dereference still faults under
+  # ASan, with its stack trace, and x86 does not trap on misalignment. `vptr`
+  # (downcast type checks) was dropped with them: CAF's type-erased messages are
+  # cast by type number, not by dynamic type.
   target_compile_options(troupe_build_flags INTERFACE
-    -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+    -O1 -g1
+    -fsanitize=address,undefined -fno-sanitize=vptr,null,alignment
+    -fno-omit-frame-pointer -fno-sanitize-recover=undefined
     # GCC 12 reports false maybe-uninitialized errors inside libstdc++ under ASan.
     -Wno-maybe-uninitialized)
-  target_link_options(troupe_build_flags INTERFACE -fsanitize=address,undefined)
+  target_link_options(troupe_build_flags INTERFACE -fsanitize=address,undefined
+                      -fno-sanitize=vptr,null,alignment)
   target_compile_definitions(troupe_build_flags INTERFACE TROUPE_SANITIZE=1)
 endif()
 if(TROUPE_TSAN)
@@ -67,13 +80,36 @@ target_link_libraries(troupe_build_flags INTERFACE
 
 # The precompiled header for CAF. Targets that compile CAF code call
 # troupe_use_caf_pch(<target>).
-add_library(troupe_caf_pch OBJECT ${PROJECT_SOURCE_DIR}/cmake/caf_pch.cpp)
-target_link_libraries(troupe_caf_pch PRIVATE troupe_build_flags)
-target_precompile_headers(troupe_caf_pch PRIVATE ${PROJECT_SOURCE_DIR}/cmake/caf_pch.hpp)
+# troupe_add_caf_pch(<name> <flags target>): the CAF PCH built with those flags.
+function(troupe_add_caf_pch name flags)
+  add_library(${name} OBJECT ${PROJECT_SOURCE_DIR}/cmake/caf_pch.cpp)
+  target_link_libraries(${name} PRIVATE ${flags})
+  target_precompile_headers(${name} PRIVATE ${PROJECT_SOURCE_DIR}/cmake/caf_pch.hpp)
+endfunction()
+troupe_add_caf_pch(troupe_caf_pch troupe_build_flags)
 
 function(troupe_use_caf_pch target)
   target_precompile_headers(${target} REUSE_FROM troupe_caf_pch)
 endfunction()
+
+# Tests and their helper programs: the same flags, except that an optimized build
+# compiles them with -O1 (the libraries, tools and benchmarks they exercise keep
+# the build type's -O3). Test files are the largest translation units (a test
+# file: 57 s at -O3, 40 s at -O1), and their speed is not what they measure. They
+# get their own PCH built with these flags (troupe_use_test_pch).
+add_library(troupe_test_flags INTERFACE)
+target_link_libraries(troupe_test_flags INTERFACE troupe_build_flags)
+if(CMAKE_BUILD_TYPE STREQUAL "Release" AND NOT TROUPE_SANITIZE AND NOT TROUPE_TSAN)
+  target_compile_options(troupe_test_flags INTERFACE -O1)
+  troupe_add_caf_pch(troupe_test_pch troupe_test_flags)
+  function(troupe_use_test_pch target)
+    target_precompile_headers(${target} REUSE_FROM troupe_test_pch)
+  endfunction()
+else()
+  function(troupe_use_test_pch target)
+    troupe_use_caf_pch(${target})
+  endfunction()
+endif()
 
 # troupe_add_layer(<name> [DEPENDS targets...])
 # A layer is one static library built from <dir>/src/*.cpp with public headers in

@@ -15,9 +15,11 @@
 // the asking actor; entities always answer or are known dead, so that does not
 // happen for them.)
 #include "troupe/persistence/detail/entity_control.hpp"
+#include "troupe/persistence/detail/entity_routing.hpp"
 #include "troupe/persistence/entity.hpp"
 
 #include "entity_messages.hpp"
+#include "entity_state.hpp"
 
 #include "troupe/actors/ask.hpp"
 #include "troupe/actors/caf_error.hpp"
@@ -75,18 +77,25 @@ public:
 
   /// Completes an ask with its reply; a no-op if it already timed out.
   void complete(std::uint64_t id, expected<reply_box> r) {
+    // k may add asks (and grow slots_): it is taken out first.
+    if (auto k = take(id))
+      k(std::move(r));
+  }
+
+  /// Removes a live ask without completing it; its continuation (null if none).
+  continuation take(std::uint64_t id) {
     auto index = static_cast<std::uint32_t>(id >> 32);
     auto generation = static_cast<std::uint32_t>(id);
     if (index >= slots_.size() || !slots_[index].live || slots_[index].generation != generation)
-      return;
+      return nullptr;
     auto& s = slots_[index];
-    auto k = std::move(s.k);  // k may add asks (and grow slots_): take it out first
+    auto k = std::move(s.k);
     s.k = nullptr;
     s.live = false;
     ++s.generation;
     free_.push_back(index);
     --live_;
-    k(std::move(r));
+    return k;
   }
 
   /// Fails the asks whose deadline is at or before `now` with timeout.
@@ -254,27 +263,87 @@ void arm_probe(caf::event_based_actor* self, const table_ptr& table) {
 
 } // namespace
 
+ask_ticket begin_ask(caf::event_based_actor* self, duration timeout, ask_continuation k) {
+  auto table = registry().of(self);
+  auto id = table->add(clock_type::now() + timeout, timeout, std::move(k));
+  arm_probe(self, table);
+  return {table, id};
+}
+
+void finish_ask(const ask_ticket& t, expected<reply_box> r) {
+  static_cast<ask_table*>(t.table.get())->complete(t.id, std::move(r));
+}
+
+ask_continuation take_ask(const ask_ticket& t) {
+  return static_cast<ask_table*>(t.table.get())->take(t.id);
+}
+
 expected<reply_box> ask_entity(caf::actor_system& sys, const caf::actor& dest, duration timeout,
                                command_ptr cmd) {
-  auto r = troupe::ask<reply_envelope>(sys, dest, timeout, command_envelope{std::move(cmd)});
-  if (!r)
-    return std::move(r).error();
-  return std::move(r->value);
+  bool bounced = false;
+  return ask_entity(sys, dest, timeout, std::move(cmd), [] {}, bounced);
+}
+
+expected<reply_box> ask_entity(caf::actor_system& sys, const caf::actor& dest, duration timeout,
+                               command_ptr cmd, const std::function<void()>& sent,
+                               bool& bounced) {
+  bounced = false;
+  if (!dest) {
+    sent();
+    return error{errc::actor_down, "ask to an invalid (null) entity handle"};
+  }
+  troupe::detail::thread_caf_state_guard release_after;
+  caf::scoped_actor self{sys};
+  expected<reply_box> out{error{errc::timeout,
+                                "the entity did not reply within " + format_duration(timeout)}};
+  auto req = self->request(dest, troupe::detail::to_caf_duration(timeout),
+                           command_envelope{std::move(cmd)});
+  sent();
+  req.receive([&](reply_envelope& r) { out = std::move(r.value); },
+                         [&](caf::error& e) {
+                           bounced = e == caf::sec::request_receiver_down;
+                           if (e != caf::sec::request_timeout)
+                             out = from_caf_error(e);
+                         });
+  return out;
 }
 
 void ask_entity(caf::event_based_actor* self, const caf::actor& dest, duration timeout,
                 command_ptr cmd, std::function<void(expected<reply_box>)> done) {
+  ask_entity(self, dest, timeout, std::move(cmd), std::move(done), nullptr);
+}
+
+void ask_entity(caf::event_based_actor* self, const caf::actor& dest, duration timeout,
+                command_ptr cmd, ask_continuation done, bounce_fn bounced) {
   if (!dest) {
     done(error{errc::actor_down, "ask to an invalid (null) entity handle"});
     return;
   }
-  auto table = registry().of(self);
-  auto id = table->add(clock_type::now() + timeout, timeout, std::move(done));
-  arm_probe(self, table);
+  auto ticket = begin_ask(self, timeout, std::move(done));
+  // Kept for a bounce only: the command is shared, not copied.
+  auto resend = bounced ? cmd : nullptr;
   // No CAF timeout on the request itself: the table enforces the deadline.
   self->request(dest, caf::infinite, command_envelope{std::move(cmd)})
-    .then([table, id](reply_envelope& r) { table->complete(id, std::move(r.value)); },
-          [table, id](caf::error& e) { table->complete(id, from_caf_error(e)); });
+    .then([ticket](reply_envelope& r) { finish_ask(ticket, std::move(r.value)); },
+          [ticket, resend, bounced = std::move(bounced)](caf::error& e) {
+            if (bounced && e == caf::sec::request_receiver_down) {
+              if (auto k = take_ask(ticket))
+                bounced(resend, std::move(k));
+              return;
+            }
+            finish_ask(ticket, from_caf_error(e));
+          });
+}
+
+command_ptr command_of(const caf::mailbox_element& e) {
+  auto& m = e.content();
+  if (m.size() != 1 || !m.match_element<command_envelope>(0))
+    return nullptr;
+  return m.get_as<command_envelope>(0).cmd;
+}
+
+void answer_command(caf::response_promise& rp, expected<reply_box> r) {
+  deliver(rp, std::move(r));  // as the entity itself answers (entity_state.hpp)
 }
 
 void tell_entity(const caf::actor& dest, command_ptr cmd) {

@@ -30,6 +30,7 @@
 #include "troupe/actors/node_context.hpp"
 #include "troupe/actors/remote/transport.hpp"
 #include "troupe/membership/cluster.hpp"
+#include "troupe/persistence/detail/entity_routing.hpp"
 #include "troupe/persistence/journal_actor.hpp"
 #include "troupe/persistence/owned_entity.hpp"
 #include "troupe/sharding/region_core.hpp"
@@ -50,6 +51,10 @@ namespace {
 using clock = std::chrono::steady_clock;
 using reply_fn = std::function<void(expected<reply_box>)>;
 
+/// How long the region holds a command an entity handed back that a ref had sent
+/// directly (its asker keeps its own deadline; this only bounds the region's).
+constexpr auto handed_back_deadline = std::chrono::seconds{30};
+
 constexpr auto tick_interval = std::chrono::milliseconds{100};
 
 timestamp now() {
@@ -62,6 +67,9 @@ struct pending {
   clock::time_point deadline;
   std::uint32_t hops = 0;
   reply_fn done;  ///< null: a one-way command
+  /// From a local entity_ref: its route cache and the command's number there.
+  std::shared_ptr<direct_cache> cache;
+  std::uint64_t seq = 0;
 };
 
 struct entity_slot {
@@ -74,7 +82,24 @@ struct entity_slot {
   clock::time_point last_used;
   troupe::detail::lazy_deque<message_token> waiting;  ///< for the next incarnation
   std::list<std::string>::iterator lru;  ///< its place in region_state::lru
+  /// Refs' direct route to this incarnation: made on the second ask from a ref
+  /// (an entity asked once, as most are in a bulk load, costs no route).
+  direct_route_ptr direct;
+  bool asked_by_ref = false;
 };
+
+/// When the entity was last used, through the region or its direct route.
+clock::time_point used_at(const entity_slot& slot) {
+  return slot.direct ? std::max(slot.last_used, slot.direct->last_used()) : slot.last_used;
+}
+
+/// Closes the incarnation's direct route: from here on refs go through the region.
+void close_route(entity_slot& slot) {
+  if (slot.direct) {
+    slot.direct->close();
+    slot.direct.reset();
+  }
+}
 
 /// A shard's remembered entities (remember_entities), once loaded.
 struct remembered_shard {
@@ -186,6 +211,13 @@ void enforce_entity_limit(self_ptr self) {
     auto& slot = st.entities[*it];
     if (slot.stopping || !slot.asked.empty() || !slot.waiting.empty())
       continue;
+    if (auto t = used_at(slot); t > slot.last_used) {
+      // Used over its direct route since: as recent as that use.
+      slot.last_used = t;
+      auto used = it++;
+      st.lru.splice(st.lru.begin(), st.lru, used);
+      continue;
+    }
     count_passivation(self, "limit");
     auto id = *it;
     remember(self, slot.shard, id, false);
@@ -236,6 +268,38 @@ void answered(self_ptr self, const std::string& id, message_token token,
     complete(node.mapped(), std::move(r));
 }
 
+/// Tells a ref's cache that its command `seq` is in the entity's mailbox, with
+/// the direct route to the entity from the second command a ref sent it on.
+void offer_route(self_ptr self, entity_slot& slot, direct_cache& cache, std::uint64_t seq) {
+  auto& st = *self->state;
+  if (slot.asked_by_ref && !slot.direct) {
+    slot.direct = std::make_shared<direct_route>(slot.actor);
+    st.ctx->metrics()
+      .counter("troupe_sharding_direct_routes_total", {{"type", st.spec->name}},
+               "Direct routes given to entity_refs on this node (their next commands skip "
+               "the region).")
+      .inc();
+  }
+  slot.asked_by_ref = true;
+  cache.forwarded(seq, slot.direct);
+}
+
+/// The entity `id` ended before it got the command `token` (CAF bounced it,
+/// unhandled): it waits for the next incarnation like a command that arrives
+/// while one stops.
+void bounced(self_ptr self, const std::string& id, message_token token) {
+  auto& st = *self->state;
+  auto it = st.entities.find(id);
+  if (it == st.entities.end())
+    return;
+  auto node = it->second.asked.extract(token);
+  if (node.empty())
+    return;
+  auto again = st.next_token++;
+  st.tokens.emplace(again, std::move(node.mapped()));
+  it->second.waiting.push_back(again);
+}
+
 /// Asks the local entity; the token's entry is consumed.
 void deliver_local(self_ptr self, shard_id shard, pending p) {
   auto& st = *self->state;
@@ -262,11 +326,17 @@ void deliver_local(self_ptr self, shard_id shard, pending p) {
   auto timeout = std::chrono::duration_cast<duration>(p.deadline - t);
   auto cmd = p.cmd;
   auto id = p.id;
+  auto cache = std::move(p.cache);
+  auto seq = p.seq;
   slot.asked.emplace(token, std::move(p));
-  persistence::detail::ask_entity(self, slot.actor, timeout, std::move(cmd),
-                                  [self, id = std::move(id), token](expected<reply_box> r) {
-                                    answered(self, id, token, std::move(r));
-                                  });
+  persistence::detail::ask_entity(
+    self, slot.actor, timeout, std::move(cmd),
+    [self, id, token](expected<reply_box> r) { answered(self, id, token, std::move(r)); },
+    [self, id, token](command_ptr, persistence::detail::ask_continuation) {
+      bounced(self, id, token);
+    });
+  if (cache)
+    offer_route(self, slot, *cache, seq);
 }
 
 /// Forwards to another node's region through the transport.
@@ -286,10 +356,9 @@ void deliver_remote(self_ptr self, const node_identity& region, pending p) {
   auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(p.deadline - t);
   entity_request req{st.spec->name, p.id, std::move(*bytes), p.hops + 1, timeout.count()};
   auto dest = st.transport->actor_for(region, region_name(st.spec->name));
-  auto cmd = p.cmd;
   auto done = std::move(p.done);
   troupe::ask<entity_response>(self, dest, timeout, std::move(req))
-    .then([self, cmd, done](expected<entity_response> resp) mutable {
+    .then([self, done](expected<entity_response> resp) mutable {
       if (!done)
         return;
       if (!resp)
@@ -332,13 +401,31 @@ void route(self_ptr self, pending p) {
 }
 
 /// Commands the stopped entity `id` never answered wait for its next incarnation,
-/// ahead of those that arrived while it stopped.
-void requeue_unanswered(self_ptr self, const std::string& id) {
+/// ahead of those that arrived while it stopped: first those the region sent it,
+/// then those refs sent it directly (`held`, as it handed them back; the region's
+/// own are among them and skipped: they are in `asked`).
+void requeue_unanswered(self_ptr self, const std::string& id,
+                        std::vector<caf::mailbox_element_ptr>& held) {
   auto& st = *self->state;
   auto it = st.entities.find(id);
   if (it == st.entities.end())
     return;
   auto& slot = it->second;
+  auto me = caf::actor_cast<caf::strong_actor_ptr>(self);
+  for (auto e = held.rbegin(); e != held.rend(); ++e) {
+    auto& elem = **e;
+    auto cmd = persistence::detail::command_of(elem);
+    if (elem.sender == me || !cmd)
+      continue;
+    caf::response_promise rp{me, elem};
+    pending p{id, std::move(cmd), clock::now() + handed_back_deadline, 0,
+              [rp](expected<reply_box> r) mutable {
+                persistence::detail::answer_command(rp, std::move(r));
+              }};
+    auto token = st.next_token++;
+    st.tokens.emplace(token, std::move(p));
+    slot.waiting.push_front(token);
+  }
   for (auto a = slot.asked.rbegin(); a != slot.asked.rend(); ++a) {
     auto token = st.next_token++;
     st.tokens.emplace(token, std::move(a->second));
@@ -352,6 +439,8 @@ void requeue_unanswered(self_ptr self, const std::string& id) {
 void stop_entity(self_ptr self, const std::string& id, entity_slot& slot) {
   if (slot.stopping || !slot.actor)
     return;
+  // Every direct command is in the entity's mailbox before the stop request.
+  close_route(slot);
   slot.stopping = true;
   ++self->state->stopping_entities;
   auto timeout = self->state->spec->settings.hand_off_timeout;
@@ -361,7 +450,12 @@ void stop_entity(self_ptr self, const std::string& id, entity_slot& slot) {
       if (r) {
         // Every command the entity answered was answered before this reply (one
         // sender, one receiver: in order), so what is still asked was not handled.
-        requeue_unanswered(self, id);
+        if (r->commands)
+          requeue_unanswered(self, id, *r->commands);
+        else {
+          std::vector<caf::mailbox_element_ptr> none;
+          requeue_unanswered(self, id, none);
+        }
         return;
       }
       if (r.error().code() != errc::actor_down) {
@@ -563,6 +657,7 @@ void entity_down(self_ptr self, const caf::down_msg& dm) {
   if (slot_it == st.entities.end())
     return;
   auto slot = std::move(slot_it->second);
+  close_route(slot);
   st.lru.erase(slot.lru);
   if (slot.stopping)
     --st.stopping_entities;
@@ -619,7 +714,7 @@ void expire_and_passivate(self_ptr self) {
     return;
   for (auto& [id, slot] : st.entities)
     if (!slot.stopping && slot.asked.empty() && slot.waiting.empty()
-        && t - slot.last_used >= idle) {
+        && t - used_at(slot) >= idle) {
       count_passivation(self, "idle");
       remember(self, slot.shard, id, false);
       stop_entity(self, id, slot);
@@ -715,9 +810,11 @@ caf::behavior region_actor(caf::stateful_actor<std::shared_ptr<region_state>>* s
   self->attach_functor([self, shared = self->state] {
     // The region's entities end with it; its subscriptions too.
     auto& s = *shared;
-    for (auto& [id, slot] : s.entities)
+    for (auto& [id, slot] : s.entities) {
+      close_route(slot);
       if (slot.actor)
         caf::anon_send_exit(slot.actor, caf::exit_reason::user_shutdown);
+    }
     if (s.transport && s.packets != 0)
       s.transport->unsubscribe(s.packets);
     if (s.cluster)
@@ -744,7 +841,8 @@ caf::behavior region_actor(caf::stateful_actor<std::shared_ptr<region_state>>* s
                     rp.deliver(sharded_reply{std::move(*r)});
                   else
                     rp.deliver(to_caf_error(r.error()));
-                }};
+                },
+                std::move(c.cache), c.seq};
       route(self, std::move(p));
       return rp;
     },

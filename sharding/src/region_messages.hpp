@@ -1,6 +1,8 @@
 // Internal: the local messages of a shard region (never serialized).
 #pragma once
 
+#include "direct_route.hpp"
+
 #include "troupe/persistence/detail/entity_model.hpp"
 
 #include <caf/allowed_unsafe_message_type.hpp>
@@ -11,11 +13,17 @@
 
 namespace troupe::sharding::detail {
 
-/// A command for the entity `id`, from an entity_ref on this node.
+using persistence::detail::command_ptr;
+using persistence::detail::reply_box;
+
+/// A command for the entity `id`, from an entity_ref on this node: its direct
+/// route cache (direct_route.hpp) and the command's number there.
 struct sharded_command {
   std::string id;
   command_ptr cmd;
   std::chrono::steady_clock::time_point deadline;
+  std::shared_ptr<direct_cache> cache;
+  std::uint64_t seq = 0;
 };
 
 /// The entity's reply to a sharded_command (errors travel as caf::error).

@@ -24,10 +24,6 @@ namespace troupe::sharding {
 
 namespace {
 
-/// Asks are answered by the region at their deadline at the latest; the CAF
-/// request waits a little longer so the region's answer, not a race, decides.
-constexpr auto grace = std::chrono::milliseconds{500};
-
 duration remaining(std::chrono::steady_clock::time_point until) {
   return std::chrono::duration_cast<duration>(until - std::chrono::steady_clock::now());
 }
@@ -83,42 +79,6 @@ expected<void> start_region(node& n, entity_type_spec spec) {
                         (void) hand_off_all(n, type, remaining(until));
                       });
   return {};
-}
-
-expected<reply_box> ask_sharded(const caf::actor& region, std::string id, command_ptr cmd,
-                                duration timeout) {
-  if (!region)
-    return error{errc::actor_down, "ask to an entity type without a shard region on this node"};
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  auto r = troupe::ask<sharded_reply>(region->home_system(), region, timeout + grace,
-                                      sharded_command{std::move(id), std::move(cmd), deadline});
-  if (!r)
-    return std::move(r).error();
-  return std::move(r->value);
-}
-
-void ask_sharded(caf::event_based_actor* self, const caf::actor& region, std::string id,
-                 command_ptr cmd, duration timeout, std::function<void(expected<reply_box>)> done) {
-  if (!region) {
-    done(error{errc::actor_down, "ask to an entity type without a shard region on this node"});
-    return;
-  }
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  troupe::ask<sharded_reply>(self, region, timeout + grace,
-                             sharded_command{std::move(id), std::move(cmd), deadline})
-    .then([done = std::move(done)](expected<sharded_reply> r) mutable {
-      if (!r)
-        done(std::move(r).error());
-      else
-        done(std::move(r->value));
-    });
-}
-
-void tell_sharded(const caf::actor& region, std::string id, command_ptr cmd) {
-  if (!region)
-    return;
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{30};
-  caf::anon_send(region, sharded_command{std::move(id), std::move(cmd), deadline});
 }
 
 } // namespace detail

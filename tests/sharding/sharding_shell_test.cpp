@@ -1,6 +1,7 @@
 // Sharding in one process: three nodes with their transports, clusters and one
 // shared in-memory journal; bank accounts as sharded entities.
 #include "../../samples/bank/account.hpp"
+#include "../streams/tally_entity.hpp"
 #include "membership/cluster_fixture.hpp"
 
 #include "troupe/membership/management_client.hpp"
@@ -13,7 +14,12 @@
 #include <doctest/doctest.h>
 #include <fmt/format.h>
 
+#include <caf/all.hpp>
+
+#include <atomic>
+#include <functional>
 #include <map>
+#include <numeric>
 #include <set>
 
 using namespace std::chrono_literals;
@@ -324,4 +330,108 @@ TEST_CASE("sharding shell: with remember-entities, a leaving node's entities sta
   REQUIRE(sharding::hand_off_all(*c[2].n, "account", 20s));
   CHECK(test::wait_until([&] { return running(0) + running(1) == accounts; }, 30s));
   CHECK(running(2) == 0);
+}
+
+namespace {
+
+/// Sends append(1..count) to one tally through one ref, `window` asks in flight,
+/// in order; counts the acknowledgements and the failures.
+struct appender_state {
+  std::atomic<int> acked{0};
+  std::atomic<int> failed{0};
+  std::string first_error;  ///< written before `failed` is raised
+};
+
+/// The tally's types, the journal and its region on `n`.
+void start_tally(node& n, const std::shared_ptr<persistence::memory_journal>& journal,
+                 const sharding::sharding_settings& settings) {
+  n.codec().add<tally::appended>("test.tally-appended");
+  n.codec().add<tally::append>("test.tally-append");
+  n.codec().add<tally::get_values>("test.tally-get-values");
+  n.codec().add<std::vector<std::int64_t>>("test.tally-values");
+  REQUIRE(persistence::install_journal(n, journal, journal));
+  REQUIRE(sharding::start<tally::entity>(n, settings));
+}
+
+std::vector<std::int64_t> one_to(int count) {
+  std::vector<std::int64_t> xs(static_cast<std::size_t>(count));
+  std::iota(xs.begin(), xs.end(), 1);
+  return xs;
+}
+
+caf::behavior appender(caf::event_based_actor* self, sharding::entity_ref<tally::entity> ref,
+                       int count, int window, std::shared_ptr<appender_state> st) {
+  auto next = std::make_shared<int>(1);
+  auto send = std::make_shared<std::function<void()>>();
+  *send = [self, ref, count, st, next, send] {
+    if (*next > count)
+      return;
+    auto v = (*next)++;
+    ref.ask(self, tally::append{v}, 20s, [self, count, st, send](expected<persistence::done> r) {
+      if (r) {
+        st->acked.fetch_add(1);
+      } else {
+        if (st->failed.load() == 0)
+          st->first_error = r.error().to_string();
+        st->failed.fetch_add(1);
+      }
+      if (st->acked.load() + st->failed.load() == count)
+        self->quit();  // its node's shutdown waits for every actor
+      else
+        (*send)();
+    });
+  };
+  for (int i = 0; i < window; ++i)
+    (*send)();
+  return {[](caf::unit_t) {}};
+}
+
+} // namespace
+
+TEST_CASE("sharding shell: an entity_ref's asks go to a local entity directly, keep their order "
+          "and lose nothing while its shard moves to another node") {
+  test::in_process_cluster c{2, bank_schema()};
+  c.start_clusters(1);
+  REQUIRE(test::wait_until([&] { return c.all_up(); }, 30s));
+  auto journal = std::make_shared<persistence::memory_journal>();
+  for (std::size_t i = 0; i < 2; ++i)
+    start_tally(*c[i].n, journal, bank_settings());
+  auto& owner = *c[1].n;
+  // An id whose shard node 1 hosts once every shard has a home.
+  std::string id;
+  REQUIRE(test::wait_until(
+    [&] {
+      for (int k = 0; k < 200 && id.empty(); ++k) {
+        auto candidate = fmt::format("t{}", k);
+        if (!sharding::entity_for<tally::entity>(owner, candidate).ask(tally::get_values{}, 10s))
+          continue;
+        auto r = sharding::report(owner, "tally", 5s);
+        REQUIRE(r);
+        for (auto& s : r->shards)
+          if (s.id == sharding::shard_of(candidate, shards))
+            id = candidate;
+      }
+      return !id.empty();
+    },
+    30s));
+  constexpr int count = 3000;
+    auto st = std::make_shared<appender_state>();
+  auto ref = sharding::entity_for<tally::entity>(owner, id);
+  owner.system().spawn(appender, ref, count, 8, st);
+  REQUIRE(test::wait_until([&] { return st->acked.load() + st->failed.load() >= count / 3; }, 30s));
+  CHECK(owner.metrics()
+          .counter_value("troupe_sharding_direct_routes_total", {{"type", "tally"}})
+          .value_or(0)
+        >= 1);
+  // The shard moves to node 0 while the asks keep coming.
+  REQUIRE(sharding::hand_off_all(owner, "tally", 20s));
+  REQUIRE(test::wait_until([&] { return st->acked.load() + st->failed.load() == count; }, 60s));
+  INFO(st->first_error);
+  CHECK(st->failed.load() == 0);
+  auto values = sharding::entity_for<tally::entity>(*c[0].n, id).ask(tally::get_values{}, 10s);
+  REQUIRE(values);
+  CHECK(*values == one_to(count));
+  // Node 1 has handed everything off: it leaves first, so node 0's own shutdown
+  // does not offer shards to a region that no longer takes any.
+  CHECK(owner.shutdown().clean);
 }

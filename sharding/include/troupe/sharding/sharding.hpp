@@ -174,12 +174,19 @@ std::shared_ptr<const codec_registry> codec_of(node& n);
 /// The region of `entity_type` on this node, or an invalid handle.
 caf::actor region_of(node& n, std::string_view entity_type);
 
-expected<reply_box> ask_sharded(const caf::actor& region, std::string id, command_ptr cmd,
-                                duration timeout);
-void ask_sharded(caf::event_based_actor* self, const caf::actor& region, std::string id,
-                 command_ptr cmd, duration timeout,
-                 std::function<void(expected<reply_box>)> done);
-void tell_sharded(const caf::actor& region, std::string id, command_ptr cmd);
+/// The direct route an entity_ref caches (direct_route.hpp).
+class direct_cache;
+std::shared_ptr<direct_cache> make_direct_cache();
+
+// An entity_ref's asks and tells: directly to a local incarnation whose route the
+// region gave `cache`, otherwise through the region (`cache` may be null).
+expected<reply_box> ask_sharded(const caf::actor& region, const std::shared_ptr<direct_cache>& cache,
+                                std::string id, command_ptr cmd, duration timeout);
+void ask_sharded(caf::event_based_actor* self, const caf::actor& region,
+                 const std::shared_ptr<direct_cache>& cache, std::string id, command_ptr cmd,
+                 duration timeout, std::function<void(expected<reply_box>)> done);
+void tell_sharded(const caf::actor& region, const std::shared_ptr<direct_cache>& cache,
+                  std::string id, command_ptr cmd);
 
 } // namespace detail
 
@@ -191,11 +198,17 @@ expected<void> start(node& n, sharding_settings settings = {},
                        persistence::detail::default_options<Entity>());
 
 /// A reference to the entity `id` of type `Entity`, wherever it lives.
+///
+/// Once the entity runs on this node, a ref (and its copies) sends to it directly
+/// instead of through the region: keep and reuse refs on hot paths. Commands from
+/// one thread or actor through one ref reach the entity in the order they were
+/// sent, across hand-offs and passivation (docs/sharding.md, "Direct routes").
 template <class Entity>
 class entity_ref {
 public:
   entity_ref() = default;
-  entity_ref(caf::actor region, std::string id) : region_(std::move(region)), id_(std::move(id)) {}
+  entity_ref(caf::actor region, std::string id)
+    : region_(std::move(region)), id_(std::move(id)), cache_(detail::make_direct_cache()) {}
 
   const std::string& id() const noexcept { return id_; }
   explicit operator bool() const noexcept { return static_cast<bool>(region_); }
@@ -204,7 +217,7 @@ public:
   template <class Command>
   void tell(Command cmd) const {
     persistence::detail::check_command<Entity, Command>();
-    detail::tell_sharded(region_, id_, boxed::wrap(std::move(cmd)));
+    detail::tell_sharded(region_, cache_, id_, boxed::wrap(std::move(cmd)));
   }
 
   /// Sends a command and blocks for its reply, the entity's error, or `timeout`.
@@ -212,7 +225,7 @@ public:
   template <class Command>
   expected<typename Command::reply> ask(Command cmd, duration timeout) const {
     persistence::detail::check_command<Entity, Command>();
-    auto r = detail::ask_sharded(region_, id_, boxed::wrap(std::move(cmd)), timeout);
+    auto r = detail::ask_sharded(region_, cache_, id_, boxed::wrap(std::move(cmd)), timeout);
     return boxed::template unbox<typename Command::reply>(std::move(r));
   }
 
@@ -220,7 +233,7 @@ public:
   template <class Command, class F>
   void ask(caf::event_based_actor* self, Command cmd, duration timeout, F f) const {
     persistence::detail::check_command<Entity, Command>();
-    detail::ask_sharded(self, region_, id_, boxed::wrap(std::move(cmd)), timeout,
+    detail::ask_sharded(self, region_, cache_, id_, boxed::wrap(std::move(cmd)), timeout,
                         [f = std::move(f)](expected<detail::reply_box> r) mutable {
                           f(boxed::template unbox<typename Command::reply>(std::move(r)));
                         });
@@ -230,6 +243,7 @@ private:
   using boxed = persistence::entity_ref<Entity>;
   caf::actor region_;
   std::string id_;
+  std::shared_ptr<detail::direct_cache> cache_;
 };
 
 /// The entity `id` of type `Entity` (start<Entity>() must have run on this node;
