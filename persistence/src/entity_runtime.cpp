@@ -99,6 +99,10 @@ entity_metrics& entity_runtime::metrics_for(const std::string& entity_type) {
       "Entities stopped by an idle timeout or a stop and hand back."),
     registry_.gauge("troupe_persistence_entity_stashed_commands", labels,
                     "Commands waiting in entity stashes."),
+    registry_.histogram("troupe_persistence_entity_recovery_seconds",
+                        histogram_metric::exponential_bounds(0.0001, 4, 10), labels,
+                        "How long entity recoveries took, from their recovery permit to "
+                        "running: the snapshot and the replay (not the wait for a permit)."),
   }};
   auto& ref = *m;
   metrics_.emplace(entity_type, std::move(m));

@@ -49,6 +49,7 @@ struct entity_metrics {
   counter_metric& persist_throttled;  ///< persists deferred: the journal's queue was full
   counter_metric& passivations;   ///< stopped by an idle timeout or a hand back
   gauge_metric& stashed;  ///< commands waiting in the stashes of this type's entities
+  histogram_metric& recovery_seconds;  ///< from the recovery's start to running
 };
 
 class entity_runtime {

@@ -117,6 +117,19 @@ void apply(self_ptr self) {
       .gauge("troupe_sharding_last_hand_off_seconds", {{"type", st.spec->name}},
              "How long the last shard hand-off took.")
       .set(std::chrono::duration<double>(h.took).count());
+    for (auto [phase, took] : {std::pair{"begin", h.begin}, std::pair{"stopping", h.stopping},
+                               std::pair{"releasing", h.releasing}}) {
+      if (took <= duration::zero() && std::string_view{phase} != "begin")
+        continue;  // not reached (a rolled-back hand-off)
+      metrics
+        .histogram("troupe_sharding_hand_off_phase_seconds",
+                   histogram_metric::exponential_bounds(0.001, 4, 9),
+                   {{"type", st.spec->name}, {"phase", phase}},
+                   "Time shard hand-offs spent in each phase: begin (regions acknowledge), "
+                   "stopping (the owner stops the shard's entities), releasing (the "
+                   "release is stored).")
+        .observe(std::chrono::duration<double>(took).count());
+    }
     st.ctx->log().info("sharding", "{}: hand-off of shard {} from {} {} after {} ms ({})",
                        st.spec->name, h.shard, h.from.to_string(),
                        h.completed ? "completed" : "rolled back",

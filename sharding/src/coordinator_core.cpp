@@ -122,6 +122,7 @@ void coordinator_core::region_gone(timestamp now, const node_identity& r,
     else if (h.at == phase::stopping && h.from == r) {
       h.how = "owner gone";
       h.at = phase::releasing;
+      h.releasing_since = now;
       release(s, out);
     }
   }
@@ -167,6 +168,7 @@ void coordinator_core::receive(timestamp now, const sharding_envelope& e,
           return;
         i->second.how = "stopped";
         i->second.at = phase::releasing;
+        i->second.releasing_since = now;
         release(st.shard, out);
       },
       [&](const graceful_shutdown&) {
@@ -300,6 +302,7 @@ void coordinator_core::tick(timestamp now, coordinator_effects& out) {
       // host fences the journal with a higher epoch before it starts.
       h.how = "stop timed out";
       h.at = phase::releasing;
+      h.releasing_since = now;
       release(s, out);
     }
   }
@@ -356,10 +359,12 @@ void coordinator_core::advance_hand_off(timestamp now, shard_id s, coordinator_e
   if (is_gone(h.from)) {
     h.how = "owner gone";
     h.at = phase::releasing;
+    h.releasing_since = now;
     release(s, out);
     return;
   }
   h.at = phase::stopping;
+  h.stopping_since = now;
   h.phase_deadline = now + settings_.hand_off_timeout;
   send(h.from, hand_off{s, homes_.at(s).epoch}, out);
 }
@@ -369,8 +374,17 @@ void coordinator_core::finish_hand_off(timestamp now, shard_id s, bool completed
   auto i = hand_offs_.find(s);
   if (i == hand_offs_.end())
     return;
-  out.hand_offs.push_back(hand_off_report{s, i->second.from, completed, now - i->second.started,
-                                          i->second.how});
+  auto& h = i->second;
+  hand_off_report r{s, h.from, completed, now - h.started, h.how};
+  auto reached = [](timestamp t) { return t >= timestamp{0}; };
+  auto stopping = reached(h.stopping_since);
+  auto releasing = reached(h.releasing_since);
+  r.begin = (stopping ? h.stopping_since : releasing ? h.releasing_since : now) - h.started;
+  if (stopping)
+    r.stopping = (releasing ? h.releasing_since : now) - h.stopping_since;
+  if (releasing)
+    r.releasing = now - h.releasing_since;
+  out.hand_offs.push_back(std::move(r));
   hand_offs_.erase(i);
 }
 

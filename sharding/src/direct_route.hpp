@@ -34,6 +34,8 @@ class direct_route {
 public:
   explicit direct_route(caf::actor entity) : entity_(std::move(entity)) {}
 
+  /// The incarnation; only between a successful enter() and leave() (close()
+  /// drops it).
   const caf::actor& entity() const noexcept { return entity_; }
 
   /// True if the route is open: the caller enqueues its command, then leave().
@@ -52,6 +54,7 @@ public:
   }
 
   /// Closes the route; returns once no sender is between enter() and leave().
+  /// Called by the region only.
   void close() noexcept;
 
   bool is_open() const noexcept { return open_.load(std::memory_order_relaxed); }

@@ -20,6 +20,9 @@ void direct_route::close() noexcept {
   // A sender inside has checked open_ and is enqueueing: a handful of instructions.
   while (inside_.load(std::memory_order_seq_cst) != 0)
     std::this_thread::yield();
+  // Nobody reads it any more (enter() fails from here on): a ref that keeps this
+  // route must not keep the incarnation's memory alive.
+  entity_ = caf::actor{};
 }
 
 std::shared_ptr<direct_cache> make_direct_cache() {
@@ -83,7 +86,8 @@ expected<reply_box> ask_sharded(const caf::actor& region, const std::shared_ptr<
   auto deadline = clock::now() + timeout;
   if (auto route = enter_route(cache)) {
     bool bounced = false;
-    auto r = persistence::detail::ask_entity(region->home_system(), route->entity(), timeout, cmd,
+    auto entity = route->entity();  // a copy: after leave() the route may drop it
+    auto r = persistence::detail::ask_entity(region->home_system(), entity, timeout, cmd,
                                              [&] { route->leave(); }, bounced);
     if (!bounced)
       return r;

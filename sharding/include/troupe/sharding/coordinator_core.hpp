@@ -99,6 +99,12 @@ struct hand_off_report {
   bool completed = false;  ///< false: rolled back
   duration took{0};
   std::string how;  ///< "stopped", "owner gone", "stop timed out", "begin timed out"
+  /// Time spent in each phase (zero for a phase not reached): regions
+  /// acknowledging begin_hand_off, the owner stopping the shard, the release
+  /// being stored.
+  duration begin{0};
+  duration stopping{0};
+  duration releasing{0};
 };
 
 struct coordinator_effects {
@@ -146,6 +152,8 @@ private:
     node_identity from;
     phase at = phase::begin;
     timestamp started{0};
+    timestamp stopping_since{-1};   ///< when `stopping` began (-1: not reached)
+    timestamp releasing_since{-1};
     timestamp phase_deadline{0};
     std::set<node_identity> awaiting;  ///< begin: regions yet to acknowledge
     std::string how;
