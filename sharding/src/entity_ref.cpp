@@ -38,9 +38,6 @@ using persistence::detail::ask_continuation;
 /// little longer so the region's answer, not a race, decides.
 constexpr auto grace = std::chrono::milliseconds{500};
 
-/// How long the region holds a tell (it has no deadline of its own).
-constexpr auto tell_deadline = std::chrono::seconds{30};
-
 error no_region() {
   return error{errc::actor_down, "ask to an entity type without a shard region on this node"};
 }
@@ -132,7 +129,7 @@ void tell_sharded(const caf::actor& region, const std::shared_ptr<direct_cache>&
     return;
   }
   caf::anon_send(region,
-                 through_region(cache, std::move(id), std::move(cmd), clock::now() + tell_deadline));
+                 through_region(cache, std::move(id), std::move(cmd), clock::now() + held_command_deadline));
 }
 
 } // namespace troupe::sharding::detail

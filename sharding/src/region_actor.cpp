@@ -51,10 +51,6 @@ namespace {
 using clock = std::chrono::steady_clock;
 using reply_fn = std::function<void(expected<reply_box>)>;
 
-/// How long the region holds a command an entity handed back that a ref had sent
-/// directly (its asker keeps its own deadline; this only bounds the region's).
-constexpr auto handed_back_deadline = std::chrono::seconds{30};
-
 constexpr auto tick_interval = std::chrono::milliseconds{100};
 
 timestamp now() {
@@ -418,7 +414,7 @@ void requeue_unanswered(self_ptr self, const std::string& id,
     if (elem.sender == me || !cmd)
       continue;
     caf::response_promise rp{me, elem};
-    pending p{id, std::move(cmd), clock::now() + handed_back_deadline, 0,
+    pending p{id, std::move(cmd), clock::now() + held_command_deadline, 0,
               [rp](expected<reply_box> r) mutable {
                 persistence::detail::answer_command(rp, std::move(r));
               }};

@@ -16,6 +16,11 @@ namespace troupe::sharding::detail {
 using persistence::detail::command_ptr;
 using persistence::detail::reply_box;
 
+/// How long the region holds a command that has no deadline of its own (a tell,
+/// or a command an entity handed back that a ref had sent it directly; an ask's
+/// asker keeps its own deadline besides).
+constexpr auto held_command_deadline = std::chrono::seconds{30};
+
 /// A command for the entity `id`, from an entity_ref on this node: its direct
 /// route cache (direct_route.hpp) and the command's number there.
 struct sharded_command {
