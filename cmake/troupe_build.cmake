@@ -63,7 +63,9 @@ if(TROUPE_TSAN)
             "${TROUPE_TSAN_CAF_LIB}: run scripts/build-caf-tsan.sh ${CMAKE_BINARY_DIR}/caf "
             "(./run tsan-test does)")
   endif()
-  target_compile_options(troupe_build_flags INTERFACE -fsanitize=thread -fno-omit-frame-pointer
+  # -O1 -g1 as under ASan (compile time; TSan needs no more for line numbers).
+  target_compile_options(troupe_build_flags INTERFACE -O1 -g1
+    -fsanitize=thread -fno-omit-frame-pointer
     # As under ASan, GCC 12 reports false maybe-uninitialized errors in libstdc++.
     -Wno-maybe-uninitialized)
   target_link_options(troupe_build_flags INTERFACE -fsanitize=thread

@@ -62,6 +62,34 @@ http_response command(const std::shared_ptr<cluster>& c, const std::string& body
   return ok_json({{"ok", true}, {"address", addr->to_string()}}, 202);
 }
 
+/// `GET /health/ready`: ready while the node is healthy (node_health: no layer
+/// reported a condition it cannot recover from, such as a lost journal) and, in a
+/// cluster, this node is Up. 503 otherwise, with the reasons.
+http_response readiness(node& n, const std::shared_ptr<cluster>& c) {
+  auto body = json::object();
+  bool ready = true;
+  if (c) {
+    auto v = c->view();
+    auto me = v.self_member();
+    body["status"] = me ? std::string{to_string(me->status)} : std::string{to_string(v.phase)};
+    if (auto ended = c->terminated()) {
+      ready = false;
+      body["reason"] = ended->reason;
+    } else if (!v.self_up()) {
+      ready = false;
+    }
+  }
+  auto problems = json::array();
+  for (auto& p : n.health().problems())
+    problems.push_back({{"component", p.component}, {"reason", p.reason}});
+  if (!problems.empty()) {
+    ready = false;
+    body["problems"] = problems;
+  }
+  body["ready"] = ready;
+  return ok_json(body, ready ? 200 : 503);
+}
+
 } // namespace
 
 json members_json(const cluster_view& v) {
@@ -97,6 +125,9 @@ void add_cluster_routes(node& n, management_endpoint& ep) {
   ep.add_route("GET", "/metrics", [&n](const std::string&) {
     return http_response{200, "text/plain; version=0.0.4", n.metrics().prometheus_text()};
   });
+  ep.add_route("GET", "/health/ready", [&n, c](const std::string&) {
+    return readiness(n, c);
+  });
   if (!c)
     return;
   ep.add_route("GET", "/cluster/members", [c](const std::string&) {
@@ -107,16 +138,6 @@ void add_cluster_routes(node& n, management_endpoint& ep) {
   });
   ep.add_route("POST", "/cluster/down", [c](const std::string& body) {
     return command(c, body, false, false);
-  });
-  ep.add_route("GET", "/health/ready", [c](const std::string&) {
-    auto v = c->view();
-    auto me = v.self_member();
-    auto status = me ? std::string{to_string(me->status)} : std::string{to_string(v.phase)};
-    if (auto ended = c->terminated())
-      return http_response{503, "application/json",
-                           json{{"ready", false}, {"status", status}, {"reason", ended->reason}}.dump()};
-    return http_response{v.self_up() ? 200 : 503, "application/json",
-                         json{{"ready", v.self_up()}, {"status", status}}.dump()};
   });
 }
 

@@ -31,20 +31,38 @@ std::vector<shard_id> least_shard_strategy::rebalance(const shard_map& regions) 
   auto limit = std::min(absolute_limit_,
                         std::max<std::size_t>(1, static_cast<std::size_t>(
                                                    std::floor(relative_limit_ * total))));
-  std::vector<std::pair<std::size_t, const std::vector<shard_id>*>> donors;
+  // Phase 1: regions above the optimum give up their surplus, most loaded first.
+  // Phase 2 (only when phase 1 finds nothing): the optimum is rounded up, so a
+  // region can sit two or more below it while nobody is above it (10, 10, 8 with
+  // 28 shards); then each region at the optimum gives up one shard, as many as
+  // the regions below optimum - 1 lack.
+  auto pick = [&](std::size_t allowed, std::size_t budget) {
+    std::vector<std::pair<std::size_t, const std::vector<shard_id>*>> donors;
+    for (auto& [region, shards] : regions)
+      if (shards.size() > allowed)
+        donors.emplace_back(shards.size(), &shards);
+    std::stable_sort(donors.begin(), donors.end(),
+                     [](auto& a, auto& b) { return a.first > b.first; });
+    std::vector<shard_id> moves;
+    for (auto& [count, shards] : donors) {
+      auto sorted = *shards;
+      std::sort(sorted.begin(), sorted.end());
+      auto surplus = std::min(count - allowed, budget);
+      for (std::size_t k = 0; k < surplus && moves.size() < limit; ++k)
+        moves.push_back(sorted[sorted.size() - 1 - k]);
+    }
+    return moves;
+  };
+  auto moves = pick(optimum, limit);
+  if (!moves.empty())
+    return moves;
+  std::size_t lacking = 0;
   for (auto& [region, shards] : regions)
-    if (shards.size() > optimum)
-      donors.emplace_back(shards.size(), &shards);
-  std::stable_sort(donors.begin(), donors.end(),
-                   [](auto& a, auto& b) { return a.first > b.first; });
-  std::vector<shard_id> moves;
-  for (auto& [count, shards] : donors) {
-    auto surplus = count - optimum;
-    auto sorted = *shards;
-    std::sort(sorted.begin(), sorted.end());
-    for (std::size_t k = 0; k < surplus && moves.size() < limit; ++k)
-      moves.push_back(sorted[sorted.size() - 1 - k]);
-  }
+    if (shards.size() + 1 < optimum)
+      lacking += optimum - 1 - shards.size();
+  moves = pick(optimum - 1, 1);
+  if (moves.size() > lacking)
+    moves.resize(lacking);
   return moves;
 }
 

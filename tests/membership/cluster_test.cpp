@@ -5,6 +5,8 @@
 
 #include "troupe/actors/ask.hpp"
 #include "troupe/actors/spawn.hpp"
+#include "troupe/membership/management_client.hpp"
+#include "troupe/membership/management_endpoint.hpp"
 #include "troupe/membership/singleton.hpp"
 
 #include <caf/all.hpp>
@@ -85,6 +87,33 @@ TEST_CASE("cluster shell: leave and down of unknown members are errors naming th
   REQUIRE_FALSE(r);
   CHECK(r.error().code() == errc::not_found);
   CHECK(r.error().message().find("127.0.0.1:1") != std::string::npos);
+}
+
+TEST_CASE("management endpoint: ready only while the node is up and no layer reports a "
+          "problem, and the reasons are in the answer") {
+  auto schema = node_config_keys();
+  membership::add_management_config_keys(schema);
+  in_process_cluster c{1, schema};
+  c.start_clusters(1);
+  REQUIRE(wait_until([&] { return c.all_up(); }, 20s));
+  auto http = membership::management_endpoint::start(*c[0].n);
+  REQUIRE(http);
+  remote::node_address at{"127.0.0.1", (*http)->port()};
+  auto ready = [&] { return membership::management_call(at, "GET", "/health/ready"); };
+  auto r = ready();
+  REQUIRE(r);
+  CHECK(r->status == 200);
+  c[0].n->health().mark_unhealthy("persistence.journal", "the file was deleted");
+  r = ready();
+  REQUIRE(r);
+  CHECK(r->status == 503);
+  CHECK(r->body.find("persistence.journal") != std::string::npos);
+  CHECK(r->body.find("the file was deleted") != std::string::npos);
+  c[0].n->health().mark_healthy("persistence.journal");
+  r = ready();
+  REQUIRE(r);
+  CHECK(r->status == 200);
+  (*http)->stop();
 }
 
 TEST_CASE("cluster shell: node shutdown leaves the cluster before the actors stop") {

@@ -5,7 +5,9 @@
 //   POST /cluster/leave     {"address": "host:port"} (default: this node)
 //   POST /cluster/down      {"address": "host:port"}
 //   GET  /health/alive      200 while the process serves requests
-//   GET  /health/ready      200 once this node is up in the cluster, else 503
+//   GET  /health/ready      200 while this node is up in the cluster (or has no
+//                           cluster) and healthy (troupe::node_health), else 503
+//                           with the reasons
 //   GET  /metrics           the node's metrics, Prometheus text format
 //
 // Upper layers add their routes (sharding adds GET /cluster/shards). Errors are

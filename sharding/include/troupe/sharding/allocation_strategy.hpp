@@ -1,11 +1,15 @@
 // Where the coordinator puts a shard, and which shards a rebalance round moves.
 //
 // least_shard_strategy (the default) allocates a new shard to the region with the
-// fewest shards, and rebalances toward an even spread in bounded rounds: a region
-// gives up shards only while it holds more than the optimum (ceil(shards /
-// regions)), at most `absolute_limit` and `relative_limit` x total shards per round,
-// most loaded region first. This is Akka's newer algorithm (P4: no storms, no
-// over-rebalancing when a new node gets no traffic yet).
+// fewest shards, and rebalances toward an even spread in bounded rounds while the
+// fewest-loaded region holds less than optimum - 1 (optimum = ceil(shards /
+// regions)): regions above the optimum give up their surplus, most loaded first;
+// when none is above it (10, 10, 8 with 28 shards), each region at the optimum
+// gives up one, as many as the others lack. At most `absolute_limit` and
+// `relative_limit` x total shards per round. This is Akka's newer algorithm with
+// its two phases (P4: no storms, no over-rebalancing when a new node gets no
+// traffic yet); a round that moves nothing means the spread is as even as the
+// strategy makes it.
 //
 // Strategies are pure: the coordinator calls them with its current view.
 // Thread-safety: none needed (called by one coordinator).
