@@ -52,7 +52,7 @@ void fail(entity_actor* self, error reason) {
   if (st.ph == phase::stopped)
     return;
   st.ph = phase::stopped;
-  st.log->error(st.label, "stopping: {}", reason.to_string());
+  st.log->error(st.label(), "stopping: {}", reason.to_string());
   st.stop_reason = reason;
   deliver(st.in_flight, reason);
   st.fail_stash(reason);
@@ -79,7 +79,9 @@ bool restartable(const error& e) {
 
 /// The time left of the backoff, or zero once it passed.
 std::chrono::steady_clock::duration backoff_left(const entity_state& st) {
-  auto left = st.restart_after - std::chrono::steady_clock::now();
+  if (!st.trouble)
+    return std::chrono::steady_clock::duration::zero();
+  auto left = st.trouble->restart_after - std::chrono::steady_clock::now();
   return left > std::chrono::steady_clock::duration::zero() ? left
                                                              : std::chrono::steady_clock::duration::zero();
 }
@@ -88,7 +90,8 @@ std::string describe_backoff(const entity_state& st) {
   auto left = std::chrono::duration_cast<std::chrono::milliseconds>(backoff_left(st));
   return fmt::format("{} is stopped after a journal failure; a command after {} starts it "
                      "again: {}",
-                     *st.pid, format_duration(left), st.failure.message());
+                     *st.pid, format_duration(left),
+                     st.trouble ? st.trouble->failure.message() : std::string{});
 }
 
 /// Ends the incarnation after a journal failure, keeping the actor: every command
@@ -96,11 +99,14 @@ std::string describe_backoff(const entity_state& st) {
 /// and commands are refused until the backoff passed.
 void stop_incarnation(entity_actor* self, error reason) {
   auto& st = self->state;
-  auto first = st.failures_in_a_row++ == 0;
+  if (!st.trouble)
+    st.trouble = std::make_unique<entity_state::journal_trouble>();
+  auto& trouble = *st.trouble;
+  auto first = trouble.failures_in_a_row++ == 0;
   std::uniform_real_distribution<double> u{0.0, 1.0};
   static thread_local std::minstd_rand rng{std::random_device{}()};
-  auto delay = st.backoff.delay(st.failures_in_a_row, u(rng));
-  st.restart_after = std::chrono::steady_clock::now() + delay;
+  auto delay = st.rt->restart_backoff().delay(trouble.failures_in_a_row, u(rng));
+  trouble.restart_after = std::chrono::steady_clock::now() + delay;
   // Thousands of entities fail together when the disk fills: one line each, then
   // debug while the failures go on.
   auto line = fmt::format(
@@ -108,12 +114,12 @@ void stop_incarnation(entity_actor* self, error reason) {
     format_duration(std::chrono::duration_cast<std::chrono::milliseconds>(delay)),
     reason.to_string());
   if (first)
-    st.log->warn(st.label, "{}", line);
+    st.log->warn(st.label(), "{}", line);
   else
-    st.log->debug(st.label, "{}", line);
+    st.log->debug(st.label(), "{}", line);
   st.metrics->journal_stops.inc();
   st.ph = phase::backing_off;
-  st.failure = reason;
+  trouble.failure = reason;
   deliver(st.in_flight, reason);
   st.fail_stash(reason);
   if (st.ticket != 0) {
@@ -210,12 +216,12 @@ void process(entity_actor* self, command_ptr cmd, caf::response_promise rp) {
       start_write(self, std::move(cmd), std::move(rp));
       return;
     case handle_result::kind::unhandled:
-      st.log->debug(st.label, "{}", h.failure.message());
+      st.log->debug(st.label(), "{}", h.failure.message());
       deliver(rp, h.failure);
       return;
     case handle_result::kind::rejected:
       st.metrics->persist_rejected.inc();
-      st.log->warn(st.label, "persist rejected: {}", h.failure.message());
+      st.log->warn(st.label(), "persist rejected: {}", h.failure.message());
       deliver(rp, h.failure);
       return;
     case handle_result::kind::failed:
@@ -249,8 +255,8 @@ bool refused_while_backing_off(entity_actor* self, const command_ptr& cmd,
   st.model = std::move(*model);
   st.writer = st.rt->next_writer_id();
   st.metrics->restarts.inc();
-  st.log->info(st.label, "starting again after a journal failure ({} in a row): {}",
-               st.failures_in_a_row, st.failure.message());
+  st.log->info(st.label(), "starting again after a journal failure ({} in a row): {}",
+               st.trouble->failures_in_a_row, st.trouble->failure.message());
   begin_recovery(self);
   return false;
 }
@@ -277,7 +283,7 @@ void on_command(entity_actor* self, command_ptr cmd) {
                                *st.pid, st.stash_capacity, what)};
     if (!st.overflow_logged) {  // once per burst: the metric counts them all
       st.overflow_logged = true;
-      st.log->warn(st.label, "{}", e.message());
+      st.log->warn(st.label(), "{}", e.message());
     }
     deliver(rp, e);
     return;
@@ -340,7 +346,7 @@ bool maybe_snapshot(entity_actor* self, sequence_nr before) {
   s.timestamp_ms = now_ms();
   if (auto r = st.model->encode_state(s); !r) {
     st.metrics->snapshot_failures.inc();
-    st.log->warn(st.label, "snapshot at seq {} not saved: {}", s.seq, r.error().to_string());
+    st.log->warn(st.label(), "snapshot at seq {} not saved: {}", s.seq, r.error().to_string());
     return false;
   }
   st.ph = phase::snapshotting;
@@ -379,7 +385,7 @@ void throttle(entity_actor* self, command_ptr cmd, caf::response_promise rp, con
   auto shift = std::min(st.overloads_in_a_row++, 6);
   auto delay = std::chrono::milliseconds{5} * (1 << shift);  // 5 ms .. 320 ms
   if (shift == 0)
-    st.log->debug(st.label, "persist deferred for {} ms: {}", delay.count(), why.message());
+    st.log->debug(st.label(), "persist deferred for {} ms: {}", delay.count(), why.message());
   self->delayed_send(self, delay, retry_persist{st.incarnation});
 }
 
@@ -403,7 +409,7 @@ void on_write_done(entity_actor* self, write_done& m) {
   if (m.result) {
     auto before = st.last_seq;
     st.last_seq = last;
-    st.failures_in_a_row = 0;
+    st.trouble.reset();  // a successful persist ends a run of failures
     st.overloads_in_a_row = 0;
     st.metrics->events_persisted.inc(st.in_flight_events);
     auto c = st.model->complete();
@@ -427,7 +433,7 @@ void on_write_done(entity_actor* self, write_done& m) {
                    fmt::format("{}: the journal rejected {} (nothing was stored; the entity "
                                "goes on): {}",
                                *st.pid, range, err.message())};
-    st.log->warn(st.label, "{}", e.message());
+    st.log->warn(st.label(), "{}", e.message());
     deliver(rp, e);
     resume(self);
     return;
@@ -465,7 +471,7 @@ void on_snapshot_saved(entity_actor* self, snapshot_saved& m) {
     retention(self, m.seq);
   } else {
     st.metrics->snapshot_failures.inc();
-    st.log->warn(st.label, "saving the snapshot at seq {} failed (the entity goes on): {}",
+    st.log->warn(st.label(), "saving the snapshot at seq {} failed (the entity goes on): {}",
                  m.seq, m.result.error().to_string());
   }
   resume(self);
@@ -517,7 +523,7 @@ caf::result<caf::message> dispatch_internal(caf::scheduled_actor* base, caf::mes
     on_retry_persist(self, m.get_mutable_as<retry_persist>(0));
   else if (m.match_element<housekeeping_failed>(0)) {
     auto& h = m.get_mutable_as<housekeeping_failed>(0);
-    self->state.log->warn(self->state.label, "{} failed: {}", h.what, h.reason.to_string());
+    self->state.log->warn(self->state.label(), "{} failed: {}", h.what, h.reason.to_string());
   } else
     return caf::sec::unexpected_message;
   // Answers, if any, went through response promises.
@@ -530,7 +536,6 @@ caf::behavior entity_behavior(entity_actor* self, blueprint_ptr bp) {
   st.bp = bp;
   st.pid = &bp->persistence_id;
   st.log = &ctx.log();
-  st.label = "entity/" + bp->persistence_id;
   st.rt = entity_runtime::of(ctx);
   st.metrics = &st.rt->metrics_for(bp->entity_type);
   st.writer = st.rt->next_writer_id();
@@ -539,9 +544,6 @@ caf::behavior entity_behavior(entity_actor* self, blueprint_ptr bp) {
   st.page_size = bp->options.recovery_page_size > 0 ? bp->options.recovery_page_size
                                                      : st.rt->recovery_page_size;
   st.read_ahead = st.rt->replay_read_ahead;
-  st.backoff = backoff_policy{.min = st.rt->restart_backoff_min,
-                              .max = std::max(st.rt->restart_backoff_min,
-                                              st.rt->restart_backoff_max)};
   auto journal = journal_of(ctx);
   auto model = journal ? bp->make_model(ctx.shared_codec())
                        : expected<std::unique_ptr<entity_model>>{journal.error()};
@@ -550,7 +552,7 @@ caf::behavior entity_behavior(entity_actor* self, blueprint_ptr bp) {
                    fmt::format("{} cannot start: {}", bp->persistence_id, model.error().message())};
     st.ph = phase::stopped;
     st.stop_reason = e;
-    st.log->error(st.label, "{}", e.message());
+    st.log->error(st.label(), "{}", e.message());
     self->quit(to_caf_error(e));
     return {};
   }
@@ -567,8 +569,18 @@ caf::behavior entity_behavior(entity_actor* self, blueprint_ptr bp) {
   };
 }
 
+std::string entity_label(caf::scheduled_actor* s) {
+  return static_cast<entity_actor*>(s)->state.label();
+}
+
 caf::actor spawn_incarnation(caf::actor_system& sys, const blueprint_ptr& bp) {
-  return spawn_actor(sys, "entity/" + bp->persistence_id, entity_behavior, bp);
+  // troupe's default handlers in their allocation-free form (spawn.hpp).
+  return sys.spawn(
+    [](entity_actor* self, const blueprint_ptr& bp) {
+      init_actor(self, &entity_label);
+      return entity_behavior(self, bp);
+    },
+    bp);
 }
 
 // -- public entry points -----------------------------------------------------------------

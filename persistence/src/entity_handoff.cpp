@@ -30,7 +30,7 @@ void arm_idle(entity_actor* self, std::chrono::steady_clock::duration after) {
 void stop_idle(entity_actor* self) {
   auto& st = self->state;
   st.metrics->passivations.inc();
-  st.log->debug(st.label, "stopping: idle for {}", format_duration(st.bp->options.idle_timeout));
+  st.log->debug(st.label(), "stopping: idle for {}", format_duration(st.bp->options.idle_timeout));
   st.ph = phase::stopped;
   st.stop_reason = error{errc::stopped, fmt::format("{} stopped after being idle for {}", *st.pid,
                                                     format_duration(st.bp->options.idle_timeout))};
@@ -130,7 +130,7 @@ void on_hand_back(entity_actor* self) {
     return;
   }
   st.handing_back = true;
-  st.hand_back_rp = std::move(rp);
+  st.hand_back_rp = std::make_unique<caf::response_promise>(std::move(rp));
   // Only a persist in flight is waited for (its reply goes out once durable); a
   // snapshot save in flight completes in the journal without the entity.
   if (st.ph != phase::persisting)
@@ -146,12 +146,12 @@ void finish_hand_back(entity_actor* self) {
     held->push_back(to_element(s));
   }
   st.metrics->passivations.inc();
-  st.log->debug(st.label, "stopped, handing back {} command(s)", held->size());
+  st.log->debug(st.label(), "stopped, handing back {} command(s)", held->size());
   st.ph = phase::stopped;
   st.stop_reason = error{errc::stopped, fmt::format("{} stopped and handed back its commands",
                                                     *st.pid)};
-  if (st.hand_back_rp.pending())
-    st.hand_back_rp.deliver(handed_back{*st.pid, std::move(held)});
+  if (st.hand_back_rp && st.hand_back_rp->pending())
+    st.hand_back_rp->deliver(handed_back{*st.pid, std::move(held)});
   self->quit(caf::exit_reason::normal);
 }
 

@@ -53,7 +53,7 @@ void recovery_done(entity_actor* self) {
   st.metrics->recoveries.inc();
   auto took = std::chrono::steady_clock::now() - st.recovery_started;
   st.metrics->recovery_seconds.observe(std::chrono::duration<double>(took).count());
-  st.log->debug(st.label, "recovered at seq {} ({} events replayed in {} us)", st.last_seq,
+  st.log->debug(st.label(), "recovered at seq {} ({} events replayed in {} us)", st.last_seq,
                 st.replayed,
                 std::chrono::duration_cast<std::chrono::microseconds>(took).count());
   st.model->recovery_completed();

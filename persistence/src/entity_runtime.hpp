@@ -9,7 +9,9 @@
 
 #include "troupe/actors/config.hpp"
 #include "troupe/actors/metrics.hpp"
+#include "troupe/actors/supervisor.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <map>
 #include <memory>
@@ -61,6 +63,9 @@ public:
   /// Backoff after a journal failure ended an incarnation (doubling, 20 % jitter).
   duration restart_backoff_min = std::chrono::milliseconds{100};
   duration restart_backoff_max = std::chrono::seconds{5};
+  backoff_policy restart_backoff() const {
+    return {.min = restart_backoff_min, .max = std::max(restart_backoff_min, restart_backoff_max)};
+  }
   std::shared_ptr<recovery_permits> permits;
   gauge_metric* recovering = nullptr;          ///< recoveries holding a permit
   gauge_metric* waiting_for_permit = nullptr;  ///< entities queued for a permit

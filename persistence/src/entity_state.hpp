@@ -124,7 +124,6 @@ struct entity_state {
   std::shared_ptr<entity_runtime> rt;
   entity_metrics* metrics = nullptr;
   logger* log = nullptr;
-  std::string label;
   std::string writer;
   std::size_t stash_capacity = 0;
   std::size_t page_size = 0;
@@ -135,11 +134,14 @@ struct entity_state {
   sequence_nr last_seq = 0;
   std::uint64_t incarnation = 0;  // counts starts; stale journal answers are ignored
 
-  // after a journal failure (phase::backing_off)
-  backoff_policy backoff;
-  int failures_in_a_row = 0;   // reset by a successful persist
-  std::chrono::steady_clock::time_point restart_after;
-  error failure;               // why the last incarnation stopped
+  /// After a journal failure (phase::backing_off). Allocated on the first one and
+  /// dropped by the next successful persist: idle entities carry one pointer.
+  struct journal_trouble {
+    int failures_in_a_row = 0;
+    std::chrono::steady_clock::time_point restart_after;
+    error failure;  // why the last incarnation stopped
+  };
+  std::unique_ptr<journal_trouble> trouble;
 
   // recovery
   std::uint64_t step = 0;      // the recovery step in flight; older answers are stale
@@ -163,7 +165,7 @@ struct entity_state {
   // stop and hand back (owned_entity.hpp): the requester, while the persist in
   // flight finishes
   bool handing_back = false;
-  caf::response_promise hand_back_rp;
+  std::unique_ptr<caf::response_promise> hand_back_rp;  // while handing_back
 
   // idle timeout
   std::chrono::steady_clock::time_point last_active;
@@ -171,6 +173,10 @@ struct entity_state {
   bool idle_notified = false;  // entity_idle went out; no more until a command
 
   error stop_reason;  // why the actor stopped, for the requests still held
+
+  /// The entity's name in log lines ("entity/<persistence id>"), made when a line
+  /// is written rather than kept per entity.
+  std::string label() const { return "entity/" + (pid ? *pid : std::string{"?"}); }
 
   entity_state() = default;
   entity_state(const entity_state&) = delete;

@@ -174,10 +174,7 @@ void transfer_worker(troupe::node& client, const options& o, run_state& st, unsi
 }
 
 std::size_t up_members(troupe::membership::cluster& c) {
-  std::size_t n = 0;
-  for (auto& m : c.view().state->members)
-    n += m.status == troupe::membership::member_status::up;
-  return n;
+  return c.view().count(troupe::membership::member_status::up);
 }
 
 /// How many shards each node hosts, from the coordinator's journal.
@@ -293,7 +290,8 @@ int run(const options& o, const fs::path& self_dir) {
   }
 
   fmt::print("\nmembers:\n");
-  for (auto& m : cluster->view().state->members)
+  auto view = cluster->view();  // keeps the members alive while they are printed
+  for (auto& m : view.state->members)
     fmt::print("  {} {} roles={}\n", m.node.address.to_string(), to_string(m.status),
                fmt::join(m.roles, ","));
   fmt::print("shards per node (from the coordinator's journal):\n");

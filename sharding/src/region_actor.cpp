@@ -19,6 +19,7 @@
 // answered is routed again (to the shard's next home), not failed.
 #include "region_actor.hpp"
 
+#include "entity_slots.hpp"
 #include "region_messages.hpp"
 #include "remembered_entities.hpp"
 #include "wire.hpp"
@@ -38,7 +39,6 @@
 
 #include <caf/all.hpp>
 
-#include <list>
 #include <map>
 #include <deque>
 #include <set>
@@ -48,53 +48,12 @@ namespace troupe::sharding::detail {
 
 namespace {
 
-using clock = std::chrono::steady_clock;
-using reply_fn = std::function<void(expected<reply_box>)>;
+using clock = slot_clock;
 
 constexpr auto tick_interval = std::chrono::milliseconds{100};
 
 timestamp now() {
   return std::chrono::duration_cast<timestamp>(clock::now().time_since_epoch());
-}
-
-struct pending {
-  std::string id;
-  command_ptr cmd;
-  clock::time_point deadline;
-  std::uint32_t hops = 0;
-  reply_fn done;  ///< null: a one-way command
-  /// From a local entity_ref: its route cache and the command's number there.
-  std::shared_ptr<direct_cache> cache;
-  std::uint64_t seq = 0;
-};
-
-struct entity_slot {
-  caf::actor actor;
-  shard_id shard = 0;
-  bool stopping = false;
-  /// Sent to the entity and not answered yet, by token (tokens grow, so this is
-  /// the order the entity received them in).
-  std::map<message_token, pending> asked;
-  clock::time_point last_used;
-  troupe::detail::lazy_deque<message_token> waiting;  ///< for the next incarnation
-  std::list<std::string>::iterator lru;  ///< its place in region_state::lru
-  /// Refs' direct route to this incarnation: made on the second ask from a ref
-  /// (an entity asked once, as most are in a bulk load, costs no route).
-  direct_route_ptr direct;
-  bool asked_by_ref = false;
-};
-
-/// When the entity was last used, through the region or its direct route.
-clock::time_point used_at(const entity_slot& slot) {
-  return slot.direct ? std::max(slot.last_used, slot.direct->last_used()) : slot.last_used;
-}
-
-/// Closes the incarnation's direct route: from here on refs go through the region.
-void close_route(entity_slot& slot) {
-  if (slot.direct) {
-    slot.direct->close();
-    slot.direct.reset();
-  }
 }
 
 /// A shard's remembered entities (remember_entities), once loaded.
@@ -121,10 +80,11 @@ struct region_state {
   message_token next_token = 1;
   std::unordered_map<message_token, pending> tokens;
   std::unordered_map<std::string, entity_slot> entities;
-  std::map<caf::actor_addr, std::string> ids_by_actor;
-  std::map<shard_id, std::set<std::string>> by_shard;
+  /// The slot of each incarnation, by its actor id (for its down message).
+  std::unordered_map<caf::actor_id, entity_slot*> by_actor;
+  std::map<shard_id, shard_members> by_shard;
   /// Running entities, most recently used first (for max_active_entities).
-  std::list<std::string> lru;
+  lru_list lru;
   std::size_t stopping_entities = 0;
   std::set<shard_id> stopping;
   std::shared_ptr<persistence::journal_service> journal;
@@ -199,23 +159,22 @@ void enforce_entity_limit(self_ptr self) {
   auto limit = st.spec->settings.max_active_entities;
   if (limit == 0)
     return;
-  auto it = st.lru.end();
-  while (st.entities.size() - st.stopping_entities > limit && it != st.lru.begin()) {
-    --it;
-    if (it == st.lru.begin())
-      break;
-    auto& slot = st.entities[*it];
-    if (slot.stopping || !slot.asked.empty() || !slot.waiting.empty())
+  auto* newest = st.lru.front();
+  for (auto* s = st.lru.back();
+       s != nullptr && s != newest && st.entities.size() - st.stopping_entities > limit;) {
+    auto* older_next = lru_list::prev(s);
+    auto& slot = *s;
+    s = older_next;
+    if (slot.stopping || slot.has_asked() || !slot.waiting.empty())
       continue;
     if (auto t = used_at(slot); t > slot.last_used) {
       // Used over its direct route since: as recent as that use.
       slot.last_used = t;
-      auto used = it++;
-      st.lru.splice(st.lru.begin(), st.lru, used);
+      st.lru.move_to_front(&slot);
       continue;
     }
     count_passivation(self, "limit");
-    auto id = *it;
+    auto id = *slot.id;
     remember(self, slot.shard, id, false);
     stop_entity(self, id, slot);
   }
@@ -238,17 +197,20 @@ expected<entity_slot*> slot_for(self_ptr self, const std::string& id, shard_id s
   auto a = st.spec->spawn(self, id, std::move(placement));
   if (!a)
     return std::move(a).error();
-  auto& slot = st.entities[id];
+  auto [it, inserted] = st.entities.try_emplace(id);
+  auto& slot = it->second;
   slot.actor = *a;
   slot.shard = shard;
   slot.stopping = false;
-  st.lru.push_front(id);
-  slot.lru = st.lru.begin();
-  st.ids_by_actor[a->address()] = id;
-  st.by_shard[shard].insert(id);
+  if (inserted) {
+    slot.id = &it->first;
+    st.lru.push_front(&slot);
+    st.by_shard[shard].push_front(&slot);
+  }
+  st.by_actor[a->id()] = &slot;
   remember(self, shard, id, true);
   enforce_entity_limit(self);
-  return &st.entities[id];
+  return &slot;
 }
 
 /// The answer to a command the region sent an entity; ignored if the command was
@@ -259,7 +221,9 @@ void answered(self_ptr self, const std::string& id, message_token token,
   auto it = ents.find(id);
   if (it == ents.end())
     return;
-  auto node = it->second.asked.extract(token);
+  if (!it->second.asked)
+    return;
+  auto node = it->second.asked->extract(token);
   if (!node.empty())
     complete(node.mapped(), std::move(r));
 }
@@ -288,7 +252,9 @@ void bounced(self_ptr self, const std::string& id, message_token token) {
   auto it = st.entities.find(id);
   if (it == st.entities.end())
     return;
-  auto node = it->second.asked.extract(token);
+  if (!it->second.asked)
+    return;
+  auto node = it->second.asked->extract(token);
   if (node.empty())
     return;
   auto again = st.next_token++;
@@ -318,13 +284,13 @@ void deliver_local(self_ptr self, shard_id shard, pending p) {
     return;
   }
   slot.last_used = t;
-  st.lru.splice(st.lru.begin(), st.lru, slot.lru);
+  st.lru.move_to_front(&slot);
   auto timeout = std::chrono::duration_cast<duration>(p.deadline - t);
   auto cmd = p.cmd;
   auto id = p.id;
   auto cache = std::move(p.cache);
   auto seq = p.seq;
-  slot.asked.emplace(token, std::move(p));
+  slot.asked_map().emplace(token, std::move(p));
   persistence::detail::ask_entity(
     self, slot.actor, timeout, std::move(cmd),
     [self, id, token](expected<reply_box> r) { answered(self, id, token, std::move(r)); },
@@ -422,12 +388,14 @@ void requeue_unanswered(self_ptr self, const std::string& id,
     st.tokens.emplace(token, std::move(p));
     slot.waiting.push_front(token);
   }
-  for (auto a = slot.asked.rbegin(); a != slot.asked.rend(); ++a) {
+  if (!slot.asked)
+    return;
+  for (auto a = slot.asked->rbegin(); a != slot.asked->rend(); ++a) {
     auto token = st.next_token++;
     st.tokens.emplace(token, std::move(a->second));
     slot.waiting.push_front(token);
   }
-  slot.asked.clear();
+  slot.asked.reset();
 }
 
 /// Stops an entity the way a hand-off needs: its persist in flight finishes and
@@ -475,8 +443,8 @@ void stop_shard(self_ptr self, shard_id s) {
     st.core->shard_stopped_locally(now(), s, st.fx);
     return;
   }
-  for (auto& id : it->second)
-    stop_entity(self, id, st.entities[id]);
+  for (auto* slot : it->second.snapshot())
+    stop_entity(self, *slot->id, *slot);
 }
 
 /// Raises the shard's fence to `epoch`, then reports the shard started (or, if
@@ -634,11 +602,14 @@ void apply(self_ptr self) {
 
 void entity_down(self_ptr self, const caf::down_msg& dm) {
   auto& st = *self->state;
-  auto it = st.ids_by_actor.find(dm.source);
-  if (it == st.ids_by_actor.end())
+  auto it = st.by_actor.find(dm.source.id());
+  if (it == st.by_actor.end())
     return;
-  auto id = std::move(it->second);
-  st.ids_by_actor.erase(it);
+  auto* found = it->second;
+  st.by_actor.erase(it);
+  if (found->actor.address() != dm.source)
+    return;  // not the incarnation that slot runs now
+  auto id = *found->id;
   if (dm.reason && from_caf_error(dm.reason).code() == errc::fenced) {
     // A newer owner of the shard raised its fence: this node's view is stale, and
     // the coordinator will tell it so; until then, nothing this entity did was stored.
@@ -652,21 +623,23 @@ void entity_down(self_ptr self, const caf::down_msg& dm) {
   auto slot_it = st.entities.find(id);
   if (slot_it == st.entities.end())
     return;
+  auto& members = st.by_shard[slot_it->second.shard];
+  st.lru.erase(&slot_it->second);
+  members.erase(&slot_it->second);
   auto slot = std::move(slot_it->second);
+  slot.id = nullptr;  // the key goes with the map entry below
   close_route(slot);
-  st.lru.erase(slot.lru);
   if (slot.stopping)
     --st.stopping_entities;
   // What it was asked and never answered gets the error that ended it (CAF
   // answers pending requests to a dead actor too; whichever comes first wins).
-  for (auto& [token, p] : slot.asked)
-    complete(p, error{errc::actor_down, fmt::format("entity '{}|{}' stopped: {}",
-                                                    st.spec->name, id,
-                                                    caf::to_string(dm.reason))});
-  slot.asked.clear();
+  if (slot.asked)
+    for (auto& [token, p] : *slot.asked)
+      complete(p, error{errc::actor_down, fmt::format("entity '{}|{}' stopped: {}",
+                                                      st.spec->name, id,
+                                                      caf::to_string(dm.reason))});
+  slot.asked.reset();
   st.entities.erase(slot_it);
-  auto& ids = st.by_shard[slot.shard];
-  ids.erase(id);
   if (!slot.waiting.empty()) {
     // Messages that waited for this incarnation to end: route them again, ahead
     // of what arrives later (the shard may have moved meanwhile).
@@ -681,7 +654,7 @@ void entity_down(self_ptr self, const caf::down_msg& dm) {
       st.core->requeue_front(now(), slot.shard, tokens, st.fx);
     }
   }
-  if (ids.empty() && st.stopping.erase(slot.shard) > 0) {
+  if (members.empty() && st.stopping.erase(slot.shard) > 0) {
     st.by_shard.erase(slot.shard);
     st.core->shard_stopped_locally(now(), slot.shard, st.fx);
   }
@@ -709,7 +682,7 @@ void expire_and_passivate(self_ptr self) {
   if (idle.count() <= 0)
     return;
   for (auto& [id, slot] : st.entities)
-    if (!slot.stopping && slot.asked.empty() && slot.waiting.empty()
+    if (!slot.stopping && !slot.has_asked() && slot.waiting.empty()
         && t - used_at(slot) >= idle) {
       count_passivation(self, "idle");
       remember(self, slot.shard, id, false);
@@ -823,8 +796,12 @@ caf::behavior region_actor(caf::stateful_actor<std::shared_ptr<region_state>>* s
       stopped(p);
     s.tokens.clear();
     for (auto& [id, slot] : s.entities)
-      for (auto& [token, p] : slot.asked)
-        stopped(p);
+      if (slot.asked)
+        for (auto& [token, p] : *slot.asked)
+          stopped(p);
+    s.lru = {};
+    s.by_shard.clear();
+    s.by_actor.clear();
     s.entities.clear();
   });
   self->send(self, region_tick_atom::value);

@@ -62,10 +62,11 @@ std::vector<raw_socket> handshaken(remote_node& target, int n) {
 }
 
 /// A memory bound in KiB. Sanitizer builds keep freed memory in quarantine and pad
-/// every allocation, so their processes grow several times more for the same work;
-/// the bounds stay far below what the attacks cost before (hundreds of MB).
+/// every allocation (ASan) or shadow every byte the program touches (TSan), so their
+/// processes grow several times more for the same work; the bounds stay far below
+/// what the attacks cost before (hundreds of MB).
 constexpr std::size_t memory_bound_kib(std::size_t mib) {
-#ifdef TROUPE_SANITIZE
+#if defined(TROUPE_SANITIZE) || defined(TROUPE_TSAN)
   return 4 * mib * 1024;
 #else
   return mib * 1024;

@@ -89,15 +89,10 @@ public:
     auto c = bank::start_client(fast_flags(seeds_), journal_path(), 60s);
     REQUIRE_MESSAGE(c, (c ? "" : c.error().to_string()));
     auto members = nodes_.size() + 1;
-    REQUIRE(wait_until([&] { return up_members(*c->cluster) == members; }, 60s));
+    REQUIRE(wait_until(
+      [&] { return c->cluster->view().count(troupe::membership::member_status::up) == members; },
+      60s));
     return std::move(*c);
-  }
-
-  static std::size_t up_members(troupe::membership::cluster& c) {
-    std::size_t n = 0;
-    for (auto& m : c.view().state->members)
-      n += m.status == troupe::membership::member_status::up;
-    return n;
   }
 
   /// The shared journal file, opened beside the nodes (opening can meet a node's

@@ -29,6 +29,12 @@ namespace troupe {
 
 void init_actor(caf::scheduled_actor* self, std::string name);
 
+/// init_actor for actors that exist by the million (entities): the same handlers,
+/// without an allocation per actor. The handlers capture nothing; they ask
+/// `label_of(self)` for the actor's name in a log line when one is written (on
+/// the cold path only). `label_of` must be a plain function (no state).
+void init_actor(caf::scheduled_actor* self, std::string (*label_of)(caf::scheduled_actor*));
+
 namespace detail {
 
 template <class F>

@@ -37,6 +37,8 @@
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/fwd.hpp>
 
+#include <algorithm>
+#include <cstddef>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -53,7 +55,10 @@ namespace detail {
 struct cluster_shared;
 } // namespace detail
 
-/// One node's view of the cluster at one moment.
+/// One node's view of the cluster at one moment. `state` lives as long as the
+/// view: keep the view while using what it points to. (`for (auto& m :
+/// c.view().state->members)` reads freed memory: the temporary view, and with it
+/// possibly the last reference to `state`, is gone before the loop body runs.)
 struct cluster_view {
   node_identity self;
   membership_core::phase phase = membership_core::phase::idle;
@@ -64,6 +69,11 @@ struct cluster_view {
 
   const member* self_member() const { return state->find(self); }
   bool self_up() const;
+  /// How many members are in status `s`.
+  std::size_t count(member_status s) const {
+    return static_cast<std::size_t>(std::count_if(state->members.begin(), state->members.end(),
+                                                  [s](const member& m) { return m.status == s; }));
+  }
 };
 
 class cluster {

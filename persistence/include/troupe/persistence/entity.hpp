@@ -135,10 +135,19 @@ struct entity_blueprint {
   /// The actor that spawned the entity (owned_entity.hpp): the entity stops when it
   /// stops. Null for plain spawns.
   caf::actor_addr owner;
+  /// The entity type's model factory (make_blueprint sets it): a plain function,
+  /// so a blueprint costs no allocation of its own beyond itself (a million idle
+  /// entities hold a million blueprints).
+  using model_factory = expected<std::unique_ptr<entity_model>> (*)(
+    const entity_blueprint&, std::shared_ptr<const codec_registry>);
+  model_factory model_of = nullptr;
+
   /// A fresh model (empty state) for a new incarnation; fails if the codec lacks a
-  /// registration.
-  std::function<expected<std::unique_ptr<entity_model>>(std::shared_ptr<const codec_registry>)>
-    make_model;
+  /// registration. The model refers to this blueprint's persistence_id: the
+  /// blueprint must outlive it.
+  expected<std::unique_ptr<entity_model>> make_model(std::shared_ptr<const codec_registry> codec) const {
+    return model_of(*this, std::move(codec));
+  }
 };
 using blueprint_ptr = std::shared_ptr<const entity_blueprint>;
 
@@ -163,27 +172,30 @@ void check_command() {
 }
 
 template <class Entity>
+expected<std::unique_ptr<entity_model>> make_typed_model(const entity_blueprint& bp,
+                                                         std::shared_ptr<const codec_registry> codec) {
+  auto view = cached_codec<Entity>(codec);
+  if (!view)
+    return std::move(view).error();
+  if (auto messages = cached_message_codec<Entity>(std::move(codec)); !messages)
+    return std::move(messages).error();
+  if (bp.options.snapshot_every > 0 && (*view)->state_entry == nullptr)
+    return error{errc::unknown_manifest,
+                 fmt::format("entity type '{}' takes snapshots, but its state type {} is "
+                             "not registered in the codec (codec_registry::add)",
+                             Entity::entity_type, type_name(typeid(typename Entity::state)))};
+  return std::unique_ptr<entity_model>{std::make_unique<typed_model<Entity>>(
+    bp.persistence_id, std::move(*view), bp.options.verify_round_trip)};
+}
+
+template <class Entity>
 std::shared_ptr<entity_blueprint> make_blueprint(std::string entity_id, entity_options opts) {
   auto bp = std::make_shared<entity_blueprint>();
   bp->entity_type = std::string{Entity::entity_type};
   bp->entity_id = std::move(entity_id);
   bp->persistence_id = persistence_id_of(bp->entity_type, bp->entity_id);
   bp->options = opts;
-  bp->make_model = [pid = bp->persistence_id, opts](std::shared_ptr<const codec_registry> codec)
-    -> expected<std::unique_ptr<entity_model>> {
-    auto view = cached_codec<Entity>(codec);
-    if (!view)
-      return std::move(view).error();
-    if (auto messages = cached_message_codec<Entity>(std::move(codec)); !messages)
-      return std::move(messages).error();
-    if (opts.snapshot_every > 0 && (*view)->state_entry == nullptr)
-      return error{errc::unknown_manifest,
-                   fmt::format("entity type '{}' takes snapshots, but its state type {} is "
-                               "not registered in the codec (codec_registry::add)",
-                               Entity::entity_type, type_name(typeid(typename Entity::state)))};
-    return std::unique_ptr<entity_model>{
-      std::make_unique<typed_model<Entity>>(pid, std::move(*view), opts.verify_round_trip)};
-  };
+  bp->model_of = &make_typed_model<Entity>;
   return bp;
 }
 

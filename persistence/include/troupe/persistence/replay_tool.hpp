@@ -79,10 +79,20 @@ int run_replay(const replay_args& args, const std::string& persistence_id,
 int run_verify(const replay_args& args, const std::string& entity_type,
                const replay_model_factory& steps, std::ostream& out, std::ostream& err);
 
+/// A model with the persistence id it refers to.
+template <class Entity>
+struct replay_model {
+  std::string pid;
+  typed_model<Entity> model;
+  replay_model(std::string p, std::shared_ptr<const entity_codec<Entity>> view)
+    : pid(std::move(p)), model(pid, std::move(view), false) {}
+};
+
 template <class Entity>
 replay_steps typed_replay_steps(const std::string& pid,
                                 std::shared_ptr<const entity_codec<Entity>> view) {
-  auto model = std::make_shared<typed_model<Entity>>(pid, view, false);
+  auto holder = std::make_shared<replay_model<Entity>>(pid, view);
+  auto model = std::shared_ptr<typed_model<Entity>>(holder, &holder->model);
   replay_steps steps;
   steps.restore = [model](const snapshot_record& s) -> expected<nlohmann::json> {
     if (auto r = model->restore(s); !r)

@@ -263,7 +263,8 @@ expected<void> start(node& n, sharding_settings settings, persistence::entity_op
   spec.settings = std::move(settings);
   spec.protocol = std::move(*protocol);
   // The codec check of the events (and the state), once, so start() reports it.
-  if (auto m = persistence::detail::make_blueprint<Entity>("-", opts)->make_model(detail::codec_of(n)); !m)
+  auto probe = persistence::detail::make_blueprint<Entity>("-", opts);
+  if (auto m = probe->make_model(detail::codec_of(n)); !m)
     return std::move(m).error();
   spec.spawn = [opts](caf::event_based_actor* owner, const std::string& id,
                       persistence::entity_placement placement) -> expected<caf::actor> {

@@ -251,9 +251,10 @@ public:
   using event_type = typename Entity::event;
   using effect_type = effect<Entity>;
 
-  typed_model(std::string persistence_id, std::shared_ptr<const entity_codec<Entity>> codec,
+  /// `persistence_id` must outlive the model (it is the blueprint's).
+  typed_model(const std::string& persistence_id, std::shared_ptr<const entity_codec<Entity>> codec,
               bool verify_round_trip)
-    : pid_(std::move(persistence_id)), codec_(std::move(codec)), verify_(verify_round_trip) {}
+    : pid_(persistence_id), codec_(std::move(codec)), verify_(verify_round_trip) {}
 
   handle_result handle(const command_box& box, std::vector<event_record>& out) override {
     const auto& cmd = static_cast<const typed_command<Entity>&>(box).value;
@@ -485,7 +486,7 @@ private:
     return {};
   }
 
-  std::string pid_;
+  const std::string& pid_;
   std::shared_ptr<const entity_codec<Entity>> codec_;
   bool verify_;
   state_type state_{};
