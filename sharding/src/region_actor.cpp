@@ -221,9 +221,12 @@ void answered(self_ptr self, const std::string& id, message_token token,
   auto it = ents.find(id);
   if (it == ents.end())
     return;
-  if (!it->second.asked)
+  auto& slot = it->second;
+  if (!slot.asked)
     return;
-  auto node = it->second.asked->extract(token);
+  auto node = slot.asked->extract(token);
+  if (slot.asked->empty())
+    slot.asked.reset();  // an idle entity keeps no map
   if (!node.empty())
     complete(node.mapped(), std::move(r));
 }
@@ -252,9 +255,12 @@ void bounced(self_ptr self, const std::string& id, message_token token) {
   auto it = st.entities.find(id);
   if (it == st.entities.end())
     return;
-  if (!it->second.asked)
+  auto& slot = it->second;
+  if (!slot.asked)
     return;
-  auto node = it->second.asked->extract(token);
+  auto node = slot.asked->extract(token);
+  if (slot.asked->empty())
+    slot.asked.reset();
   if (node.empty())
     return;
   auto again = st.next_token++;
