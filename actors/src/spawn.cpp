@@ -15,10 +15,6 @@ logger& fallback_logger() {
   return *log;
 }
 
-} // namespace
-
-namespace {
-
 logger& log_of(node_context* ctx) {
   return ctx ? ctx->log() : fallback_logger();
 }
