@@ -71,8 +71,16 @@ bool gossip::converged() const {
     if (s != member_status::down && s != member_status::exiting)
       return false;
   }
-  return std::all_of(members.begin(), members.end(), [this](const member& m) {
-    return !is_up_or_leaving(m.status) || has_seen(m.node);
+  // Until a member is up, joining ones count too (as in Akka): otherwise two
+  // joiners with different partial views could each lead, each move its view's
+  // members up, and give one member two up numbers (and singletons two homes).
+  bool forming = std::none_of(members.begin(), members.end(),
+                              [](const member& m) { return is_up_or_leaving(m.status); });
+  return std::all_of(members.begin(), members.end(), [&](const member& m) {
+    bool counts = is_up_or_leaving(m.status)
+                  || (forming && (m.status == member_status::joining
+                                  || m.status == member_status::weakly_up));
+    return !counts || has_seen(m.node);
   });
 }
 

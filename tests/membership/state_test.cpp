@@ -114,6 +114,21 @@ TEST_CASE("gossip: convergence needs every up member's view, and unreachable one
   CHECK(g.converged());
 }
 
+TEST_CASE("gossip: while no member is up, convergence needs every joining member's view") {
+  // Two joiners of a forming cluster: the one that has not seen the state with
+  // the other must not let that state converge, or each could lead its own view.
+  auto g = state_of({with_status(0, ms::joining), with_status(1, ms::joining),
+                     with_status(2, ms::weakly_up)});
+  g.seen = {node(0), node(2)};
+  CHECK_FALSE(g.converged());
+  g.mark_seen(node(1));
+  CHECK(g.converged());
+  // Once one member is up, joining ones no longer hold convergence back.
+  g.find(node(0))->status = ms::up;
+  g.seen = {node(0)};
+  CHECK(g.converged());
+}
+
 TEST_CASE("gossip: the leader is the first reachable up member by address, and the oldest has the "
           "smallest up number") {
   auto g = state_of({up(0, 3), up(1, 1), up(2, 2), with_status(3, ms::joining)});

@@ -82,6 +82,17 @@ public:
 
   child_process& node(std::size_t i) { return *nodes_[i]; }
 
+  /// What the nodes logged and nobody read yet: shown when a wait fails, so a
+  /// failure in CI says what the nodes saw.
+  std::string unread_logs() {
+    std::string out;
+    for (std::size_t i = 0; i < nodes_.size(); ++i)
+      if (nodes_[i])
+        while (auto line = nodes_[i]->read_line(200ms))
+          out += fmt::format("bank{}: {}\n", i, *line);
+    return out;
+  }
+
   /// Starts every node and the client, and waits until all are up.
   bank::client start_all() {
     for (std::size_t i = 0; i < nodes_.size(); ++i)
@@ -218,12 +229,25 @@ TEST_CASE("sharding processes: a SIGSTOP-paused owner that wakes after its shard
     }));
 
   // The survivors down the paused node and the shard moves, under a newer epoch.
-  REQUIRE(wait_until(
+  auto moved = wait_until(
     [&] {
       auto h = home_of(c, 3, shard);
       return h && *h != 2;
     },
-    60s));
+    60s);
+  if (!moved) {
+    auto coordinator = troupe::sharding::coordinator_location(*client.cluster->view().state,
+                                                              bank::host_role);
+    MESSAGE("coordinator " << (coordinator ? coordinator->address.to_string() : "none") << " ports "
+                           << c.port(0) << " " << c.port(1) << " " << c.port(2));
+    auto v = client.cluster->view();
+    for (auto& m : v.state->members)
+      MESSAGE(m.node.to_string() << " " << troupe::membership::to_string(m.status) << " up#"
+                                 << m.up_number << " seen " << v.state->has_seen(m.node));
+    MESSAGE("unreachable " << v.state->unreachable().size() << " converged " << v.state->converged());
+  }
+  REQUIRE_MESSAGE(moved, "the paused owner's shard did not move; the nodes logged:\n"
+                           << c.unread_logs());
   CHECK(c.allocations().at(shard).epoch > old_epoch);
   REQUIRE(wait_until([&] { return acct.ask(bank::deposit{10, "after-move"}, 3s).has_value(); },
                      60s));

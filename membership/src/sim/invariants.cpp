@@ -43,6 +43,16 @@ void invariant_checker::after_step(timestamp now, const membership_core& core) {
     if (removed.count(m.node))
       fail(now, fmt::format("{} sees removed incarnation {} again (status {})",
                             observer.to_string(), m.node.to_string(), to_string(m.status)));
+    if (m.up_number != 0) {
+      // Age decides the oldest member, and with it every singleton's home: a
+      // member's up number is one value in every view, for good.
+      auto [u, first] = up_number_.try_emplace(m.node, m.up_number);
+      if (!first && u->second != m.up_number) {
+        fail(now, fmt::format("{} sees {} with up number {}, another view had {}",
+                              observer.to_string(), m.node.to_string(), m.up_number, u->second));
+        u->second = m.up_number;  // reported once per change
+      }
+    }
     auto [i, fresh] = last_status_.try_emplace({observer, m.node}, m.status);
     if (!fresh && i->second != m.status) {
       if (!can_move(i->second, m.status))

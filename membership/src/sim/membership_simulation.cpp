@@ -27,6 +27,12 @@ membership_simulation::membership_simulation(simulation_options options)
   options_.settings.seed_nodes.clear();
   for (std::size_t i = 0; i < std::min(options_.seed_nodes, nodes_.size()); ++i)
     options_.settings.seed_nodes.push_back(nodes_[i].address);
+  // Any seed may come first: with real ports the first seed (the one that
+  // bootstraps) is as often as not above other nodes' addresses, which decides
+  // the leader among members that are all still joining.
+  auto& seeds = options_.settings.seed_nodes;
+  for (auto i = seeds.size(); i > 1; --i)
+    std::swap(seeds[i - 1], seeds[rng_.below(i)]);
 }
 
 void membership_simulation::mix(std::uint64_t x) noexcept {

@@ -54,8 +54,9 @@ struct gossip {
   /// `self` is exiting or down): whom `self` can talk to.
   bool reachable_from(const node_identity& self, const node_identity& node) const;
 
-  /// Every up or leaving member has seen this version, and every member that some
-  /// observer cannot reach is down or exiting (Akka's convergence).
+  /// Every up or leaving member (while no member is up yet: every joining and
+  /// weakly-up one) has seen this version, and every member that some observer
+  /// cannot reach is down or exiting (Akka's convergence).
   bool converged() const;
 
   /// The first reachable member (by address) that is up or leaving; if there is

@@ -6,6 +6,9 @@
 // Across observers:
 //   - one leader per converged state: every node holding the same converged
 //     version computes the same leader;
+//   - one up number per member: once a member is up, every view gives it the
+//     same up number (so the oldest member, and every singleton's home, only
+//     changes when a member leaves or is removed);
 //   - no two sides stay up: once a running node's view has another running node
 //     down or removed, that node stops (learns it was downed, or its own side
 //     downs itself) within `split_brain_grace`, unless it is paused.
@@ -50,6 +53,7 @@ private:
   std::map<std::pair<node_identity, node_identity>, member_status> last_status_;
   std::map<node_identity, std::set<node_identity>> removed_;
   std::map<std::uint64_t, std::optional<node_identity>> leader_of_version_;
+  std::map<node_identity, std::uint32_t> up_number_;
   std::map<std::pair<node_identity, node_identity>, timestamp> conflict_since_;
   std::vector<std::string> violations_;
 };
