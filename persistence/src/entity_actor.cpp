@@ -53,10 +53,10 @@ void fail(entity_actor* self, error reason) {
     return;
   st.ph = phase::stopped;
   st.log->error(st.label(), "stopping: {}", reason.to_string());
-  st.stop_reason = reason;
+  st.set_stop_reason(reason);
   deliver(st.in_flight, reason);
   st.fail_stash(reason);
-  st.release_permit();
+  st.end_recovery();
   self->quit(to_caf_error(reason));
 }
 
@@ -122,15 +122,7 @@ void stop_incarnation(entity_actor* self, error reason) {
   trouble.failure = reason;
   deliver(st.in_flight, reason);
   st.fail_stash(reason);
-  if (st.ticket != 0) {
-    st.rt->permits->cancel(st.ticket);
-    st.ticket = 0;
-  }
-  if (st.counted_waiting) {
-    st.counted_waiting = false;
-    st.rt->waiting_for_permit->add(-1);
-  }
-  st.release_permit();
+  st.end_recovery();
   st.model.reset();
   st.last_seq = 0;
   ++st.step;  // answers to the old incarnation's requests are now stale
@@ -153,8 +145,8 @@ void stop_normally(entity_actor* self) {
   if (st.ph == phase::stopped)
     return;
   st.ph = phase::stopped;
-  st.stop_reason = error{errc::stopped, *st.pid + " stopped itself"};
-  st.fail_stash(st.stop_reason);
+  st.set_stop_reason(error{errc::stopped, *st.pid + " stopped itself"});
+  st.fail_stash(st.stop_reason());
   self->quit(caf::exit_reason::normal);
 }
 
@@ -170,20 +162,21 @@ void finish(entity_actor* self, caf::response_promise& rp, completion c) {
     stop_normally(self);
 }
 
-void start_write(entity_actor* self, command_ptr cmd, caf::response_promise rp) {
+void start_write(entity_actor* self, command_ptr cmd, caf::response_promise rp,
+                 std::vector<event_record> events) {
   auto& st = self->state;
   atomic_write w;
   w.persistence_id = *st.pid;
   w.fence = st.bp->fence;
   st.in_flight_cmd = std::move(cmd);
-  w.events = std::move(st.encoded);
-  st.encoded = {};
+  w.events = std::move(events);
+  auto writer = st.rt->writer_id(st.writer);
   // Events leave persistence_id empty (it is the write's) and timestamp_ms 0 (the
   // journal stamps the time of the write).
   auto seq = st.last_seq;
   for (auto& e : w.events) {
     e.seq = ++seq;
-    e.writer = st.writer;
+    e.writer = writer;
   }
   st.in_flight = std::move(rp);
   st.in_flight_events = w.events.size();
@@ -206,14 +199,14 @@ void process(entity_actor* self, command_ptr cmd, caf::response_promise rp) {
     return;
   }
   st.metrics->commands.inc();
-  st.encoded.clear();
-  auto h = st.model->handle(*cmd, st.encoded);
+  std::vector<event_record> encoded;
+  auto h = st.model->handle(*cmd, encoded);
   switch (h.what) {
     case handle_result::kind::complete:
       finish(self, rp, st.model->complete());
       return;
     case handle_result::kind::persist:
-      start_write(self, std::move(cmd), std::move(rp));
+      start_write(self, std::move(cmd), std::move(rp), std::move(encoded));
       return;
     case handle_result::kind::unhandled:
       st.log->debug(st.label(), "{}", h.failure.message());
@@ -253,7 +246,7 @@ bool refused_while_backing_off(entity_actor* self, const command_ptr& cmd,
     return true;
   }
   st.model = std::move(*model);
-  st.writer = st.rt->next_writer_id();
+  st.writer = st.rt->next_writer();
   st.metrics->restarts.inc();
   st.log->info(st.label(), "starting again after a journal failure ({} in a row): {}",
                st.trouble->failures_in_a_row, st.trouble->failure.message());
@@ -272,15 +265,15 @@ void on_command(entity_actor* self, command_ptr cmd) {
     return;
   }
   if (st.ph == phase::stopped) {
-    deliver(rp, st.stop_reason);
+    deliver(rp, st.stop_reason());
     return;
   }
-  if (st.stash.size() >= st.stash_capacity) {
+  if (st.stash.size() >= st.stash_capacity()) {
     st.metrics->stash_overflow.inc();
     auto what = cmd ? cmd->name() : std::string{"a state query"};
     auto e = error{errc::overloaded,
                    fmt::format("{} is busy and its stash of {} commands is full; {} refused",
-                               *st.pid, st.stash_capacity, what)};
+                               *st.pid, st.stash_capacity(), what)};
     if (!st.overflow_logged) {  // once per burst: the metric counts them all
       st.overflow_logged = true;
       st.log->warn(st.label(), "{}", e.message());
@@ -302,7 +295,7 @@ void drain(entity_actor* self) {
     auto next = st.pop_stash();
     process(self, std::move(next.cmd), std::move(next.rp));
   }
-  if (st.stash.size() < st.stash_capacity / 2)
+  if (st.stash.size() < st.stash_capacity() / 2)
     st.overflow_logged = false;
 }
 
@@ -538,12 +531,7 @@ caf::behavior entity_behavior(entity_actor* self, blueprint_ptr bp) {
   st.log = &ctx.log();
   st.rt = entity_runtime::of(ctx);
   st.metrics = &st.rt->metrics_for(bp->entity_type);
-  st.writer = st.rt->next_writer_id();
-  st.stash_capacity = bp->options.stash_capacity > 0 ? bp->options.stash_capacity
-                                                     : st.rt->stash_capacity;
-  st.page_size = bp->options.recovery_page_size > 0 ? bp->options.recovery_page_size
-                                                     : st.rt->recovery_page_size;
-  st.read_ahead = st.rt->replay_read_ahead;
+  st.writer = st.rt->next_writer();
   auto journal = journal_of(ctx);
   auto model = journal ? bp->make_model(ctx.shared_codec())
                        : expected<std::unique_ptr<entity_model>>{journal.error()};
@@ -551,7 +539,7 @@ caf::behavior entity_behavior(entity_actor* self, blueprint_ptr bp) {
     auto e = error{model.error().code(),
                    fmt::format("{} cannot start: {}", bp->persistence_id, model.error().message())};
     st.ph = phase::stopped;
-    st.stop_reason = e;
+    st.set_stop_reason(e);
     st.log->error(st.label(), "{}", e.message());
     self->quit(to_caf_error(e));
     return {};

@@ -32,9 +32,9 @@ void stop_idle(entity_actor* self) {
   st.metrics->passivations.inc();
   st.log->debug(st.label(), "stopping: idle for {}", format_duration(st.bp->options.idle_timeout));
   st.ph = phase::stopped;
-  st.stop_reason = error{errc::stopped, fmt::format("{} stopped after being idle for {}", *st.pid,
-                                                    format_duration(st.bp->options.idle_timeout))};
-  st.fail_stash(st.stop_reason);
+  st.set_stop_reason(error{errc::stopped, fmt::format("{} stopped after being idle for {}", *st.pid,
+                                                    format_duration(st.bp->options.idle_timeout))});
+  st.fail_stash(st.stop_reason());
   self->quit(caf::exit_reason::normal);
 }
 
@@ -109,7 +109,7 @@ void watch_owner(entity_actor* self) {
     auto& st = self->state;
     if (e.code() == errc::stopped && e.message() == owner_stopped_message) {
       st.ph = phase::stopped;
-      st.stop_reason = error{errc::stopped, fmt::format("{} stopped: its owner stopped", *st.pid)};
+      st.set_stop_reason(error{errc::stopped, fmt::format("{} stopped: its owner stopped", *st.pid)});
       self->quit(caf::exit_reason::user_shutdown);
       return;
     }
@@ -121,7 +121,7 @@ void on_hand_back(entity_actor* self) {
   auto& st = self->state;
   auto rp = self->make_response_promise();
   if (st.ph == phase::stopped) {
-    deliver(rp, st.stop_reason);
+    deliver(rp, st.stop_reason());
     return;
   }
   if (st.handing_back) {
@@ -148,8 +148,8 @@ void finish_hand_back(entity_actor* self) {
   st.metrics->passivations.inc();
   st.log->debug(st.label(), "stopped, handing back {} command(s)", held->size());
   st.ph = phase::stopped;
-  st.stop_reason = error{errc::stopped, fmt::format("{} stopped and handed back its commands",
-                                                    *st.pid)};
+  st.set_stop_reason(error{errc::stopped, fmt::format("{} stopped and handed back its commands",
+                                                    *st.pid)});
   if (st.hand_back_rp && st.hand_back_rp->pending())
     st.hand_back_rp->deliver(handed_back{*st.pid, std::move(held)});
   self->quit(caf::exit_reason::normal);

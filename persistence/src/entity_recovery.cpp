@@ -20,7 +20,7 @@ template <class T>
 T* step_result(entity_actor* self, std::uint64_t step, expected<T>& result,
                const std::string& what) {
   auto& st = self->state;
-  if (st.ph != phase::recovering || step != st.step)
+  if (st.ph != phase::recovering || step != st.step || !st.recovery)
     return nullptr;
   if (!result) {
     recovery_failed(self, error{result.error().code(), fmt::format("{} {}: {}", *st.pid, what,
@@ -30,17 +30,11 @@ T* step_result(entity_actor* self, std::uint64_t step, expected<T>& result,
   return &*result;
 }
 
-void arm_recovery_check(entity_actor* self) {
-  auto& st = self->state;
-  self->delayed_send(self, std::chrono::duration_cast<caf::timespan>(st.rt->recovery_timeout),
-                     recovery_check{st.step});
-}
-
 /// Requests the page that starts at `from` (the answer is the next recovery step).
 void request_page(entity_actor* self, sequence_nr from) {
   auto& st = self->state;
   auto step = ++st.step;
-  st.journal->read_events(*st.pid, from, st.replay_to, st.page_size,
+  st.journal->read_events(*st.pid, from, st.recovery->replay_to, st.page_size(),
                           [to = mailbox_ref::of(self), step](expected<std::vector<event_record>> r) {
                             to.post(page_loaded{step, std::move(r)});
                           });
@@ -48,13 +42,14 @@ void request_page(entity_actor* self, sequence_nr from) {
 
 void recovery_done(entity_actor* self) {
   auto& st = self->state;
-  st.release_permit();
+  auto took = std::chrono::steady_clock::now() - st.recovery->started;
+  auto replayed = st.recovery->replayed;
+  st.end_recovery();
   st.ph = phase::running;
   st.metrics->recoveries.inc();
-  auto took = std::chrono::steady_clock::now() - st.recovery_started;
   st.metrics->recovery_seconds.observe(std::chrono::duration<double>(took).count());
   st.log->debug(st.label(), "recovered at seq {} ({} events replayed in {} us)", st.last_seq,
-                st.replayed,
+                replayed,
                 std::chrono::duration_cast<std::chrono::microseconds>(took).count());
   st.model->recovery_completed();
   note_activity(self);
@@ -65,20 +60,22 @@ void recovery_done(entity_actor* self) {
 
 void on_permit(entity_actor* self, permit_granted& m) {
   auto& st = self->state;
-  if (st.ph != phase::waiting_permit)
+  if (st.ph != phase::waiting_permit || !st.recovery)
     return;  // m.permit goes back when the message is destroyed
-  st.ticket = 0;
-  if (st.counted_waiting) {
-    st.counted_waiting = false;
+  auto& r = *st.recovery;
+  r.ticket = 0;
+  if (r.counted_waiting) {
+    r.counted_waiting = false;
     st.rt->waiting_for_permit->add(-1);
   }
-  st.permit = std::move(m.permit);
-  st.counted_recovering = true;
+  r.permit = std::move(m.permit);
+  r.counted_recovering = true;
   st.rt->recovering->add(1);
   st.ph = phase::recovering;
-  st.recovery_started = std::chrono::steady_clock::now();
+  r.started = std::chrono::steady_clock::now();
   auto step = ++st.step;
-  arm_recovery_check(self);
+  r.checked_step = step;
+  r.watch = st.rt->watchdog->begin(self->system(), self->address());
   st.journal->load_snapshot(*st.pid, snapshot_criteria::latest(),
                             [to = mailbox_ref::of(self), step](expected<std::optional<snapshot_record>> r) {
                               to.post(snapshot_loaded{step, std::move(r)});
@@ -119,8 +116,8 @@ void on_highest_loaded(entity_actor* self, highest_loaded& m) {
                               "from elsewhere, or renumbered); refusing to recover from it "
                               "(`troupe journal verify` lists it)",
                               *st.pid, st.last_seq, st.last_seq, *highest)});
-  st.replay_to = *highest;
-  if (st.last_seq >= st.replay_to)
+  st.recovery->replay_to = *highest;
+  if (st.last_seq >= st.recovery->replay_to)
     return recovery_done(self);
   request_page(self, st.last_seq + 1);
 }
@@ -136,12 +133,13 @@ void on_page_loaded(entity_actor* self, page_loaded& m) {
     return recovery_failed(
       self, error{errc::journal_failure,
                   fmt::format("{} seq {}: missing from the journal (its highest seq is {})",
-                              *st.pid, st.last_seq + 1, st.replay_to)});
+                              *st.pid, st.last_seq + 1, st.recovery->replay_to)});
   // Read-ahead: the journal reads the next page while this one is decoded and
   // applied, so I/O and decoding overlap. Still bounded: one page being applied,
   // at most one being read, however long the journal.
   auto next = page.back().seq + 1;
-  bool ahead = st.read_ahead && next <= st.replay_to;
+  auto& rs = *st.recovery;
+  bool ahead = st.rt->replay_read_ahead && next <= rs.replay_to;
   if (ahead)
     request_page(self, next);
   for (auto& rec : page) {
@@ -155,20 +153,20 @@ void on_page_loaded(entity_actor* self, page_loaded& m) {
       return recovery_failed(self, r.error());
     st.last_seq = rec.seq;
   }
-  st.replayed += page.size();
+  rs.replayed += page.size();
   st.metrics->events_replayed.inc(page.size());
-  if (st.last_seq >= st.replay_to)
+  if (st.last_seq >= rs.replay_to)
     recovery_done(self);  // a read-ahead answer (none expected here) would be stale
   else if (!ahead)
     request_page(self, st.last_seq + 1);  // strict: the next page only now
 }
 
-void on_recovery_check(entity_actor* self, recovery_check m) {
+void on_recovery_check(entity_actor* self, recovery_check) {
   auto& st = self->state;
-  if (st.ph != phase::recovering)
+  if (st.ph != phase::recovering || !st.recovery)
     return;
-  if (m.step != st.step) {  // progress since the check was armed
-    arm_recovery_check(self);
+  if (st.recovery->checked_step != st.step) {  // progress since the last check
+    st.recovery->checked_step = st.step;
     return;
   }
   recovery_failed(self, error{errc::timeout,
@@ -181,13 +179,15 @@ void begin_recovery(entity_actor* self) {
   auto& st = self->state;
   ++st.incarnation;
   st.last_seq = 0;
-  st.replayed = 0;
   st.ph = phase::waiting_permit;
-  st.ticket = st.rt->permits->acquire([a = me(self)](recovery_permits::permit_ptr p) {
+  st.end_recovery();  // none expected; a fresh one
+  st.recovery = std::make_unique<entity_state::recovery_state>();
+  auto& r = *st.recovery;
+  r.ticket = st.rt->permits->acquire([a = me(self)](recovery_permits::permit_ptr p) {
     caf::anon_send(a, permit_granted{std::move(p)});
   });
-  if (st.ticket != 0) {
-    st.counted_waiting = true;
+  if (r.ticket != 0) {
+    r.counted_waiting = true;
     st.rt->waiting_for_permit->add(1);
   }
 }

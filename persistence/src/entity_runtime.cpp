@@ -38,6 +38,7 @@ entity_runtime::entity_runtime(node_context& ctx) : registry_(ctx.metrics()) {
   replay_read_ahead = bool_or(cfg, key_replay_read_ahead, replay_read_ahead);
   restart_backoff_min = duration_or(cfg, key_restart_backoff_min, restart_backoff_min);
   restart_backoff_max = duration_or(cfg, key_restart_backoff_max, restart_backoff_max);
+  watchdog = recovery_watchdog::make(recovery_timeout);
   permits = recovery_permits::make(
     static_cast<std::size_t>(std::max<std::int64_t>(1, int_or(cfg, key_max_concurrent_recoveries, 50))));
   recovering = &registry_.gauge("troupe_persistence_entity_recoveries_in_progress", {},
@@ -109,9 +110,7 @@ entity_metrics& entity_runtime::metrics_for(const std::string& entity_type) {
   return ref;
 }
 
-std::string entity_runtime::next_writer_id() {
-  // "<random per node>-<incarnation in base 36>"
-  auto n = ++incarnations_;
+std::string entity_runtime::writer_id(std::uint64_t n) const {
   std::string suffix;
   do {
     suffix.insert(suffix.begin(), "0123456789abcdefghijklmnopqrstuvwxyz"[n % 36]);

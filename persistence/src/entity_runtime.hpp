@@ -6,6 +6,7 @@
 #pragma once
 
 #include "recovery_permits.hpp"
+#include "recovery_watchdog.hpp"
 
 #include "troupe/actors/config.hpp"
 #include "troupe/actors/metrics.hpp"
@@ -67,6 +68,7 @@ public:
     return {.min = restart_backoff_min, .max = std::max(restart_backoff_min, restart_backoff_max)};
   }
   std::shared_ptr<recovery_permits> permits;
+  std::shared_ptr<recovery_watchdog> watchdog;  ///< times recoveries (recovery_timeout)
   gauge_metric* recovering = nullptr;          ///< recoveries holding a permit
   gauge_metric* waiting_for_permit = nullptr;  ///< entities queued for a permit
 
@@ -75,9 +77,13 @@ public:
 
   entity_metrics& metrics_for(const std::string& entity_type);
 
-  /// A fresh writer (incarnation) id, unique per node incarnation and entity
-  /// incarnation: "<random>-<n>".
-  std::string next_writer_id();
+  /// A fresh writer (incarnation) number; writer_id() spells it for the journal.
+  std::uint64_t next_writer() noexcept { return ++incarnations_; }
+
+  /// The writer id of writer number `n`, unique per node incarnation and entity
+  /// incarnation: "<random>-<n in base 36>". Made per write rather than kept per
+  /// entity.
+  std::string writer_id(std::uint64_t n) const;
 
 private:
   explicit entity_runtime(node_context& ctx);

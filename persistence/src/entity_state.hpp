@@ -40,9 +40,8 @@ struct highest_loaded {
   std::uint64_t step;
   expected<sequence_nr> result;
 };
-struct recovery_check {
-  std::uint64_t step;
-};
+/// From the runtime's recovery_watchdog: fail unless a step completed since the last.
+struct recovery_check {};
 struct write_done {
   std::uint64_t token;
   expected<void> result;
@@ -124,10 +123,7 @@ struct entity_state {
   std::shared_ptr<entity_runtime> rt;
   entity_metrics* metrics = nullptr;
   logger* log = nullptr;
-  std::string writer;
-  std::size_t stash_capacity = 0;
-  std::size_t page_size = 0;
-  bool read_ahead = true;
+  std::uint64_t writer = 0;  // this incarnation's writer number (entity_runtime::writer_id)
   bool overflow_logged = false;
 
   phase ph = phase::waiting_permit;
@@ -144,18 +140,25 @@ struct entity_state {
   std::unique_ptr<journal_trouble> trouble;
 
   // recovery
-  std::uint64_t step = 0;      // the recovery step in flight; older answers are stale
-  sequence_nr replay_to = 0;   // the journal's highest seq when the recovery read it
-  std::uint64_t ticket = 0;    // waiting for a permit
-  recovery_permits::permit_ptr permit;
-  bool counted_waiting = false;     // in rt->waiting_for_permit
-  bool counted_recovering = false;  // in rt->recovering
-  std::chrono::steady_clock::time_point recovery_started;
-  std::size_t replayed = 0;
+  std::uint64_t step = 0;  // the recovery step in flight; older answers are stale (never reset)
+
+  /// While the entity waits for a permit or recovers. Dropped once it runs: an
+  /// idle entity carries one pointer.
+  struct recovery_state {
+    std::uint64_t ticket = 0;  // waiting for a permit
+    recovery_permits::permit_ptr permit;
+    std::uint64_t watch = 0;         // the recovery_watchdog's ticket
+    std::uint64_t checked_step = 0;  // the step at the watchdog's last check
+    sequence_nr replay_to = 0;       // the journal's highest seq when the recovery read it
+    std::size_t replayed = 0;
+    std::chrono::steady_clock::time_point started;
+    bool counted_waiting = false;     // in rt->waiting_for_permit
+    bool counted_recovering = false;  // in rt->recovering
+  };
+  std::unique_ptr<recovery_state> recovery;
 
   // persisting
   troupe::detail::lazy_deque<stashed> stash;  // empty for almost every entity
-  std::vector<event_record> encoded;  // reused buffer for handle()
   caf::response_promise in_flight;
   command_ptr in_flight_cmd;  // kept to retry it when the journal was overloaded
   std::size_t in_flight_events = 0;
@@ -172,7 +175,13 @@ struct entity_state {
   bool idle_armed = false;     // an idle_check is on its way
   bool idle_notified = false;  // entity_idle went out; no more until a command
 
-  error stop_reason;  // why the actor stopped, for the requests still held
+  /// Why the actor stopped, for the requests still held; allocated when it stops.
+  std::unique_ptr<error> stopped_because;
+  void set_stop_reason(error e) { stopped_because = std::make_unique<error>(std::move(e)); }
+  error stop_reason() const {
+    return stopped_because ? *stopped_because
+                           : error{errc::actor_down, (pid ? *pid : std::string{"entity"}) + " stopped"};
+  }
 
   /// The entity's name in log lines ("entity/<persistence id>"), made when a line
   /// is written rather than kept per entity.
@@ -185,24 +194,36 @@ struct entity_state {
   // Runs when the actor terminates for any reason (also kill or an exception):
   // nothing the entity accepted may be left unanswered.
   ~entity_state() {
-    if (rt && ticket != 0)
-      rt->permits->cancel(ticket);
-    release_permit();
-    if (counted_waiting)
-      rt->waiting_for_permit->add(-1);
-    auto reason = stop_reason ? stop_reason
-                              : error{errc::actor_down,
-                                      (pid ? *pid : std::string{"entity"}) + " stopped"};
+    end_recovery();
+    auto reason = stop_reason();
     deliver(in_flight, reason);
     fail_stash(reason);
   }
 
-  void release_permit() {
-    permit.reset();
-    if (counted_recovering) {
-      counted_recovering = false;
+  /// Ends the recovery's bookkeeping, whatever its outcome: the permit (or the
+  /// wait for one), the watchdog's entry, the gauges. No-op without a recovery.
+  void end_recovery() {
+    if (!recovery)
+      return;
+    auto& r = *recovery;
+    if (r.ticket != 0)
+      rt->permits->cancel(r.ticket);
+    if (r.counted_waiting)
+      rt->waiting_for_permit->add(-1);
+    rt->watchdog->end(r.watch);
+    r.permit.reset();
+    if (r.counted_recovering)
       rt->recovering->add(-1);
-    }
+    recovery.reset();
+  }
+
+  std::size_t stash_capacity() const {
+    return bp->options.stash_capacity > 0 ? bp->options.stash_capacity : rt->stash_capacity;
+  }
+
+  std::size_t page_size() const {
+    return bp->options.recovery_page_size > 0 ? bp->options.recovery_page_size
+                                              : rt->recovery_page_size;
   }
 
   void push_stash(stashed s) {
