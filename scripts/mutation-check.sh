@@ -96,6 +96,11 @@ mutation hmac-auth-not-verified actors/src/remote/handshake.cpp remote \
   '&& !equal_in_constant_time(*proof, mac(initiator_label)))' \
   '&& proof->size() > 1000000)'
 
+mutation forming-convergence membership/src/gossip.cpp membership \
+  "a forming cluster converges without its joining members' views (two leaders, two up numbers)" \
+  'bool forming = std::none_of(' \
+  'bool forming = false && std::none_of('
+
 usage() {
   echo "usage: scripts/mutation-check.sh [--list | NAME...]" >&2
   exit 2
