@@ -90,9 +90,4 @@ bool recovery_watchdog::tick(clock::time_point now) {
   return true;
 }
 
-std::size_t recovery_watchdog::watched() const {
-  std::lock_guard<std::mutex> guard{mtx_};
-  return watched_.size();
-}
-
 } // namespace troupe::persistence::detail

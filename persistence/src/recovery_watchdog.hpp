@@ -52,9 +52,6 @@ public:
   /// How often the ticker looks: a quarter of the timeout, within [10ms, 1s].
   duration tick_interval() const noexcept;
 
-  /// Recoveries watched now.
-  std::size_t watched() const;
-
 private:
   explicit recovery_watchdog(duration timeout) : timeout_(timeout) {}
 
@@ -64,7 +61,7 @@ private:
   };
 
   const duration timeout_;
-  mutable std::mutex mtx_;
+  std::mutex mtx_;
   std::unordered_map<std::uint64_t, entry> watched_;
   std::uint64_t next_ticket_ = 1;
   bool ticking_ = false;  ///< a ticker actor runs (or was spawned)

@@ -93,6 +93,30 @@ public:
     return out;
   }
 
+  /// What a failed wait shows: the client's view of the cluster, where the
+  /// coordinator runs, the shards per node and what the nodes logged.
+  std::string explain(const bank::client& client) {
+    auto v = client.cluster->view();
+    std::string out = "cluster (client's view):\n";
+    for (auto& m : v.state->members)
+      out += fmt::format("  {} {} up#{} seen={}\n", m.node.to_string(),
+                         troupe::membership::to_string(m.status), m.up_number,
+                         v.state->has_seen(m.node));
+    out += fmt::format("  converged={} unreachable={}\n", v.state->converged(),
+                       v.state->unreachable().size());
+    auto coordinator = troupe::sharding::coordinator_location(*v.state, bank::host_role);
+    out += fmt::format("coordinator: {}\nshards per node:", coordinator ? coordinator->to_string()
+                                                                         : std::string{"none"});
+    auto homes = allocations();
+    for (std::size_t i = 0; i < nodes_.size(); ++i) {
+      std::size_t n = 0;
+      for (auto& [s, a] : homes)
+        n += a.region.address.port == ports_[i];
+      out += fmt::format(" bank{}={}", i, n);
+    }
+    return out + "\nthe nodes logged:\n" + unread_logs();
+  }
+
   /// Starts every node and the client, and waits until all are up.
   bank::client start_all() {
     for (std::size_t i = 0; i < nodes_.size(); ++i)
@@ -206,7 +230,8 @@ TEST_CASE("sharding processes: a SIGSTOP-paused owner that wakes after its shard
   auto client = c.start_all();
   auto& n = *client.node;
   auto ids = open_accounts(n, 30);
-  REQUIRE(wait_until([&] { return balanced(c, 3); }, 60s));
+  REQUIRE_MESSAGE(wait_until([&] { return balanced(c, 3); }, 60s),
+                  "the shards did not balance\n" << c.explain(client));
   // An account whose shard the third node hosts (not the coordinator's node, the oldest).
   std::string victim;
   for (auto& id : ids)
@@ -235,19 +260,7 @@ TEST_CASE("sharding processes: a SIGSTOP-paused owner that wakes after its shard
       return h && *h != 2;
     },
     60s);
-  if (!moved) {
-    auto coordinator = troupe::sharding::coordinator_location(*client.cluster->view().state,
-                                                              bank::host_role);
-    MESSAGE("coordinator " << (coordinator ? coordinator->address.to_string() : "none") << " ports "
-                           << c.port(0) << " " << c.port(1) << " " << c.port(2));
-    auto v = client.cluster->view();
-    for (auto& m : v.state->members)
-      MESSAGE(m.node.to_string() << " " << troupe::membership::to_string(m.status) << " up#"
-                                 << m.up_number << " seen " << v.state->has_seen(m.node));
-    MESSAGE("unreachable " << v.state->unreachable().size() << " converged " << v.state->converged());
-  }
-  REQUIRE_MESSAGE(moved, "the paused owner's shard did not move; the nodes logged:\n"
-                           << c.unread_logs());
+  REQUIRE_MESSAGE(moved, "the paused owner's shard did not move\n" << c.explain(client));
   CHECK(c.allocations().at(shard).epoch > old_epoch);
   REQUIRE(wait_until([&] { return acct.ask(bank::deposit{10, "after-move"}, 3s).has_value(); },
                      60s));
@@ -284,7 +297,8 @@ TEST_CASE("sharding processes: the coordinator's node killed with SIGKILL, the n
   auto client = c.start_all();
   auto& n = *client.node;
   auto ids = open_accounts(n, 30);
-  REQUIRE(wait_until([&] { return balanced(c, 3); }, 60s));
+  REQUIRE_MESSAGE(wait_until([&] { return balanced(c, 3); }, 60s),
+                  "the shards did not balance\n" << c.explain(client));
   auto coordinator = troupe::sharding::coordinator_location(*client.cluster->view().state,
                                                             bank::host_role);
   REQUIRE(coordinator);
