@@ -10,6 +10,7 @@
 #include "support/temp_dir.hpp"
 #include "support/wait.hpp"
 
+#include "troupe/membership/management_client.hpp"
 #include "troupe/persistence/sqlite_journal.hpp"
 #include "troupe/sharding/snapshot.hpp"
 
@@ -23,6 +24,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -113,6 +115,18 @@ public:
       for (auto& [s, a] : homes)
         n += a.region.address.port == ports_[i];
       out += fmt::format(" bank{}={}", i, n);
+    }
+    // The sharding metrics (hand-offs and their outcomes, shards, buffers) of each
+    // node still answering.
+    for (std::size_t i = 0; i < nodes_.size(); ++i) {
+      auto r = troupe::membership::management_call({"127.0.0.1", ports_[nodes_.size() + i]}, "GET",
+                                                   "/metrics", {}, 2s);
+      if (!r)
+        continue;
+      std::istringstream lines{r->body};
+      for (std::string line; std::getline(lines, line);)
+        if (line.rfind("troupe_sharding_", 0) == 0)
+          out += fmt::format("\nbank{} {}", i, line);
     }
     return out + "\nthe nodes logged:\n" + unread_logs();
   }
