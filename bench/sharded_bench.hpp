@@ -21,6 +21,7 @@
 #include <memory>
 #include <optional>
 #include <random>
+#include <string_view>
 #include <thread>
 
 namespace troupe::bench::sharded {
@@ -67,6 +68,34 @@ inline double measure(counters& c, double seconds) {
   auto took = now_seconds() - start;
   c.stop = true;
   return static_cast<double>(n) / took;
+}
+
+/// Asks/s of `askers` actors, each keeping `window` asks in flight over random
+/// entities 0..entities-1, for `seconds`; fails the benchmark `name` on a failed ask.
+inline double ask_rate(node& n, const ask_fn& ask, int entities, int askers, int window,
+                       double seconds, std::string_view name) {
+  auto c = std::make_shared<counters>();
+  std::vector<caf::actor> actors;
+  for (int i = 0; i < askers; ++i)
+    actors.push_back(n.system().spawn(asker, c, ask, entities, window, false));
+  auto r = measure(*c, seconds);
+  for (auto& a : actors)
+    caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  if (c->failed.load() > 0)
+    die(fmt::format("{}: {} asks failed", name, c->failed.load()));
+  return r;
+}
+
+/// Asks `open` of entities 0..entities-1, each once, 500 at a time, until every
+/// one is answered; fails the benchmark `name` on a failed ask.
+inline void open_all(node& n, const ask_fn& open, int entities, std::string_view name) {
+  auto c = std::make_shared<counters>();
+  auto a = n.system().spawn(asker, c, open, entities, 500, true);
+  while (c->done.load() + c->failed.load() < static_cast<std::uint64_t>(entities))
+    std::this_thread::sleep_for(20ms);
+  caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  if (c->failed.load() > 0)
+    die(fmt::format("{}: opening the entities failed", name));
 }
 
 /// Where a benchmark node joins and what it hosts.

@@ -23,29 +23,8 @@ constexpr int entities = 10'000;
 constexpr int askers = 20;
 constexpr int window = 50;
 
-/// Runs `askers` actors asking with `ask` for `seconds`; returns asks/s.
 double rate(troupe::node& n, const ask_fn& ask, double seconds) {
-  auto c = std::make_shared<counters>();
-  std::vector<caf::actor> actors;
-  for (int i = 0; i < askers; ++i)
-    actors.push_back(n.system().spawn(asker, c, ask, entities, window, false));
-  auto r = measure(*c, seconds);
-  for (auto& a : actors)
-    caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
-  if (c->failed.load() > 0)
-    troupe::bench::die(fmt::format("sharded_persist: {} asks failed", c->failed.load()));
-  return r;
-}
-
-/// Opens every account of one side (each until acknowledged), `window` at a time.
-void open_all(troupe::node& n, const ask_fn& open) {
-  auto c = std::make_shared<counters>();
-  auto a = n.system().spawn(asker, c, open, entities, 500, true);
-  while (c->done.load() + c->failed.load() < static_cast<std::uint64_t>(entities))
-    std::this_thread::sleep_for(20ms);
-  caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
-  if (c->failed.load() > 0)
-    troupe::bench::die("sharded_persist: opening the accounts failed");
+  return ask_rate(n, ask, entities, askers, window, seconds, "sharded_persist");
 }
 
 std::vector<troupe::bench::result> run(const troupe::bench::options& opts) {
@@ -74,8 +53,8 @@ std::vector<troupe::bench::result> run(const troupe::bench::options& opts) {
         .then([done](troupe::expected<troupe::persistence::done> r) { done(static_cast<bool>(r)); });
     }};
   };
-  open_all(*node, sharded_ask(bank::open_account{"bench"}));
-  open_all(*node, direct_ask(bank::open_account{"bench"}));
+  open_all(*node, sharded_ask(bank::open_account{"bench"}), entities, "sharded_persist");
+  open_all(*node, direct_ask(bank::open_account{"bench"}), entities, "sharded_persist");
   auto window_seconds = std::max(1.0, opts.seconds / 2);
   double best_direct = 0;
   double best_sharded = 0;

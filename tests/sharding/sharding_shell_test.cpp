@@ -1,8 +1,8 @@
 // Sharding in one process: three nodes with their transports, clusters and one
 // shared in-memory journal; bank accounts as sharded entities.
 #include "../../samples/bank/account.hpp"
-#include "../streams/tally_entity.hpp"
 #include "membership/cluster_fixture.hpp"
+#include "sharding/sharding_fixture.hpp"
 
 #include "troupe/membership/management_client.hpp"
 #include "troupe/membership/management_endpoint.hpp"
@@ -37,20 +37,11 @@ std::string what(const expected<T>& r) {
 }
 
 sharding::sharding_settings bank_settings() {
-  sharding::sharding_settings s;
-  s.number_of_shards = shards;
-  s.passivate_idle_after = 0s;
-  s.rebalance_interval = 500ms;
-  s.begin_hand_off_timeout = 2s;
-  s.hand_off_timeout = 3s;
-  return s;
+  return test::fast_sharding_settings(shards);
 }
 
 config_schema bank_schema() {
-  auto schema = node_config_keys();
-  persistence::add_config_keys(schema);
-  membership::add_management_config_keys(schema);
-  return schema;
+  return test::sharding_schema();
 }
 
 /// Journal, codec registrations and the bank's region on node i.
@@ -407,16 +398,6 @@ struct appender_state {
 };
 
 /// The tally's types, the journal and its region on `n`.
-void start_tally(node& n, const std::shared_ptr<persistence::memory_journal>& journal,
-                 const sharding::sharding_settings& settings) {
-  n.codec().add<tally::appended>("test.tally-appended");
-  n.codec().add<tally::append>("test.tally-append");
-  n.codec().add<tally::get_values>("test.tally-get-values");
-  n.codec().add<std::vector<std::int64_t>>("test.tally-values");
-  REQUIRE(persistence::install_journal(n, journal, journal));
-  REQUIRE(sharding::start<tally::entity>(n, settings));
-}
-
 std::vector<std::int64_t> one_to(int count) {
   std::vector<std::int64_t> xs(static_cast<std::size_t>(count));
   std::iota(xs.begin(), xs.end(), 1);
@@ -461,7 +442,7 @@ TEST_CASE("sharding shell: an entity_ref's asks go to a local entity directly, k
   REQUIRE(test::wait_until([&] { return c.all_up(); }, 30s));
   auto journal = std::make_shared<persistence::memory_journal>();
   for (std::size_t i = 0; i < 2; ++i)
-    start_tally(*c[i].n, journal, bank_settings());
+    test::start_sharded_tally(*c[i].n, journal, bank_settings());
   auto& owner = *c[1].n;
   // An id whose shard node 1 hosts once every shard has a home.
   std::string id;

@@ -55,16 +55,21 @@ struct entity {
   }
 };
 
+/// The tally's event, commands and replies (entities may only be spawned, and
+/// sharded, with every one registered).
+inline void register_types(troupe::codec_registry& codec) {
+  codec.add<appended>("test.tally-appended");
+  codec.add<append>("test.tally-append");
+  codec.add<get_values>("test.tally-get-values");
+  codec.add<std::vector<std::int64_t>>("test.tally-values");
+}
+
 /// A node with the SQLite journal in `dir` and the tally's types registered.
 inline std::unique_ptr<troupe::node> make_node(const troupe::test::temp_dir& dir) {
   auto schema = troupe::node_config_keys();
   troupe::persistence::add_config_keys(schema);
   auto codec = std::make_shared<troupe::codec_registry>();
-  codec->add<appended>("test.tally-appended");
-  // Commands and replies: entities may only be spawned with them registered.
-  codec->add<append>("test.tally-append");
-  codec->add<get_values>("test.tally-get-values");
-  codec->add<std::vector<std::int64_t>>("test.tally-values");
+  register_types(*codec);
   auto n = troupe::test::make_node({"persistence.journal.create-if-missing=true",
                                     "persistence.journal.path=" + dir.file("journal.db")},
                                    std::move(schema), troupe::node::options{codec});

@@ -13,9 +13,9 @@
 //
 // Adapters for the targets troupe has today: ask_actor (a plain actor that
 // answers the element with R), ask_entity (an event-sourced entity: element ->
-// command). Sharding's entity_ref will provide its own ask_fn the same way: its
-// `overloaded` answers (a full region buffer, a shard in hand-off) are retryable,
-// so they slow the stream (docs/streams.md, "Entity I/O").
+// command). entity_sink.hpp provides the one into sharded entities
+// (to_entities): a region's `overloaded` answers (a full buffer) are retryable, so
+// they slow the stream (docs/streams.md, "Entity I/O").
 //
 // Contract of an ask_fn: called on the stream's island actor; calls reply exactly
 // once, on that actor (troupe::ask's in-actor form does), with the answer or the
@@ -63,9 +63,10 @@ struct acked {};
 namespace detail {
 
 template <class T, class R>
-void ask_with_retry(std::shared_ptr<const T> x, async_reply<R> reply, ask_fn<T, R> ask,
-                    std::shared_ptr<const ask_options> o, int attempt) {
-  ask(reply.self(), *x, o->timeout, [=](expected<R> r) {
+void ask_with_retry(std::shared_ptr<const T> x, async_reply<R> reply,
+                    std::shared_ptr<const ask_fn<T, R>> ask, std::shared_ptr<const ask_options> o,
+                    int attempt) {
+  (*ask)(reply.self(), *x, o->timeout, [=](expected<R> r) {
     if (!r && attempt < o->max_retries && o->retryable && o->retryable(r.error())) {
       thread_local std::minstd_rand rng{std::random_device{}()};
       auto u = std::uniform_real_distribution<double>{0.0, 1.0}(rng);
@@ -73,7 +74,7 @@ void ask_with_retry(std::shared_ptr<const T> x, async_reply<R> reply, ask_fn<T, 
                      [=] { ask_with_retry(x, reply, ask, o, attempt + 1); });
       return;
     }
-    reply(std::move(r));
+    reply.here(std::move(r));  // an ask_fn answers on the island (its contract)
   });
 }
 
@@ -84,10 +85,11 @@ void ask_with_retry(std::shared_ptr<const T> x, async_reply<R> reply, ask_fn<T, 
 template <class T, class R, class KeyFn>
 auto ask_flow(KeyFn key, ask_fn<T, R> ask, ask_options opts = {}) {
   auto o = std::make_shared<const ask_options>(std::move(opts));
+  auto target = std::make_shared<const ask_fn<T, R>>(std::move(ask));
   return map_async_partitioned<R>(o->parallelism, std::move(key),
-                                  [ask, o](T x, async_reply<R> reply) {
+                                  [target, o](T x, async_reply<R> reply) {
                                     detail::ask_with_retry<T, R>(
-                                      std::make_shared<const T>(std::move(x)), reply, ask, o, 0);
+                                      std::make_shared<const T>(std::move(x)), reply, target, o, 0);
                                   });
 }
 

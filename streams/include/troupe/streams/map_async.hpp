@@ -32,6 +32,7 @@
 #include <optional>
 #include <type_traits>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 
 namespace troupe::streams {
@@ -40,15 +41,18 @@ namespace troupe::streams {
 template <class R>
 class async_reply {
 public:
-  using deliver_fn = std::function<void(expected<R>)>;
+  /// Delivers the answer; `on_island`: the caller runs on the island's actor.
+  using deliver_fn = std::function<void(expected<R>, bool on_island)>;
 
   async_reply(detail::island_context& ctx, deliver_fn deliver)
     : ctx_(&ctx), deliver_(std::make_shared<deliver_fn>(std::move(deliver))) {}
 
-  void operator()(expected<R> r) const {
-    if (auto d = std::exchange(*deliver_, nullptr))
-      d(std::move(r));
-  }
+  /// From any thread: the answer reaches the stage in a message to the island.
+  void operator()(expected<R> r) const { deliver(std::move(r), false); }
+
+  /// The same, without the message; only from code running on the island's actor
+  /// (e.g. an in-actor ask's callback).
+  void here(expected<R> r) const { deliver(std::move(r), true); }
 
   /// The island's actor; only valid inside f and in callbacks that run on it.
   caf::event_based_actor* self() const noexcept { return ctx_->self(); }
@@ -58,6 +62,11 @@ public:
   }
 
 private:
+  void deliver(expected<R> r, bool on_island) const {
+    if (auto d = std::exchange(*deliver_, nullptr))
+      d(std::move(r), on_island);
+  }
+
   detail::island_context* ctx_;
   std::shared_ptr<deliver_fn> deliver_;  // shared by copies: the first call wins
 };
@@ -98,12 +107,14 @@ public:
   }
 
   /// Elements the stage holds now (tests assert it stays within parallelism).
-  std::size_t held() const noexcept { return slots_.size() + waiting_count_; }
+  std::size_t held() const noexcept {
+    return ordered_.size() + in_flight_.size() + answered_.size() + waiting_count_;
+  }
 
 private:
+  /// A call of the ordered form; ordered_ holds them by consecutive id.
   struct slot {
     std::uint64_t id;
-    key_type key;
     std::optional<expected<Out>> result;
   };
 
@@ -138,29 +149,52 @@ private:
 
   void start(key_type k, In x) {
     auto id = ++seq_;
-    if (order_ == async_order::partitioned)
-      busy_.insert_or_assign(k, true);
-    slots_.push_back(slot{id, k, std::nullopt});
-    auto post = this->ctx_.poster();
-    auto deliver = [post, id, guard = life_.token(), this](expected<Out> r) mutable {
+    if (order_ == async_order::ordered) {
+      ordered_.push_back(slot{id, std::nullopt});
+    } else {
+      if (order_ == async_order::partitioned)
+        busy_.insert(k);
+      in_flight_.emplace(id, std::move(k));
+    }
+    if (!post_)
+      post_ = this->ctx_.poster();
+    // An answer on the island (outside f itself, which may answer at once while
+    // the stage admits elements) is taken without a message.
+    auto deliver = [post = post_, id, guard = life_.token(), this](expected<Out> r,
+                                                                    bool on_island) mutable {
+      if (on_island && guard.lock() && !in_call_) {
+        on_reply(id, std::move(r));
+        return;
+      }
       post([guard, id, this, r = std::move(r)]() mutable {
         if (guard.lock())
           on_reply(id, std::move(r));
       });
     };
+    in_call_ = true;
     auto ok = this->guarded_loop(1, [&](std::size_t) { f_(std::move(x), async_reply<Out>{this->ctx_, deliver}); });
+    in_call_ = false;
     if (!ok)
       failed_ = true;
   }
 
   void on_reply(std::uint64_t id, expected<Out> r) {
-    for (auto& s : slots_)
-      if (s.id == id && !s.result) {
+    if (order_ == async_order::ordered) {
+      if (ordered_.empty() || id < ordered_.front().id)
+        return;
+      auto& s = ordered_[static_cast<std::size_t>(id - ordered_.front().id)];
+      if (!s.result)
         s.result.emplace(std::move(r));
-        if (order_ == async_order::partitioned)
-          release_key(s.key);
-        break;
-      }
+    } else {
+      auto i = in_flight_.find(id);
+      if (i == in_flight_.end())
+        return;
+      auto k = std::move(i->second);
+      in_flight_.erase(i);
+      answered_.push_back(std::move(r));
+      if (order_ == async_order::partitioned)
+        release_key(k);
+    }
     this->ctx_.wake();
   }
 
@@ -180,23 +214,27 @@ private:
     start(k, std::move(next));
   }
 
-  // Emits answered slots within `max`: from the front only when ordered.
+  // Emits answers within `max`: in input order (ordered) or as they came.
   bool emit(std::vector<Out>& out, std::size_t max) {
     bool any = false;
     auto limit = out.size() + max;
-    for (auto i = slots_.begin(); i != slots_.end() && out.size() < limit;) {
-      if (!i->result) {
-        if (order_ == async_order::ordered)
+    while (out.size() < limit) {
+      std::optional<expected<Out>> r;
+      if (order_ == async_order::ordered) {
+        if (ordered_.empty() || !ordered_.front().result)
           break;
-        ++i;
-        continue;
+        r = std::move(ordered_.front().result);
+        ordered_.pop_front();
+      } else {
+        if (answered_.empty())
+          break;
+        r = std::move(answered_.front());
+        answered_.pop_front();
       }
-      auto r = std::move(*i->result);
-      i = slots_.erase(i);
-      if (r) {
-        out.push_back(std::move(*r));
+      if (*r) {
+        out.push_back(std::move(**r));
         any = true;
-      } else if (!this->user_failed(r.error())) {
+      } else if (!this->user_failed(r->error())) {
         failed_ = true;
         return any;
       }
@@ -217,8 +255,12 @@ private:
   async_order order_;
   F f_;
   KeyFn key_;
-  std::deque<slot> slots_;
-  std::unordered_map<key_type, bool, key_hash> busy_;
+  std::function<void(std::function<void()>)> post_;
+  bool in_call_ = false;  ///< inside f: answers go through a message
+  std::deque<slot> ordered_;
+  std::unordered_map<std::uint64_t, key_type> in_flight_;  ///< unordered forms: id -> key
+  std::deque<expected<Out>> answered_;                     ///< unordered forms, by arrival
+  std::unordered_set<key_type, key_hash> busy_;
   std::unordered_map<key_type, std::deque<In>, key_hash> waiting_;
   std::size_t waiting_count_ = 0;
   std::uint64_t seq_ = 0;

@@ -1,0 +1,204 @@
+// The sharded entity sink: a stream into entities spread over a cluster keeps
+// the order per entity, loses and duplicates nothing while a shard moves, keeps
+// at most `parallelism` elements in flight, and is slowed (not failed) by a full
+// region buffer.
+#include "membership/cluster_fixture.hpp"
+#include "sharding/sharding_fixture.hpp"
+#include "support/wait.hpp"
+
+#include "troupe/streams/streams.hpp"
+
+#include <doctest/doctest.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <atomic>
+#include <map>
+#include <thread>
+
+using namespace std::chrono_literals;
+using namespace troupe;
+namespace ts = troupe::streams;
+using troupe::persistence::done;
+
+namespace {
+
+constexpr std::uint32_t shards = 12;
+
+struct item {
+  std::string id;
+  std::int64_t value = 0;
+};
+
+std::string id_of(const item& x) {
+  return x.id;
+}
+
+tally::append command_of(const item& x) {
+  return tally::append{x.value};
+}
+
+/// The asks in flight through an ask_fn, and the most seen at once.
+struct flight_log {
+  std::atomic<int> in_flight{0};
+  std::atomic<int> max_in_flight{0};
+  std::atomic<int> acked{0};
+};
+
+ts::ask_fn<item, done> counted(ts::ask_fn<item, done> inner, std::shared_ptr<flight_log> log) {
+  return [inner, log](caf::event_based_actor* self, const item& x, duration timeout,
+                      ts::reply_fn<done> reply) {
+    auto now = log->in_flight.fetch_add(1) + 1;
+    auto seen = log->max_in_flight.load();
+    while (now > seen && !log->max_in_flight.compare_exchange_weak(seen, now)) {
+    }
+    inner(self, x, timeout, [log, reply](expected<done> r) {
+      log->in_flight.fetch_sub(1);
+      if (r)
+        log->acked.fetch_add(1);
+      reply(std::move(r));
+    });
+  };
+}
+
+/// Each entity's values, as the entities hold them, asked through node `n`.
+std::map<std::string, std::vector<std::int64_t>> values_of(node& n, const std::vector<std::string>& ids) {
+  std::map<std::string, std::vector<std::int64_t>> out;
+  for (auto& id : ids) {
+    auto v = sharding::entity_for<tally::entity>(n, id).ask(tally::get_values{}, 10s);
+    INFO(id << ": " << (v ? std::string{"ok"} : v.error().to_string()));
+    REQUIRE(v);
+    out[id] = std::move(*v);
+  }
+  return out;
+}
+
+} // namespace
+
+TEST_CASE("entity sink: a stream into sharded entities on three nodes loses and duplicates nothing "
+          "and keeps the order per entity while a node hands its shards off, with at most "
+          "parallelism elements in flight") {
+  test::in_process_cluster c{3, test::sharding_schema()};
+  c.start_clusters(1);
+  REQUIRE(test::wait_until([&] { return c.all_up(); }, 30s));
+  auto journal = std::make_shared<persistence::memory_journal>();
+  for (std::size_t i = 0; i < 3; ++i)
+    test::start_sharded_tally(*c[i].n, journal, test::fast_sharding_settings(shards));
+  constexpr int entities = 40;
+  constexpr std::size_t parallelism = 32;
+  std::vector<std::string> ids;
+  for (int k = 0; k < entities; ++k)
+    ids.push_back(fmt::format("t-{}", k));
+  // Node 2 hosts shards before the stream starts, so the hand-off moves some.
+  REQUIRE(test::wait_until(
+    [&] {
+      for (auto& id : ids)
+        (void) sharding::entity_for<tally::entity>(*c[0].n, id).ask(tally::get_values{}, 10s);
+      auto r = sharding::report(*c[2].n, "tally", 5s);
+      return r && !r->shards.empty();
+    },
+    60s));
+
+  auto log = std::make_shared<flight_log>();
+  auto ask = counted(ts::ask_sharded_entity<tally::entity, item>(*c[0].n, id_of, command_of), log);
+  auto [src, queue] = ts::queue_source<item>(64);
+  auto finished = src.via(ts::ask_flow<item, done>(id_of, ask, {.parallelism = parallelism,
+                                                               .timeout = 60s}))
+                    .to(ts::ignore<done>())
+                    .run(*c[0].n, {.name = "into-tallies"});
+  REQUIRE(finished);
+
+  // The producer offers until told to stop: through the whole hand-off.
+  std::atomic<bool> stop{false};
+  std::atomic<std::int64_t> offered{0};
+  std::thread producer{[&] {
+    for (std::int64_t v = 1; !stop.load(); ++v) {
+      item x{ids[static_cast<std::size_t>(v % entities)], v};
+      if (!test::wait_until([&] { return queue.offer(x) == ts::offer_result::enqueued; }, 30s))
+        break;
+      offered.store(v);
+    }
+  }};
+  REQUIRE(test::wait_until([&] { return log->acked.load() >= 1000; }, 60s));
+  auto before = log->acked.load();
+  CHECK(c[2].n->shutdown().clean);
+  auto during = log->acked.load() - before;
+  // A few hundred more after the hand-off, through the new homes.
+  auto after_shutdown = log->acked.load();
+  CHECK(test::wait_until([&] { return log->acked.load() >= after_shutdown + 500; }, 60s));
+  stop.store(true);
+  producer.join();
+  queue.complete();
+  auto r = finished->wait(60s);
+  INFO((r ? std::string{"ok"} : r.error().to_string()));
+  REQUIRE(r);
+  MESSAGE("acknowledged during the hand-off: " << during << ", in all: " << log->acked.load());
+
+  auto count = offered.load();
+  CHECK(log->acked.load() == count);
+  CHECK(log->max_in_flight.load() <= static_cast<int>(parallelism));
+  CHECK(log->max_in_flight.load() >= 2);
+  std::map<std::string, std::vector<std::int64_t>> expected_values;
+  for (std::int64_t v = 1; v <= count; ++v)
+    expected_values[ids[static_cast<std::size_t>(v % entities)]].push_back(v);
+  auto got = values_of(*c[0].n, ids);
+  for (auto& id : ids) {
+    INFO(id);
+    CHECK(got[id] == expected_values[id]);
+  }
+}
+
+TEST_CASE("entity sink: a full region buffer slows the stream instead of failing it") {
+  test::in_process_cluster c{1, test::sharding_schema()};
+  c.start_clusters(1);
+  REQUIRE(test::wait_until([&] { return c.all_up(); }, 30s));
+  auto journal = std::make_shared<persistence::memory_journal>();
+  auto settings = test::fast_sharding_settings(shards);
+  settings.buffer_size = 2;  // while shard homes are unknown, most commands are refused
+  test::start_sharded_tally(*c[0].n, journal, settings);
+  constexpr int entities = 100;
+  constexpr int count = 2000;
+  std::vector<std::string> ids;
+  for (int k = 0; k < entities; ++k)
+    ids.push_back(fmt::format("b-{}", k));
+  ts::entity_sink_options opts;
+  opts.ask.parallelism = 64;
+  opts.ask.max_retries = 1000;
+  opts.ask.backoff = {.min = 1ms, .max = 50ms};
+  auto finished = ts::from_range(1, count + 1)
+                    .via(ts::map([&ids](int v) {
+                      return item{ids[static_cast<std::size_t>(v % entities)], v};
+                    }))
+                    .to(ts::to_entities<tally::entity, item>(*c[0].n, id_of, command_of, opts))
+                    .run(*c[0].n);
+  REQUIRE(finished);
+  auto r = finished->wait(60s);
+  INFO((r ? std::string{"ok"} : r.error().to_string()));
+  REQUIRE(r);
+  auto report = sharding::report(*c[0].n, "tally", 5s);
+  REQUIRE(report);
+  CHECK(report->refused > 0);
+  MESSAGE("commands refused by the full region buffer (and retried): " << report->refused);
+  auto got = values_of(*c[0].n, ids);
+  for (int k = 0; k < entities; ++k) {
+    std::vector<std::int64_t> want;
+    for (std::int64_t v = k == 0 ? entities : k; v <= count; v += entities)
+      want.push_back(v);
+    INFO(ids[static_cast<std::size_t>(k)]);
+    CHECK(got[ids[static_cast<std::size_t>(k)]] == want);
+  }
+}
+
+TEST_CASE("entity sink: without a shard region of the type on the node, the stream fails naming "
+          "the type") {
+  auto node = test::make_node({});
+  auto finished = ts::from_range(1, 10)
+                    .via(ts::map([](int v) { return item{"x", v}; }))
+                    .to(ts::to_entities<tally::entity, item>(*node, id_of, command_of))
+                    .run(*node);
+  REQUIRE(finished);
+  auto r = finished->wait(10s);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code() == errc::invalid_argument);
+  CHECK(r.error().to_string().find("no shard region of entity type 'tally'") != std::string::npos);
+}
