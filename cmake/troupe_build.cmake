@@ -98,10 +98,12 @@ endfunction()
 # compiles them with -O1 (the libraries, tools and benchmarks they exercise keep
 # the build type's -O3). Test files are the largest translation units (a test
 # file: 57 s at -O3, 40 s at -O1), and their speed is not what they measure. They
-# get their own PCH built with these flags (troupe_use_test_pch).
+# get their own PCH built with these flags (troupe_use_test_pch), when the tests
+# are built (not inside another project).
 add_library(troupe_test_flags INTERFACE)
 target_link_libraries(troupe_test_flags INTERFACE troupe_build_flags)
-if(CMAKE_BUILD_TYPE STREQUAL "Release" AND NOT TROUPE_SANITIZE AND NOT TROUPE_TSAN)
+if(CMAKE_BUILD_TYPE STREQUAL "Release" AND NOT TROUPE_SANITIZE AND NOT TROUPE_TSAN
+   AND TROUPE_BUILD_TESTS)
   target_compile_options(troupe_test_flags INTERFACE -O1)
   troupe_add_caf_pch(troupe_test_pch troupe_test_flags)
   function(troupe_use_test_pch target)
@@ -129,12 +131,17 @@ endfunction()
 
 # troupe_link_library(<target> [dependencies...])
 # Links a library troupe installs (cmake/troupe_install.cmake): troupe's compile
-# flags (warnings, -Werror, sanitizers) only while troupe builds it, the
-# dependencies for everyone who links it. `troupe::<name without troupe_>` is its
-# name in the installed package and, as an alias, for add_subdirectory(troupe).
+# flags (warnings, -Werror, sanitizers) for it and for troupe's targets that link
+# it, the dependencies for everyone who links it. `troupe::<name without troupe_>`
+# is its name in the installed package and, as an alias, for add_subdirectory(troupe).
+# A target of a project that added troupe with add_subdirectory (its binary
+# directory is outside troupe's) gets only the link part of troupe's flags (the
+# sanitizer runtimes), not -Werror (tests/install/add_subdirectory.cmake checks).
 function(troupe_link_library name)
-  target_link_libraries(${name} PUBLIC $<BUILD_INTERFACE:troupe_build_flags>
-                        Threads::Threads CAF::io nlohmann_json::nlohmann_json fmt::fmt ${ARGN})
+  set(own "$<PATH:IS_PREFIX,${PROJECT_BINARY_DIR},$<TARGET_PROPERTY:BINARY_DIR>>")
+  target_link_libraries(${name} PUBLIC
+    "$<BUILD_INTERFACE:$<IF:${own},troupe_build_flags,$<LINK_ONLY:troupe_build_flags>>>"
+    Threads::Threads CAF::io nlohmann_json::nlohmann_json fmt::fmt ${ARGN})
   target_compile_features(${name} PUBLIC cxx_std_20)
   string(REGEX REPLACE "^troupe_" "" short ${name})
   set_target_properties(${name} PROPERTIES EXPORT_NAME ${short})

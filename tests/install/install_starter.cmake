@@ -6,13 +6,7 @@
 #   cmake -DBUILD_DIR=... -DSOURCE_DIR=... -DWORK_DIR=... -P install_starter.cmake
 cmake_minimum_required(VERSION 3.25)
 
-function(run what)
-  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
-  if(NOT rc EQUAL 0)
-    message(FATAL_ERROR "${what} failed (${rc}):\n${out}\n${err}")
-  endif()
-  set(output "${out}" PARENT_SCOPE)
-endfunction()
+include(${CMAKE_CURRENT_LIST_DIR}/common.cmake)  # run(), launcher (ccache)
 
 set(prefix ${WORK_DIR}/prefix)
 set(starter ${WORK_DIR}/starter)
@@ -25,13 +19,6 @@ foreach(internal wire handshake hmac)
   endif()
 endforeach()
 
-# The same compiler cache as troupe's build (stable paths: WORK_DIR is fixed).
-find_program(ccache ccache)
-set(launcher)
-if(ccache)
-  set(ENV{CCACHE_SLOPPINESS} "time_macros,include_file_mtime,include_file_ctime")
-  set(launcher -DCMAKE_CXX_COMPILER_LAUNCHER=${ccache})
-endif()
 run("configuring samples/starter" ${CMAKE_COMMAND} -S ${SOURCE_DIR}/samples/starter -B ${starter}
     -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH=${prefix} ${launcher})
 run("building samples/starter" ${CMAKE_COMMAND} --build ${starter} -j 2)
