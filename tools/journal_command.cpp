@@ -257,10 +257,8 @@ int inspect(const journal_args& c, const output& o) {
   auto used = (*journal)->options();
   journal->reset();
   if (used.immutable)
-    std::fprintf(err, "troupe journal: note: '%s' is on read-only storage; opened it with "
-                      "SQLite's immutable mode (no locks; it has no -wal file, so nothing is "
-                      "missed, but do not run this while a process writes the file)\n",
-                 c.db.c_str());
+    std::fprintf(err, "troupe journal: note: %s\n",
+                 persistence::immutable_mode_note(c.db).c_str());
   auto d = journal_db::open(used);
   auto result = d ? run(**d, c, o) : expected<int>{d.error()};
   if (!result) {

@@ -28,10 +28,22 @@ expected<std::optional<std::int64_t>> read_journal_id(connection& c) {
 }
 
 expected<journal_identity> journal_identity::capture(connection& c) {
-  struct stat st{};
-  if (::stat(c.path().c_str(), &st) != 0)
-    return error{errc::io_error, fmt::format("journal '{}': cannot stat the file: {}", c.path(),
-                                             std::strerror(errno))};
+  std::vector<file> files;
+  auto add = [&](std::string path, const char* role, bool holds_commits) -> expected<void> {
+    struct stat st{};
+    if (::stat(path.c_str(), &st) != 0)
+      return error{errc::io_error,
+                   role ? fmt::format("journal '{}': cannot stat its {} '{}' right after "
+                                      "opening it: {}",
+                                      c.path(), role, path, std::strerror(errno))
+                        : fmt::format("journal '{}': cannot stat the file: {}", c.path(),
+                                      std::strerror(errno))};
+    files.push_back(file{std::move(path), role, holds_commits, st.st_dev, st.st_ino});
+    return {};
+  };
+  if (auto ok = add(c.path(), nullptr, true); !ok)
+    return std::move(ok).error();
+  // Reading the id also opens the -wal and -shm files in WAL mode (if not yet open).
   auto id = read_journal_id(c);
   if (!id)
     return std::move(id).error();
@@ -40,41 +52,73 @@ expected<journal_identity> journal_identity::capture(connection& c) {
                  fmt::format("journal '{}': its journal id (journal_meta 'journal_id') is "
                              "missing or not an integer: the file was damaged",
                              c.path())};
-  return journal_identity{c.path(), st.st_dev, st.st_ino, **id};
+  auto mode = c.query_text("PRAGMA journal_mode");
+  if (!mode)
+    return std::move(mode).error();
+  if (*mode == "wal") {
+    if (auto ok = add(c.path() + "-wal", "WAL file", true); !ok)
+      return std::move(ok).error();
+    if (auto ok = add(c.path() + "-shm", "WAL index", false); !ok)
+      return std::move(ok).error();
+  }
+  return journal_identity{std::move(files), **id};
 }
 
-error journal_identity::lost(std::string_view what) const {
+error journal_identity::lost(std::string_view what, const file& f) const {
+  auto advice = f.holds_commits
+                  ? "Keep the node running and copy the open file back "
+                    "(docs/persistence-storage.md, 'A journal lost while open'), then restart it"
+                  : "It holds no events (SQLite rebuilds it from the -wal file): restart the "
+                    "node (docs/persistence-storage.md, 'A journal lost while open')";
   return error{errc::journal_failure,
                fmt::format("journal '{}' is lost: {}. The node stopped writing to it; nothing "
-                           "more is acknowledged. Keep the node running and copy the open file "
-                           "back (docs/persistence-storage.md, 'A journal lost while open'), "
-                           "then restart it",
-                           path_, what)};
+                           "more is acknowledged. {}",
+                           files_.front().path, what, advice)};
+}
+
+expected<void> journal_identity::check_file(const file& f, bool* lost_now) const {
+  struct stat st{};
+  if (::stat(f.path.c_str(), &st) != 0) {
+    if (errno == ENOENT || errno == ENOTDIR)
+      return lost(f.role ? fmt::format("its {} '{}' was deleted or renamed while open", f.role,
+                                       f.path)
+                         : std::string{"the file was deleted or renamed while open"},
+                  f);
+    *lost_now = false;  // e.g. EIO or EACCES: not known to be gone
+    return error{errc::journal_failure,
+                 f.role ? fmt::format("journal '{}': cannot check its {} '{}': {}",
+                                      files_.front().path, f.role, f.path, std::strerror(errno))
+                        : fmt::format("journal '{}': cannot check the file: {}", f.path,
+                                      std::strerror(errno))};
+  }
+  if (st.st_dev != f.dev || st.st_ino != f.ino)
+    return lost(f.role ? fmt::format("its {} '{}' now names another file (it was replaced "
+                                     "while open)",
+                                     f.role, f.path)
+                       : std::string{"the path now names another file (it was replaced while "
+                                     "open)"},
+                f);
+  return {};
 }
 
 expected<void> journal_identity::check(connection& c, bool* lost_now) const {
   *lost_now = true;
-  struct stat st{};
-  if (::stat(path_.c_str(), &st) != 0) {
-    if (errno == ENOENT || errno == ENOTDIR)
-      return lost("the file was deleted or renamed while open");
-    *lost_now = false;  // e.g. EIO or EACCES: not known to be gone
-    return error{errc::journal_failure, fmt::format("journal '{}': cannot check the file: {}",
-                                                    path_, std::strerror(errno))};
-  }
-  if (st.st_dev != dev_ || st.st_ino != ino_)
-    return lost("the path now names another file (it was replaced while open)");
+  for (auto& f : files_)
+    if (auto ok = check_file(f, lost_now); !ok)
+      return ok;
   auto id = read_journal_id(c);
   if (!id) {
     *lost_now = false;
     return std::move(id).error();
   }
+  auto& main = files_.front();
   if (!*id)
-    return lost("its journal id is missing (the file was overwritten or damaged while open)");
+    return lost("its journal id is missing (the file was overwritten or damaged while open)", main);
   if (**id != id_)
     return lost(fmt::format("the file now holds journal id {}, not {} (it was overwritten "
                             "while open)",
-                            **id, id_));
+                            **id, id_),
+                main);
   *lost_now = false;
   return {};
 }

@@ -27,11 +27,17 @@ expected<sequence_nr> parse_seq(std::string_view flag, std::string_view text) {
   return x;
 }
 
-expected<std::shared_ptr<sqlite_journal>> open_read_only(const std::string& path) {
+/// Opens the journal read-only; says so on `err` when it had to use immutable mode
+/// (read-only storage), like `troupe journal`.
+expected<std::shared_ptr<sqlite_journal>> open_read_only(const std::string& path,
+                                                         std::ostream& err) {
   sqlite_options opts;
   opts.path = path;
   opts.read_only = true;
-  return sqlite_journal::open(opts);
+  auto j = sqlite_journal::open(opts);
+  if (j && (*j)->options().immutable)
+    err << "replay: note: " << immutable_mode_note(path) << "\n";
+  return j;
 }
 
 /// The snapshot a fold starts from when the events before `first` are deleted:
@@ -187,7 +193,7 @@ expected<replay_args> parse_replay_args(int argc, const char* const* argv) {
 
 int run_replay(const replay_args& args, const std::string& pid, const replay_model_factory& make,
                std::ostream& out, std::ostream& err) {
-  auto journal = open_read_only(args.db);
+  auto journal = open_read_only(args.db, err);
   if (!journal) {
     err << "replay: " << journal.error().message() << "\n";
     return 2;
@@ -209,7 +215,7 @@ int run_replay(const replay_args& args, const std::string& pid, const replay_mod
 
 int run_verify(const replay_args& args, const std::string& entity_type,
                const replay_model_factory& make, std::ostream& out, std::ostream& err) {
-  auto journal = open_read_only(args.db);
+  auto journal = open_read_only(args.db, err);
   if (!journal) {
     err << "replay: " << journal.error().message() << "\n";
     return 2;

@@ -49,6 +49,13 @@ std::string immutable_uri(const std::string& path) {
   return uri + "?immutable=1";
 }
 
+std::string immutable_mode_note(const std::string& path) {
+  return fmt::format("'{}' is on read-only storage; opened it with SQLite's immutable mode (no "
+                     "locks; it has no -wal file, so nothing is missed, but do not run this "
+                     "while a process writes the file)",
+                     path);
+}
+
 } // namespace troupe::persistence
 
 namespace troupe::persistence::sqlite {

@@ -3,9 +3,9 @@
 // test with a real process killed by SIGKILL mid-stream.
 #include "entity_fixtures.hpp"
 #include "raw_sql.hpp"
+#include "replay_counter.hpp"
 
 #include "troupe/actors/supervisor.hpp"
-#include "troupe/persistence/replay_tool.hpp"
 #include "troupe/persistence/sqlite_journal.hpp"
 
 #include "support/child_process.hpp"
@@ -23,6 +23,7 @@ using namespace troupe::test;
 using namespace std::chrono_literals;
 using fx::contains;
 using fx::counter;
+using fx::replay_counter;
 
 namespace {
 
@@ -64,22 +65,6 @@ struct log_capture {
   }
 };
 
-int replay(const std::string& id, const std::string& path, std::string& out, std::string& err,
-           std::vector<std::string> extra = {}) {
-  std::vector<std::string> args{"replay", id, "--db", path};
-  args.insert(args.end(), extra.begin(), extra.end());
-  std::vector<const char*> argv;
-  for (auto& a : args)
-    argv.push_back(a.c_str());
-  auto codec = std::make_shared<codec_registry>();
-  fx::register_counter(*codec);
-  std::ostringstream o, e;
-  auto rc = replay_main<counter>(static_cast<int>(argv.size()), argv.data(), codec, o, e);
-  out = o.str();
-  err = e.str();
-  return rc;
-}
-
 std::vector<nlohmann::json> json_lines(const std::string& text) {
   std::vector<nlohmann::json> result;
   std::istringstream in{text};
@@ -111,7 +96,7 @@ TEST_CASE("entity: the replay tool prints the state after each event") {
   auto path = dir.file("journal.db");
   write_counter(path, "r", {5, 7, -2});
   std::string out, err;
-  REQUIRE(replay("r", path, out, err) == 0);
+  REQUIRE(replay_counter("r", path, out, err) == 0);
   auto lines = json_lines(out);
   REQUIRE(lines.size() == 3);
   CHECK(lines[0]["seq"] == 1);
@@ -122,13 +107,13 @@ TEST_CASE("entity: the replay tool prints the state after each event") {
   CHECK(lines[2]["state"]["events"] == 3);
   // The full persistence id works too, and --from/--to select what is printed
   // (earlier events still count).
-  REQUIRE(replay("counter|r", path, out, err, {"--from", "2", "--to", "2"}) == 0);
+  REQUIRE(replay_counter("counter|r", path, out, err, {"--from", "2", "--to", "2"}) == 0);
   lines = json_lines(out);
   REQUIRE(lines.size() == 1);
   CHECK(lines[0]["seq"] == 2);
   CHECK(lines[0]["state"]["total"] == 12);
   // Bad arguments and a missing file are reported, with the path.
-  CHECK(replay("r", dir.file("missing.db"), out, err) == 2);
+  CHECK(replay_counter("r", dir.file("missing.db"), out, err) == 2);
   CHECK(contains(err, "missing.db"));
 }
 
@@ -139,7 +124,7 @@ TEST_CASE("entity: the replay tool stops at an undecodable event, naming id and 
   raw_exec(path, "UPDATE events SET payload = x'ff1300' WHERE seq = 2 AND pid = "
             "(SELECT id FROM persistence_ids WHERE name = 'counter|bad')");
   std::string out, err;
-  CHECK(replay("bad", path, out, err) == 1);
+  CHECK(replay_counter("bad", path, out, err) == 1);
   CHECK(json_lines(out).size() == 1);
   CHECK(contains(err, "counter|bad seq 2"));
 }
@@ -162,7 +147,7 @@ TEST_CASE("entity: the replay tool starts from the snapshot that covers deleted 
     }));
   }
   std::string out, err;
-  REQUIRE(replay("snap", path, out, err) == 0);
+  REQUIRE(replay_counter("snap", path, out, err) == 0);
   // Snapshots at 2 and 4; keeping one deleted the one at 2 and events 1..2.
   auto lines = json_lines(out);
   REQUIRE(lines.size() == 2);  // the snapshot at seq 4, then event 5

@@ -27,9 +27,10 @@ struct run_result {
   }
 };
 
-/// Runs `troupe journal ARGS...`.
-inline run_result troupe_journal(std::vector<std::string> args) {
-  std::string cmd = program_path("../../tools/troupe") + " journal";
+/// Runs `troupe journal ARGS...`, through `launcher` if given (a command line
+/// prefix, e.g. "setpriv --reuid=65534 ... ").
+inline run_result troupe_journal(std::vector<std::string> args, const std::string& launcher = {}) {
+  std::string cmd = launcher + program_path("../../tools/troupe") + " journal";
   for (auto& a : args)
     cmd += " '" + a + "'";
   child_process p{"/bin/sh", {"-c", cmd + " 2>&1"}};

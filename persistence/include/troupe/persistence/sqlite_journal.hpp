@@ -93,6 +93,11 @@ struct sqlite_options {
 /// "file:<path, escaped>?immutable=1".
 std::string immutable_uri(const std::string& path);
 
+/// The note a tool prints (on stderr, after its own prefix) when open() fell back
+/// to immutable mode for `path` (options().immutable): what it did and what that
+/// means. `troupe journal` and replay_main print the same one.
+std::string immutable_mode_note(const std::string& path);
+
 /// The schema version this build creates and reads.
 inline constexpr int sqlite_schema_version = 3;
 
