@@ -1,10 +1,11 @@
 // The shard region shell: carries out what region_core decides.
 //
 // Messages for entities arrive as sharded_command (an entity_ref on this node) or
-// entity_request (another node's region, through the transport). Each becomes a
-// `pending` entry with a token the core routes: to a local shard (the entity is
-// started on demand and asked), to another node's region (a transport request),
-// or into the core's buffer until the home is known. Every pending entry completes
+// in a batch of forwarded commands (another node's region, through the
+// transport). Each becomes a `pending` entry with a token the core routes: to a
+// local shard (the entity is started on demand and asked), to another node's
+// region (batched per node with the others of this mailbox burst:
+// remote_commands.hpp), or into the core's buffer until the home is known. Every pending entry completes
 // exactly once: with the entity's reply, its error, a refusal, or `timeout` at its
 // deadline.
 //
@@ -22,6 +23,7 @@
 #include "entity_slots.hpp"
 #include "region_messages.hpp"
 #include "remembered_entities.hpp"
+#include "remote_commands.hpp"
 #include "wire.hpp"
 
 #include "troupe/actors/ask.hpp"
@@ -51,6 +53,9 @@ namespace {
 using clock = slot_clock;
 
 constexpr auto tick_interval = std::chrono::milliseconds{100};
+/// The most a batch of forwarded commands or answers grows to (less if the
+/// transport's frames are smaller).
+constexpr std::size_t default_batch_bytes = 64 * 1024;
 
 timestamp now() {
   return std::chrono::duration_cast<timestamp>(clock::now().time_since_epoch());
@@ -77,6 +82,10 @@ struct region_state {
   std::shared_ptr<remote::transport> transport;
   std::shared_ptr<membership::cluster> cluster;
   remote::transport::subscription packets = 0;
+  remote::transport::subscription peers = 0;
+  std::string channel;  ///< region_channel of the type
+  /// Commands forwarded to other nodes' regions, answers owed to them.
+  remote_commands forwarded{default_batch_bytes};
   message_token next_token = 1;
   std::unordered_map<message_token, pending> tokens;
   std::unordered_map<std::string, entity_slot> entities;
@@ -308,6 +317,35 @@ void deliver_local(self_ptr self, shard_id shard, pending p) {
 }
 
 /// Forwards to another node's region through the transport.
+/// Sends what remote_commands queued (flush_forwarded_atom).
+void flush_forwarded(self_ptr self) {
+  auto& st = *self->state;
+  auto& metrics = st.ctx->metrics();
+  for (auto& p : st.forwarded.take()) {
+    auto sent = st.transport ? st.transport->send_packet(p.to, st.channel, p.manifest, 1, p.bytes)
+                             : expected<void>{error{errc::shutting_down, "no transport"}};
+    if (!sent) {
+      st.forwarded.not_sent(p, sent.error());  // answers not sent: the origin times out
+      continue;
+    }
+    if (p.requests.empty())
+      continue;
+    metrics
+      .counter("troupe_sharding_forwarded_batches_total", {{"type", st.spec->name}},
+               "Packets of commands this region forwarded to other nodes' regions.")
+      .inc();
+    metrics
+      .counter("troupe_sharding_forwarded_commands_total", {{"type", st.spec->name}},
+               "Commands this region forwarded to other nodes' regions (many per packet).")
+      .inc(p.requests.size());
+  }
+}
+
+void schedule_flush(self_ptr self, bool needed) {
+  if (needed)
+    self->send(self, flush_forwarded_atom::value);
+}
+
 void deliver_remote(self_ptr self, const node_identity& region, pending p) {
   auto& st = *self->state;
   auto t = clock::now();
@@ -322,20 +360,17 @@ void deliver_remote(self_ptr self, const node_identity& region, pending p) {
     return;
   }
   auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(p.deadline - t);
-  entity_request req{st.spec->name, p.id, std::move(*bytes), p.hops + 1, timeout.count()};
-  auto dest = st.transport->actor_for(region, region_name(st.spec->name));
-  auto done = std::move(p.done);
-  troupe::ask<entity_response>(self, dest, timeout, std::move(req))
-    .then([self, done](expected<entity_response> resp) mutable {
-      if (!done)
-        return;
-      if (!resp)
-        done(std::move(resp).error());
-      else
-        done(self->state->spec->protocol->decode_reply(resp->reply.manifest,
-                                                       resp->reply.version,
-                                                       resp->reply.payload));
-    });
+  forwarded_command c{0, p.hops + 1, timeout.count(), p.id, std::move(*bytes)};
+  auto done = [done = std::move(p.done), proto = st.spec->protocol](
+                expected<persistence::encoded_message> r) mutable {
+    if (!done)
+      return;
+    if (!r)
+      done(std::move(r).error());
+    else
+      done(proto->decode_reply(r->manifest, r->version, r->payload));
+  };
+  schedule_flush(self, st.forwarded.forward(region, std::move(c), p.deadline, std::move(done)));
 }
 
 void deliver(self_ptr self, const routing& where, pending p) {
@@ -730,26 +765,72 @@ void cluster_changed(self_ptr self) {
   apply(self);
 }
 
-pending from_request(self_ptr self, entity_request& req, caf::response_promise rp,
-                     command_ptr cmd) {
+/// A command another node's region forwarded: answered to it (batched) once the
+/// entity answers.
+pending from_forwarded(self_ptr self, const node_identity& origin, forwarded_command& c,
+                       command_ptr cmd) {
   auto& st = *self->state;
   pending p;
-  p.id = std::move(req.entity_id);
+  p.id = std::move(c.entity_id);
   p.cmd = cmd;
-  p.hops = req.hops;
-  p.deadline = clock::now() + std::chrono::milliseconds{std::max<std::int64_t>(req.timeout_ms, 0)};
-  p.done = [rp, cmd, proto = st.spec->protocol](expected<reply_box> r) mutable {
+  p.hops = c.hops;
+  p.deadline = clock::now() + std::chrono::milliseconds{std::max<std::int64_t>(c.timeout_ms, 0)};
+  p.done = [self, origin, request = c.request, cmd,
+            proto = st.spec->protocol](expected<reply_box> r) {
+    command_answer a{request, {}, {}};
     if (!r) {
-      rp.deliver(to_caf_error(r.error()));
-      return;
+      a.failure = std::move(r).error();
+    } else if (auto bytes = proto->encode_reply(*cmd, *r); !bytes) {
+      a.failure = std::move(bytes).error();
+    } else {
+      a.reply = std::move(*bytes);
     }
-    auto bytes = proto->encode_reply(*cmd, *r);
-    if (!bytes)
-      rp.deliver(to_caf_error(bytes.error()));
-    else
-      rp.deliver(entity_response{std::move(*bytes)});
+    schedule_flush(self, self->state->forwarded.answer(origin, a));
   };
   return p;
+}
+
+/// A batch of commands from another node's region: each is routed like a local
+/// one; one that does not decode is answered with the error at once.
+void receive_commands(self_ptr self, const remote::packet& pk) {
+  auto& st = *self->state;
+  auto batch = decode_commands(pk.payload);
+  if (!batch) {
+    st.ctx->log().warn("sharding", "{}: dropped commands from {}: {}", st.spec->name,
+                       pk.from.to_string(), batch.error().message());
+    return;
+  }
+  for (auto& c : *batch) {
+    auto cmd = st.spec->protocol->decode_command(c.command.manifest, c.command.version,
+                                                 c.command.payload);
+    if (!cmd) {
+      schedule_flush(self, st.forwarded.answer(pk.from, command_answer{c.request, cmd.error(), {}}));
+      continue;
+    }
+    route(self, from_forwarded(self, pk.from, c, std::move(*cmd)));
+  }
+}
+
+void receive_answers(self_ptr self, const remote::packet& pk) {
+  auto& st = *self->state;
+  auto batch = decode_answers(pk.payload);
+  if (!batch) {
+    st.ctx->log().warn("sharding", "{}: dropped answers from {}: {}", st.spec->name,
+                       pk.from.to_string(), batch.error().message());
+    return;
+  }
+  st.forwarded.answered(*batch);
+}
+
+/// A peer's connection was lost (or it was quarantined): what this region
+/// forwarded to it fails now (the asker may retry), as a transport request would.
+void peer_changed(self_ptr self, const remote::peer_event& e) {
+  using kind = remote::peer_event::kind;
+  if (e.what != kind::lost && e.what != kind::quarantined)
+    return;
+  self->state->forwarded.fail_region(
+    e.peer, error{errc::node_unreachable,
+                  fmt::format("the connection to {} was lost: {}", e.peer.to_string(), e.reason)});
 }
 
 } // namespace
@@ -776,9 +857,14 @@ caf::behavior region_actor(caf::stateful_actor<std::shared_ptr<region_state>>* s
     rs.proxy_only = std::find(roles.begin(), roles.end(), spec->settings.role) == roles.end();
   }
   st.core = std::make_unique<region_core>(self_id, rs);
-  if (st.transport)
-    st.packets = st.transport->subscribe_packets(region_channel(spec->name),
-                                                 caf::actor_cast<caf::actor>(self));
+  st.channel = region_channel(spec->name);
+  // A batch leaves room in a frame for the header and one more entry's growth.
+  auto frame = static_cast<std::size_t>(st.ctx->config().get_int("transport.max-frame-size"));
+  st.forwarded = remote_commands{std::min(default_batch_bytes, frame / 2)};
+  if (st.transport) {
+    st.packets = st.transport->subscribe_packets(st.channel, caf::actor_cast<caf::actor>(self));
+    st.peers = st.transport->subscribe(caf::actor_cast<caf::actor>(self));
+  }
   if (st.cluster)
     st.cluster->subscribe(caf::actor_cast<caf::actor>(self));
   self->set_down_handler([self](caf::down_msg& dm) { entity_down(self, dm); });
@@ -792,6 +878,8 @@ caf::behavior region_actor(caf::stateful_actor<std::shared_ptr<region_state>>* s
     }
     if (s.transport && s.packets != 0)
       s.transport->unsubscribe(s.packets);
+    if (s.transport && s.peers != 0)
+      s.transport->unsubscribe(s.peers);
     if (s.cluster)
       s.cluster->unsubscribe(caf::actor_cast<caf::actor>(self));
     auto stopped = [&](pending& p) {
@@ -801,6 +889,8 @@ caf::behavior region_actor(caf::stateful_actor<std::shared_ptr<region_state>>* s
     for (auto& [token, p] : s.tokens)
       stopped(p);
     s.tokens.clear();
+    s.forwarded.fail_all(
+      error{errc::shutting_down, fmt::format("{}: the shard region stopped", s.spec->name)});
     for (auto& [id, slot] : s.entities)
       if (slot.asked)
         for (auto& [token, p] : *slot.asked)
@@ -825,21 +915,18 @@ caf::behavior region_actor(caf::stateful_actor<std::shared_ptr<region_state>>* s
       route(self, std::move(p));
       return rp;
     },
-    [self](entity_request& req) -> caf::result<entity_response> {
-      auto& st = *self->state;
-      if (req.entity_type != st.spec->name)
-        return to_caf_error(error{errc::invalid_argument,
-                                  fmt::format("region '{}' got a command for entity type '{}'",
-                                              st.spec->name, req.entity_type)});
-      auto cmd = st.spec->protocol->decode_command(req.command.manifest, req.command.version,
-                                                   req.command.payload);
-      if (!cmd)
-        return to_caf_error(cmd.error());
-      route(self, from_request(self, req, self->make_response_promise(), std::move(*cmd)));
-      return caf::delegated<entity_response>{};
-    },
+    [self](flush_forwarded_atom) { flush_forwarded(self); },
+    [self](const remote::peer_event& e) { peer_changed(self, e); },
     [self](remote::packet& pk) {
       auto& st = *self->state;
+      if (pk.manifest == commands_manifest) {
+        receive_commands(self, pk);
+        return;
+      }
+      if (pk.manifest == answers_manifest) {
+        receive_answers(self, pk);
+        return;
+      }
       auto e = decode_sharding_envelope(pk.payload.data(), pk.payload.size());
       if (!e) {
         st.ctx->log().warn("sharding", "{}: dropped a message from {}: {}", st.spec->name,
@@ -857,6 +944,7 @@ caf::behavior region_actor(caf::stateful_actor<std::shared_ptr<region_state>>* s
     [self](region_tick_atom) {
       auto& st = *self->state;
       st.core->tick(now(), st.fx);
+      st.forwarded.expire(clock::now(), st.spec->name);
       expire_and_passivate(self);
       start_remembered(self);
       apply(self);

@@ -4,47 +4,7 @@
 
 namespace troupe::sharding::detail {
 
-namespace {
-
 using nlohmann::json;
-
-json payload_json(const persistence::encoded_message& p) {
-  return json{{"m", p.manifest}, {"v", p.version}, {"d", json::binary(p.payload)}};
-}
-
-persistence::encoded_message payload_from(const json& j) {
-  persistence::encoded_message p;
-  p.manifest = j.at("m").get<std::string>();
-  p.version = j.at("v").get<std::uint32_t>();
-  auto& d = j.at("d");
-  if (!d.is_binary())
-    throw std::invalid_argument("payload bytes must be a byte string");
-  p.payload = d.get_binary();
-  return p;
-}
-
-} // namespace
-
-void to_json(json& j, const entity_request& r) {
-  j = json{{"t", r.entity_type}, {"i", r.entity_id}, {"c", payload_json(r.command)},
-           {"h", r.hops},        {"o", r.timeout_ms}};
-}
-
-void from_json(const json& j, entity_request& r) {
-  r.entity_type = j.at("t").get<std::string>();
-  r.entity_id = j.at("i").get<std::string>();
-  r.command = payload_from(j.at("c"));
-  r.hops = j.at("h").get<std::uint32_t>();
-  r.timeout_ms = j.at("o").get<std::int64_t>();
-}
-
-void to_json(json& j, const entity_response& r) {
-  j = json{{"r", payload_json(r.reply)}};
-}
-
-void from_json(const json& j, entity_response& r) {
-  r.reply = payload_from(j.at("r"));
-}
 
 void to_json(json& j, const region_report_request& r) {
   j = json{{"t", r.entity_type}};
@@ -89,10 +49,6 @@ void from_json(const nlohmann::json& j, region_report& r) {
 namespace troupe::sharding::detail {
 
 expected<void> add_wire_types(node& n) {
-  if (auto r = remote::add_troupe_message_type<entity_request>(n, "troupe.sharding.entity-request"); !r)
-    return r;
-  if (auto r = remote::add_troupe_message_type<entity_response>(n, "troupe.sharding.entity-response"); !r)
-    return r;
   if (auto r = remote::add_troupe_message_type<region_report_request>(
         n, "troupe.sharding.region-report-request");
       !r)

@@ -1,8 +1,8 @@
 // Internal: what the sharding layer sends between nodes, and its names there.
 //
-//   - entity_request / entity_response: a command for an entity, forwarded from
-//     one node's region to another's as a transport request (troupe.sharding.*
-//     manifests), and the entity's reply; errors travel as the request's error.
+//   - commands for entities forwarded from one node's region to another's, and
+//     their answers: batches in transport packets on the region channel
+//     (command_batch.hpp).
 //   - sharding_envelope (protocol.hpp): coordinator <-> region, as transport
 //     packets on the channels below.
 //   - coordinator events: what the coordinator stores in the journal.
@@ -33,27 +33,11 @@ void from_json(const nlohmann::json& j, region_report& r);
 
 namespace troupe::sharding::detail {
 
-struct entity_request {
-  std::string entity_type;
-  std::string entity_id;
-  persistence::encoded_message command;
-  std::uint32_t hops = 0;
-  std::int64_t timeout_ms = 0;
-};
-
-struct entity_response {
-  persistence::encoded_message reply;
-};
-
 /// Asks another node's region for its region_report (cluster_report).
 struct region_report_request {
   std::string entity_type;
 };
 
-void to_json(nlohmann::json& j, const entity_request& r);
-void from_json(const nlohmann::json& j, entity_request& r);
-void to_json(nlohmann::json& j, const entity_response& r);
-void from_json(const nlohmann::json& j, entity_response& r);
 void to_json(nlohmann::json& j, const region_report_request& r);
 void from_json(const nlohmann::json& j, region_report_request& r);
 
@@ -80,6 +64,4 @@ expected<coordinator_event> from_record(const persistence::event_record& r);
 
 } // namespace troupe::sharding::detail
 
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::sharding::detail::entity_request)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::sharding::detail::entity_response)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::sharding::detail::region_report_request)

@@ -202,3 +202,65 @@ TEST_CASE("entity sink: without a shard region of the type on the node, the stre
   CHECK(r.error().code() == errc::invalid_argument);
   CHECK(r.error().to_string().find("no shard region of entity type 'tally'") != std::string::npos);
 }
+
+TEST_CASE("entity sink: commands for entities on another node travel many to a packet") {
+  test::in_process_cluster c{2, test::sharding_schema()};
+  c.start_clusters(1);
+  REQUIRE(test::wait_until([&] { return c.all_up(); }, 30s));
+  auto journal = std::make_shared<persistence::memory_journal>();
+  for (std::size_t i = 0; i < 2; ++i)
+    test::start_sharded_tally(*c[i].n, journal, test::fast_sharding_settings(shards));
+  // Ids whose shards node 1 hosts, once both nodes host shards (a shard gets a
+  // home with its first command).
+  std::vector<std::string> remote_ids;
+  REQUIRE(test::wait_until(
+    [&] {
+      remote_ids.clear();
+      for (int k = 0; k < 48; ++k)
+        (void) sharding::entity_for<tally::entity>(*c[0].n, fmt::format("r-{}", k))
+          .ask(tally::get_values{}, 10s);
+      auto r = sharding::report(*c[1].n, "tally", 5s);
+      if (!r || r->shards.empty() || r->shards.size() == shards)
+        return false;
+      for (int k = 0; k < 4000 && remote_ids.size() < 200; ++k) {
+        auto id = fmt::format("r-{}", k);
+        for (auto& s : r->shards)
+          if (s.id == sharding::shard_of(id, shards))
+            remote_ids.push_back(id);
+      }
+      return remote_ids.size() == 200;
+    },
+    60s));
+  constexpr int count = 3000;
+  ts::entity_sink_options opts;
+  opts.ask.parallelism = 256;
+  opts.ask.timeout = 60s;
+  auto finished = ts::from_range(1, count + 1)
+                    .via(ts::map([&remote_ids](int v) {
+                      return item{remote_ids[static_cast<std::size_t>(v) % remote_ids.size()], v};
+                    }))
+                    .to(ts::to_entities<tally::entity, item>(*c[0].n, id_of, command_of, opts))
+                    .run(*c[0].n);
+  REQUIRE(finished);
+  auto r = finished->wait(120s);
+  INFO((r ? std::string{"ok"} : r.error().to_string()));
+  REQUIRE(r);
+  auto counter = [&](std::string_view name) {
+    return c[0].n->metrics().counter_value(name, {{"type", "tally"}}).value_or(0);
+  };
+  auto commands = counter("troupe_sharding_forwarded_commands_total");
+  auto batches = counter("troupe_sharding_forwarded_batches_total");
+  MESSAGE(commands << " commands forwarded in " << batches << " packets");
+  CHECK(commands >= static_cast<std::uint64_t>(count));
+  CHECK(batches > 0);
+  CHECK(batches * 4 <= commands);
+  auto got = values_of(*c[0].n, remote_ids);
+  for (std::size_t k = 0; k < remote_ids.size(); ++k) {
+    std::vector<std::int64_t> want;
+    for (std::int64_t v = 1; v <= count; ++v)
+      if (static_cast<std::size_t>(v) % remote_ids.size() == k)
+        want.push_back(v);
+    INFO(remote_ids[k]);
+    CHECK(got[remote_ids[k]] == want);
+  }
+}
