@@ -67,6 +67,8 @@ struct remembered_shard {
   std::set<std::string> ids;
   persistence::sequence_nr next_seq = 1;
   bool writing = false;
+  bool writing_set = false;            ///< the write in flight holds the whole set
+  std::size_t changes_since_set = 0;  ///< change events stored after the last set
   std::vector<std::string> started;  ///< changes not written yet
   std::vector<std::string> stopped;
   std::deque<std::string> to_start;  ///< remembered, not started yet
@@ -127,7 +129,11 @@ void write_remembered(self_ptr self, shard_id s) {
     return;
   persistence::atomic_write w;
   w.persistence_id = remembered_persistence_id(st.spec->name, s);
-  w.events.push_back(remembered_record(w.persistence_id, r.next_seq, r.started, r.stopped));
+  // Every compact_after changes the whole set (r.ids has the pending changes).
+  r.writing_set = r.changes_since_set >= compact_after;
+  w.events.push_back(r.writing_set
+                       ? remembered_set_record(w.persistence_id, r.next_seq, r.ids)
+                       : remembered_record(w.persistence_id, r.next_seq, r.started, r.stopped));
   w.fence = persistence::write_fence{shard_fence_key(st.spec->name, s), r.epoch};
   r.started.clear();
   r.stopped.clear();
@@ -528,8 +534,7 @@ void remembered_loaded_for(self_ptr self, remembered_loaded& m) {
   if (ls == st.core->local_shards().end() || ls->second.epoch != m.epoch
       || ls->second.state != region_core::shard_state::starting)
     return;
-  auto ids = m.events ? fold_remembered(*m.events)
-                      : expected<std::set<std::string>>{m.events.error()};
+  auto ids = m.events ? fold_remembered(*m.events) : expected<remembered_fold>{m.events.error()};
   if (!ids) {
     st.ctx->log().warn("sharding", "{}: shard {} (epoch {}) not started: its remembered entities "
                                    "cannot be read: {}",
@@ -541,7 +546,8 @@ void remembered_loaded_for(self_ptr self, remembered_loaded& m) {
   auto& r = st.remembered[m.shard];
   r = remembered_shard{};
   r.epoch = m.epoch;
-  r.ids = std::move(*ids);
+  r.ids = std::move(ids->ids);
+  r.changes_since_set = ids->changes_since_set;
   r.next_seq = m.highest + 1;
   r.to_start.assign(r.ids.begin(), r.ids.end());
   st.ctx->log().info("sharding", "{}: hosting shard {} (epoch {}), {} remembered entities",
@@ -564,7 +570,22 @@ void remembered_written_for(self_ptr self, remembered_written& m) {
     st.remembered.erase(it);
     return;
   }
-  ++it->second.next_seq;
+  auto& r = it->second;
+  if (r.writing_set) {
+    // The events before the whole set are folded into it: delete them (a failed
+    // delete only leaves more to read; the set is stored either way).
+    r.changes_since_set = 0;
+    st.journal->delete_events_to(
+      remembered_persistence_id(st.spec->name, m.shard), r.next_seq - 1,
+      [log = &st.ctx->log(), type = st.spec->name, shard = m.shard](expected<void> d) {
+        if (!d)
+          log->warn("sharding", "{}: shard {}: compacting remembered entities: {}", type, shard,
+                    d.error().message());
+      });
+  } else {
+    ++r.changes_since_set;
+  }
+  ++r.next_seq;
   write_remembered(self, m.shard);
 }
 

@@ -31,8 +31,21 @@ persistence::event_record remembered_record(std::string persistence_id, persiste
   return r;
 }
 
-expected<std::set<std::string>> fold_remembered(const std::vector<persistence::event_record>& events) {
-  std::set<std::string> ids;
+persistence::event_record remembered_set_record(std::string persistence_id,
+                                                persistence::sequence_nr seq,
+                                                const std::set<std::string>& ids) {
+  persistence::event_record r;
+  r.persistence_id = std::move(persistence_id);
+  r.seq = seq;
+  r.manifest = std::string{manifest};
+  codec_registry::append_cbor(nlohmann::json{{"set", ids}}, r.payload);
+  r.timestamp_ms = persistence::now_ms();
+  return r;
+}
+
+expected<remembered_fold> fold_remembered(const std::vector<persistence::event_record>& events) {
+  remembered_fold f;
+  auto& ids = f.ids;
   for (auto& e : events) {
     auto damaged = [&](std::string_view why) {
       return error{errc::decode_failed,
@@ -45,15 +58,23 @@ expected<std::set<std::string>> fold_remembered(const std::vector<persistence::e
     if (!doc)
       return damaged(doc.error().message());
     try {
+      if (doc->contains("set")) {
+        ids.clear();
+        for (auto& id : doc->at("set"))
+          ids.insert(id.get<std::string>());
+        f.changes_since_set = 0;
+        continue;
+      }
       for (auto& id : doc->at("started"))
         ids.insert(id.get<std::string>());
       for (auto& id : doc->at("stopped"))
         ids.erase(id.get<std::string>());
+      ++f.changes_since_set;
     } catch (const std::exception& ex) {
       return damaged(ex.what());
     }
   }
-  return ids;
+  return f;
 }
 
 void load_remembered(persistence::journal_service& journal, std::string persistence_id,

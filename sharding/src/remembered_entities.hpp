@@ -4,7 +4,10 @@
 // persistence id "troupe.sharding-entities|<type>|<shard>" as events of the form
 // {"started": [ids], "stopped": [ids]}: an entity started by a command is added, a
 // passivated one removed (a hand-off removes nothing: those entities are meant to
-// run at the shard's next home). Writes carry the shard's fence, so a stale owner
+// run at the shard's next home). Every `compact_after` such changes the region
+// writes the whole set instead ({"set": [ids]}) and then deletes the events before
+// it, so what a shard's next home reads stays bounded by the set's size plus
+// compact_after changes, however long the shard has run. Writes carry the shard's fence, so a stale owner
 // cannot change the set. The region that starts the shard reads the set back and
 // starts those entities without waiting for a command, a bounded number per tick.
 //
@@ -33,8 +36,21 @@ persistence::event_record remembered_record(std::string persistence_id, persiste
                                             const std::vector<std::string>& started,
                                             const std::vector<std::string>& stopped);
 
+/// Change events after which the whole set is written (and older events deleted).
+inline constexpr std::size_t compact_after = 64;
+
+/// The whole set as one event (a compaction: later folds start from it).
+persistence::event_record remembered_set_record(std::string persistence_id,
+                                                persistence::sequence_nr seq,
+                                                const std::set<std::string>& ids);
+
+struct remembered_fold {
+  std::set<std::string> ids;
+  std::size_t changes_since_set = 0;  ///< change events after the last whole set
+};
+
 /// The set the events describe; decode_failed naming the event if one is damaged.
-expected<std::set<std::string>> fold_remembered(const std::vector<persistence::event_record>& events);
+expected<remembered_fold> fold_remembered(const std::vector<persistence::event_record>& events);
 
 /// The answer to load(): the shard's events and the highest sequence nr.
 struct remembered_loaded {

@@ -364,6 +364,49 @@ TEST_CASE("sharding shell: with remember-entities, a leaving node's entities sta
   CHECK(running(2) == 0);
 }
 
+TEST_CASE("sharding shell: a shard's remembered entities are compacted into their set, and its "
+          "next home starts that set") {
+  test::in_process_cluster c{2, bank_schema()};
+  c.start_clusters(1);
+  REQUIRE(test::wait_until([&] { return c.all_up(); }, 30s));
+  auto journal = std::make_shared<persistence::memory_journal>();
+  auto settings = bank_settings();
+  settings.number_of_shards = 2;  // many changes per shard
+  settings.remember_entities = true;
+  for (std::size_t i = 0; i < 2; ++i)
+    start_bank(c, i, journal, settings);
+  constexpr int accounts = 300;
+  // One change event per account (each open waits for the previous one).
+  for (int k = 0; k < accounts; ++k)
+    REQUIRE(sharding::entity_for<bank::account>(*c[0].n, account(k))
+              .ask(bank::open_account{"owner"}, 10s));
+  auto running = [&](std::size_t i) { return running_entities(*c[i].n); };
+  REQUIRE(running(0) + running(1) == accounts);
+  REQUIRE(running(1) > 0);
+  // Each shard's stored events: at most compact_after changes after its last set.
+  for (sharding::shard_id s = 0; s < 2; ++s) {
+    auto pid = fmt::format("troupe.sharding-entities|account|{}", s);
+    auto highest = journal->highest_sequence_nr(pid);
+    REQUIRE(highest);
+    INFO(pid << ": highest seq " << *highest);
+    CHECK(*highest > 64);
+    CHECK(test::wait_until(
+      [&] {
+        auto events = journal->read_events(pid, 1, *highest, 10'000);
+        REQUIRE(events);
+        return events->size() <= 65;
+      },
+      10s));
+  }
+  // Node 1 hands its shard off: node 0 starts what node 1 remembered, from the set.
+  REQUIRE(sharding::hand_off_all(*c[1].n, "account", 20s));
+  CHECK(test::wait_until([&] { return running(0) == accounts; }, 30s));
+  for (int k = 0; k < accounts; k += 37) {
+    auto b = sharding::entity_for<bank::account>(*c[0].n, account(k)).ask(bank::get_balance{}, 10s);
+    CHECK(b);
+  }
+}
+
 TEST_CASE("sharding shell: remembered entities start again a few at a time, at most "
           "remembered_starts_per_second") {
   test::in_process_cluster c{3, bank_schema()};
