@@ -97,6 +97,10 @@ struct region_state {
   /// Running entities, most recently used first (for max_active_entities).
   lru_list lru;
   std::size_t stopping_entities = 0;
+  /// Entities marked stopping whose stop request waits for a free slot (id and
+  /// the incarnation's actor id), and the stop requests in flight.
+  std::deque<std::pair<std::string, caf::actor_id>> stop_queue;
+  std::size_t stops_in_flight = 0;
   std::set<shard_id> stopping;
   std::shared_ptr<persistence::journal_service> journal;
   std::map<shard_id, remembered_shard> remembered;
@@ -447,17 +451,51 @@ void requeue_unanswered(self_ptr self, const std::string& id,
 
 /// Stops an entity the way a hand-off needs: its persist in flight finishes and
 /// is answered, what it holds unanswered is routed again once it is gone.
+/// Stop requests a region keeps in flight at once. CAF 0.17 keeps an actor's
+/// pending responses in a flat vector (linear lookup and erase per response), so
+/// 100,000 stop requests at once (a node with many entities shutting down) cost
+/// quadratic time; queued beyond this, each response costs at most this much.
+constexpr std::size_t max_stops_in_flight = 256;
+
+void send_stop(self_ptr self, const std::string& id, entity_slot& slot);
+
+/// Sends the queued stop requests while fewer than max_stops_in_flight are out
+/// (skipping entities that ended or were replaced meanwhile).
+void send_queued_stops(self_ptr self) {
+  auto& st = *self->state;
+  while (st.stops_in_flight < max_stops_in_flight && !st.stop_queue.empty()) {
+    auto [id, actor_id] = std::move(st.stop_queue.front());
+    st.stop_queue.pop_front();
+    auto it = st.entities.find(id);
+    if (it != st.entities.end() && it->second.stopping && it->second.actor
+        && it->second.actor.id() == actor_id)
+      send_stop(self, id, it->second);
+  }
+}
+
 void stop_entity(self_ptr self, const std::string& id, entity_slot& slot) {
   if (slot.stopping || !slot.actor)
     return;
   // Every direct command is in the entity's mailbox before the stop request.
   close_route(slot);
   slot.stopping = true;
-  ++self->state->stopping_entities;
+  auto& st = *self->state;
+  ++st.stopping_entities;
+  if (st.stops_in_flight >= max_stops_in_flight) {
+    st.stop_queue.emplace_back(id, slot.actor.id());
+    return;
+  }
+  send_stop(self, id, slot);
+}
+
+void send_stop(self_ptr self, const std::string& id, entity_slot& slot) {
+  ++self->state->stops_in_flight;
   auto timeout = self->state->spec->settings.hand_off_timeout;
   troupe::ask<persistence::handed_back>(self, slot.actor, timeout,
                                         persistence::stop_and_hand_back{})
     .then([self, id, actor = slot.actor](expected<persistence::handed_back> r) {
+      --self->state->stops_in_flight;
+      send_queued_stops(self);
       if (r) {
         // Every command the entity answered was answered before this reply (one
         // sender, one receiver: in order), so what is still asked was not handled.

@@ -365,7 +365,7 @@ TEST_CASE("sharding shell: with remember-entities, a leaving node's entities sta
 }
 
 TEST_CASE("sharding shell: a shard's remembered entities are compacted into their set, and its "
-          "next home starts that set") {
+          "next home starts that set (hundreds of entities stopped at once by the hand-off)") {
   test::in_process_cluster c{2, bank_schema()};
   c.start_clusters(1);
   REQUIRE(test::wait_until([&] { return c.all_up(); }, 30s));
@@ -375,7 +375,8 @@ TEST_CASE("sharding shell: a shard's remembered entities are compacted into thei
   settings.remember_entities = true;
   for (std::size_t i = 0; i < 2; ++i)
     start_bank(c, i, journal, settings);
-  constexpr int accounts = 300;
+  // More than the region's stop requests in flight (256) run on node 1's shard.
+  constexpr int accounts = 1200;
   // One change event per account (each open waits for the previous one).
   for (int k = 0; k < accounts; ++k)
     REQUIRE(sharding::entity_for<bank::account>(*c[0].n, account(k))
