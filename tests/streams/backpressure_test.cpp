@@ -3,6 +3,8 @@
 #include "support/node_fixture.hpp"
 #include "support/wait.hpp"
 
+#include "gated_consumer.hpp"
+
 #include "troupe/streams/streams.hpp"
 
 #include <caf/all.hpp>
@@ -14,51 +16,16 @@
 using namespace std::chrono_literals;
 namespace ts = troupe::streams;
 
-namespace {
-
-struct release_msg {
-  int n = 0;
-};
-
-/// Acknowledges elements only when the test releases them: a sink as slow as the
-/// test wants, without sleeping.
-struct gate_state {
-  std::deque<caf::response_promise> held;
-  int credit = 0;
-};
-
-caf::behavior gated_consumer(caf::stateful_actor<gate_state>* self, std::shared_ptr<std::atomic<int>> acked) {
-  auto flush = [self, acked] {
-    while (self->state.credit > 0 && !self->state.held.empty()) {
-      self->state.held.front().deliver(caf::unit);
-      self->state.held.pop_front();
-      --self->state.credit;
-      acked->fetch_add(1);
-    }
-  };
-  return {
-    [self, flush](int) -> caf::result<void> {
-      auto rp = self->make_response_promise();
-      self->state.held.push_back(rp);
-      flush();
-      return rp;
-    },
-    [self, flush](release_msg r) {
-      self->state.credit += r.n;
-      flush();
-    },
-  };
-}
-
-} // namespace
-
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(release_msg)
+using troupe::test::gate_record;
+using troupe::test::gated_recorder;
+using troupe::test::release_msg;
 
 TEST_CASE("backpressure: a fast source into a slow sink never holds more than the buffers") {
   auto node = troupe::test::make_node();
   auto produced = std::make_shared<std::atomic<int>>(0);
-  auto acked = std::make_shared<std::atomic<int>>(0);
-  auto consumer = node->spawn("gated", gated_consumer, acked);
+  auto gate = std::make_shared<gate_record>();
+  auto& acked = gate->acked;
+  auto consumer = node->spawn("gated", gated_recorder, gate);
   REQUIRE(consumer);
   constexpr std::size_t buffer = 16;
   // The source is endless and as fast as the CPU; the sink takes one element per
@@ -76,13 +43,13 @@ TEST_CASE("backpressure: a fast source into a slow sink never holds more than th
   CHECK(troupe::test::wait_until([&] { return produced->load() >= static_cast<int>(buffer); }));
   for (int round = 1; round <= 100; ++round) {
     caf::anon_send(*consumer, release_msg{3});
-    CHECK(troupe::test::wait_until([&] { return acked->load() >= round * 3; }));
+    CHECK(troupe::test::wait_until([&] { return acked.load() >= round * 3; }));
     for (int sample = 0; sample < 20; ++sample) {
-      auto gap = produced->load() - acked->load();
+      auto gap = produced->load() - acked.load();
       REQUIRE(gap <= bound);
     }
   }
-  CHECK(produced->load() <= acked->load() + bound);
+  CHECK(produced->load() <= acked.load() + bound);
   CHECK(produced->load() >= 300);
   node->shutdown();
   CHECK_FALSE(done->wait(10s));
@@ -91,8 +58,9 @@ TEST_CASE("backpressure: a fast source into a slow sink never holds more than th
 TEST_CASE("backpressure: two async boundaries bound the elements by the sum of their buffers") {
   auto node = troupe::test::make_node();
   auto produced = std::make_shared<std::atomic<int>>(0);
-  auto acked = std::make_shared<std::atomic<int>>(0);
-  auto consumer = node->spawn("gated", gated_consumer, acked);
+  auto gate = std::make_shared<gate_record>();
+  auto& acked = gate->acked;
+  auto consumer = node->spawn("gated", gated_recorder, gate);
   REQUIRE(consumer);
   auto s = ts::repeat(1)
              .via(ts::map([produced](int x) {
@@ -107,17 +75,18 @@ TEST_CASE("backpressure: two async boundaries bound the elements by the sum of t
   const int bound = 8 + 32 + 1;
   for (int round = 1; round <= 50; ++round) {
     caf::anon_send(*consumer, release_msg{7});
-    CHECK(troupe::test::wait_until([&] { return acked->load() >= round * 7; }));
-    REQUIRE(produced->load() - acked->load() <= bound);
+    CHECK(troupe::test::wait_until([&] { return acked.load() >= round * 7; }));
+    REQUIRE(produced->load() - acked.load() <= bound);
   }
-  CHECK(troupe::test::wait_until([&] { return produced->load() - acked->load() >= 8 + 32 / 2; }));
-  CHECK(produced->load() - acked->load() <= bound);
+  CHECK(troupe::test::wait_until([&] { return produced->load() - acked.load() >= 8 + 32 / 2; }));
+  CHECK(produced->load() - acked.load() <= bound);
 }
 
 TEST_CASE("backpressure: buffer with the fail strategy fails the stream when it overflows") {
   auto node = troupe::test::make_node();
-  auto acked = std::make_shared<std::atomic<int>>(0);
-  auto consumer = node->spawn("gated", gated_consumer, acked);
+  auto gate = std::make_shared<gate_record>();
+  auto& acked = gate->acked;
+  auto consumer = node->spawn("gated", gated_recorder, gate);
   REQUIRE(consumer);
   auto [src, queue] = ts::queue_source<int>(1000);
   auto done = src.via(ts::buffer(4, ts::overflow_strategy::fail))
@@ -142,14 +111,14 @@ TEST_CASE("backpressure: buffer with the fail strategy fails the stream when it 
   REQUIRE_FALSE(r);
   CHECK(r.error().code() == troupe::errc::overloaded);
   CHECK(r.error().message().find("buffer of 4 elements overflowed") != std::string::npos);
-  CHECK(acked->load() <= 5);
+  CHECK(acked.load() <= 5);
 }
 
 TEST_CASE("backpressure: buffer with drop_head keeps the newest elements and never slows the source") {
   auto node = troupe::test::make_node();
   auto [src, queue] = ts::queue_source<int>(1000);
-  auto acked = std::make_shared<std::atomic<int>>(0);
-  auto consumer = node->spawn("gated", gated_consumer, acked);
+  auto gate = std::make_shared<gate_record>();
+  auto consumer = node->spawn("gated", gated_recorder, gate);
   REQUIRE(consumer);
   std::vector<int> seen;
   std::mutex mtx;

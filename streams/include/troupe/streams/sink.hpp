@@ -6,9 +6,14 @@
 // value and a function that builds its terminal stage inside the island; so the
 // caller holds M before the stream starts.
 //
+// async(n) runs the sink in an island (actor) of its own: the counterpart of
+// source::async at the end of a stream, and how one output of a fan-out
+// (fan_out.hpp) runs apart from the others.
+//
 // Thread-safety: an immutable value.
 #pragma once
 
+#include "troupe/streams/detail/exported_outlet.hpp"
 #include "troupe/streams/detail/stage.hpp"
 
 #include <functional>
@@ -31,6 +36,22 @@ public:
 
   /// A fresh materialized value and the builder of the terminal that feeds it.
   std::pair<M, attach_fn> prepare() const { return prepare_(); }
+
+  /// This sink (with its stages) in an island of its own, fed through a buffer of
+  /// `buffer` elements (0: the stream's buffer_size), which bounds the elements
+  /// between the islands. The island before it ends only once the sink's island
+  /// has ended. Needs source.hpp where it is called.
+  sink async(std::size_t buffer = 0) const {
+    auto inner = *this;
+    return sink{[inner, buffer] {
+      auto [mat, attach] = inner.prepare();
+      attach_fn apart = [attach = std::move(attach), buffer](detail::island_context& ctx,
+                                                             const source<T>& up) {
+        return detail::attach_apart<T>(ctx, up, attach, buffer);
+      };
+      return std::pair{std::move(mat), std::move(apart)};
+    }};
+  }
 
 private:
   prepare_fn prepare_;

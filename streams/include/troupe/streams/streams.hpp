@@ -6,6 +6,7 @@
 #include "troupe/streams/elementwise.hpp"
 #include "troupe/streams/entity_sink.hpp"
 #include "troupe/streams/fan_in.hpp"
+#include "troupe/streams/fan_out.hpp"
 #include "troupe/streams/flow.hpp"
 #include "troupe/streams/journal_source.hpp"
 #include "troupe/streams/grouping.hpp"
