@@ -8,6 +8,7 @@
 // sides run in alternating windows (asks, stream, asks, stream) and each side's
 // best window counts. Bar: ratio >= 0.8.
 #include "sharded_bench.hpp"
+#include "stream_window.hpp"
 
 #include "troupe/streams/streams.hpp"
 
@@ -58,16 +59,7 @@ double stream_rate(troupe::node& n, const Flow& deposits, double seconds) {
                 .run(n, {.name = "deposits"});
   if (!done)
     troupe::bench::die("stream_to_entities: " + done.error().to_string());
-  auto start = troupe::bench::now_seconds();
-  auto base = acked->load();
-  while (troupe::bench::now_seconds() - start < seconds)
-    std::this_thread::sleep_for(10ms);
-  auto count = acked->load() - base;
-  auto took = troupe::bench::now_seconds() - start;
-  ks.shutdown();
-  if (auto r = done->wait(60s); !r)
-    troupe::bench::die("stream_to_entities: " + r.error().to_string());
-  return static_cast<double>(count) / took;
+  return troupe::bench::rate_then_shutdown("stream_to_entities", *acked, ks, *done, seconds);
 }
 
 std::vector<troupe::bench::result> run(const troupe::bench::options& opts) {

@@ -3,6 +3,7 @@
 
 #include "troupe/streams/ask_sink.hpp"
 #include "troupe/streams/buffer.hpp"
+#include "troupe/streams/commit_offsets.hpp"
 #include "troupe/streams/elementwise.hpp"
 #include "troupe/streams/entity_sink.hpp"
 #include "troupe/streams/fan_in.hpp"
@@ -14,6 +15,7 @@
 #include "troupe/streams/limits.hpp"
 #include "troupe/streams/line_sources.hpp"
 #include "troupe/streams/map_async.hpp"
+#include "troupe/streams/offset_acks.hpp"
 #include "troupe/streams/queue_source.hpp"
 #include "troupe/streams/recover.hpp"
 #include "troupe/streams/restart.hpp"
