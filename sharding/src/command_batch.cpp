@@ -77,9 +77,10 @@ public:
     return true;
   }
 
-  /// The entry count, after checking the version; at most one entry per
-  /// remaining byte (so a forged count cannot reserve gigabytes).
-  bool header(std::uint32_t& count) {
+  /// The entry count, after checking the version; at most as many entries as
+  /// fit in the remaining bytes at `min_entry` bytes each (so a forged count
+  /// cannot make the reader reserve more than the packet's size in entries).
+  bool header(std::uint32_t& count, std::size_t min_entry) {
     std::uint8_t v = 0;
     if (!get(v))
       return false;
@@ -87,7 +88,7 @@ public:
       return fail(fmt::format("unknown format version {}", v));
     if (!get(count))
       return false;
-    if (count > in_.size() - pos_)
+    if (count > (in_.size() - pos_) / min_entry)
       return fail(fmt::format("{} entries in {} bytes", count, in_.size() - pos_));
     return true;
   }
@@ -157,7 +158,8 @@ void append_answer(std::vector<std::uint8_t>& out, const command_answer& a) {
 expected<std::vector<forwarded_command>> decode_commands(std::span<const std::uint8_t> bytes) {
   reader r{bytes, "sharding command"};
   std::uint32_t count = 0;
-  if (!r.header(count))
+  // request, hops, timeout, and four lengths (id, manifest, payload) with the version
+  if (!r.header(count, 8 + 4 + 8 + 4 + 4 + 4 + 4))
     return r.failure();
   std::vector<forwarded_command> out(count);
   for (auto& c : out)
@@ -172,7 +174,8 @@ expected<std::vector<forwarded_command>> decode_commands(std::span<const std::ui
 expected<std::vector<command_answer>> decode_answers(std::span<const std::uint8_t> bytes) {
   reader r{bytes, "sharding answer"};
   std::uint32_t count = 0;
-  if (!r.header(count))
+  // request, flag, and the shortest outcome: an error code and its text's length
+  if (!r.header(count, 8 + 1 + 1 + 4))
     return r.failure();
   std::vector<command_answer> out(count);
   for (auto& a : out) {

@@ -83,6 +83,9 @@ struct region_state {
   region_effects fx;
   std::shared_ptr<remote::transport> transport;
   std::shared_ptr<membership::cluster> cluster;
+  /// Set first when the region stops: answers owed to other nodes are dropped
+  /// (their deadlines answer them there), no flush is scheduled any more.
+  bool stopped = false;
   remote::transport::subscription packets = 0;
   remote::transport::subscription peers = 0;
   std::string channel;  ///< region_channel of the type
@@ -834,8 +837,13 @@ pending from_forwarded(self_ptr self, const node_identity& origin, forwarded_com
   p.cmd = cmd;
   p.hops = c.hops;
   p.deadline = clock::now() + std::chrono::milliseconds{std::max<std::int64_t>(c.timeout_ms, 0)};
-  p.done = [self, origin, request = c.request, cmd,
-            proto = st.spec->protocol](expected<reply_box> r) {
+  // The state is held weakly: the region's exit completes what it holds after
+  // CAF destroyed the actor's own state member (see the exit functor).
+  p.done = [self, weak = std::weak_ptr<region_state>{self->state}, origin, request = c.request,
+            cmd, proto = st.spec->protocol](expected<reply_box> r) {
+    auto state = weak.lock();
+    if (!state || state->stopped)
+      return;
     command_answer a{request, {}, {}};
     if (!r) {
       a.failure = std::move(r).error();
@@ -844,7 +852,7 @@ pending from_forwarded(self_ptr self, const node_identity& origin, forwarded_com
     } else {
       a.reply = std::move(*bytes);
     }
-    schedule_flush(self, self->state->forwarded.answer(origin, a));
+    schedule_flush(self, state->forwarded.answer(origin, a));
   };
   return p;
 }
@@ -930,6 +938,7 @@ caf::behavior region_actor(caf::stateful_actor<std::shared_ptr<region_state>>* s
   self->attach_functor([self, shared = self->state] {
     // The region's entities end with it; its subscriptions too.
     auto& s = *shared;
+    s.stopped = true;
     for (auto& [id, slot] : s.entities) {
       close_route(slot);
       if (slot.actor)

@@ -43,9 +43,11 @@ using ask_fn = std::function<void(caf::event_based_actor* self, const T& element
                                   reply_fn<R> reply)>;
 
 /// What ask_flow / ask_sink retry: timeouts and overload (the target is slow or
-/// its buffer is full), and a target that is restarting or moving (actor_down).
+/// its buffer is full), a target that is restarting or moving (actor_down), and
+/// a lost connection to the target's node (node_unreachable: its shards move).
 inline bool retryable_by_default(const error& e) {
-  return e.code() == errc::timeout || e.code() == errc::overloaded || e.code() == errc::actor_down;
+  return e.code() == errc::timeout || e.code() == errc::overloaded || e.code() == errc::actor_down
+         || e.code() == errc::node_unreachable;
 }
 
 struct ask_options {
