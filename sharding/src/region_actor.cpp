@@ -5,9 +5,9 @@
 // transport). Each becomes a `pending` entry with a token the core routes: to a
 // local shard (the entity is started on demand and asked), to another node's
 // region (batched per node with the others of this mailbox burst:
-// remote_commands.hpp), or into the core's buffer until the home is known. Every pending entry completes
-// exactly once: with the entity's reply, its error, a refusal, or `timeout` at its
-// deadline.
+// remote_commands.hpp), or into the core's buffer until the home is known. Every
+// pending entry completes exactly once: with the entity's reply, its error, a
+// refusal, or `timeout` at its deadline.
 //
 // An entity being stopped (passivation, hand-off) keeps its id's new messages
 // waiting until its actor is gone, so one node never runs two incarnations of an
