@@ -16,6 +16,7 @@
 #include <set>
 #include <string>
 #include <variant>
+#include <vector>
 
 namespace bank {
 
@@ -107,6 +108,11 @@ struct account {
     s.status = account_status::closed;
     return s;
   }
+
+  /// Every account event carries this tag, so a projection reads them all in
+  /// offset order with events_by_tag (samples/bank_projection).
+  static constexpr std::string_view event_tag = "account";
+  static std::vector<std::string> tags(const event&) { return {std::string{event_tag}}; }
 
   // A snapshot every 100 events; keep the 2 newest.
   static troupe::persistence::entity_options options() {

@@ -91,6 +91,7 @@ const std::vector<binary>& binaries() {
     {"troupe-bank", {}, "--persistence.journal.pth", "--persistence.journal.path"},
     {"troupe-bank", {"replay"}, "--verfy", "--verify"},
     {"troupe-bank-demo", {}, "--acounts", "--accounts"},
+    {"troupe-bank-projection", {}, "--jornal", "--journal"},
     {"troupe-demo", {}, "--log.levl", "--log.level"},
     {"troupe-bench", {}, "--secnds", "--seconds"},
   };
