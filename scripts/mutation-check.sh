@@ -101,6 +101,16 @@ mutation forming-convergence membership/src/gossip.cpp membership \
   'bool forming = std::none_of(' \
   'bool forming = false && std::none_of('
 
+mutation offset-watermark-past-gap streams/include/troupe/streams/detail/offset_window.hpp streams \
+  "an offset commit moves past an element still in flight (replies arrive out of order)" \
+  'while (!entries_.empty() && entries_.front().closed) {' \
+  'while (!entries_.empty() && (entries_.front().closed || entries_.size() > 0)) {'
+
+mutation dedup-misses-its-mark persistence/include/troupe/persistence/producer_offsets.hpp streams \
+  "an entity applies again the element its producer mark already records" \
+  'return i != marks_.end() && o.seq <= i->second;' \
+  'return i != marks_.end() && o.seq < i->second;'
+
 usage() {
   echo "usage: scripts/mutation-check.sh [--list | NAME...]" >&2
   exit 2
