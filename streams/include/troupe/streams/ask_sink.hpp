@@ -57,6 +57,11 @@ struct ask_options {
   int max_retries = 5;
   backoff_policy backoff{.min = std::chrono::milliseconds{20}, .max = std::chrono::seconds{2}};
   std::function<bool(const error&)> retryable = retryable_by_default;
+
+  /// Whether a failure of attempt number `attempt` (0: the first) is retried.
+  bool retries(const error& e, int attempt) const {
+    return attempt < max_retries && retryable && retryable(e);
+  }
 };
 
 /// An element acknowledged by an actor (ask_actor_ack).
@@ -69,7 +74,7 @@ void ask_with_retry(std::shared_ptr<const T> x, async_reply<R> reply,
                     std::shared_ptr<const ask_fn<T, R>> ask, std::shared_ptr<const ask_options> o,
                     int attempt) {
   (*ask)(reply.self(), *x, o->timeout, [=](expected<R> r) {
-    if (!r && attempt < o->max_retries && o->retryable && o->retryable(r.error())) {
+    if (!r && o->retries(r.error(), attempt)) {
       thread_local std::minstd_rand rng{std::random_device{}()};
       auto u = std::uniform_real_distribution<double>{0.0, 1.0}(rng);
       reply.schedule(o->backoff.delay(attempt + 1, u),

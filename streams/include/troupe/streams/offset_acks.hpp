@@ -158,8 +158,8 @@ ask_fn<T, offset_reply<R>> ask_with_offset(ask_fn<T, R> ask, std::shared_ptr<off
     auto off = static_cast<persistence::offset_type>(offset_of(x));
     auto attempt = w->next_attempt(off);
     ask(self, x, timeout, [off, attempt, o, reply](expected<R> r) {
-      // ask_with_retry's rule (ask_sink.hpp): this failure will be retried.
-      if (!r && attempt < o->max_retries && o->retryable && o->retryable(r.error())) {
+      // ask_with_retry will retry this failure (the same rule: ask_options::retries).
+      if (!r && o->retries(r.error(), attempt)) {
         reply(r.error());
         return;
       }
