@@ -92,6 +92,7 @@ const std::vector<binary>& binaries() {
     {"troupe-bank", {"replay"}, "--verfy", "--verify"},
     {"troupe-bank-demo", {}, "--acounts", "--accounts"},
     {"troupe-bank-projection", {}, "--jornal", "--journal"},
+    {"troupe-order-enrichment", {}, "--custmers", "--customers"},
     {"troupe-demo", {}, "--log.levl", "--log.level"},
     {"troupe-bench", {}, "--secnds", "--seconds"},
   };
@@ -188,6 +189,7 @@ TEST_CASE("command line: numbers are parsed strictly, in --key value and --key=v
     {"troupe-bank", {}, "--persistence.entity.recovery-timeout", "5"},
     {"troupe-bank", {"replay", "a", "--db", "x.db"}, "--to", "2.5"},
     {"troupe-bank-demo", {}, "--workers", "0"},
+    {"troupe-order-enrichment", {}, "--nodes", "0"},
     {"troupe-demo", {}, "--scheduler.threads", "many"},
     {"troupe-bench", {"list"}, "--seconds", "fast"},
   };
