@@ -93,6 +93,8 @@ const std::vector<binary>& binaries() {
     {"troupe-bank-demo", {}, "--acounts", "--accounts"},
     {"troupe-bank-projection", {}, "--jornal", "--journal"},
     {"troupe-order-enrichment", {}, "--custmers", "--customers"},
+    {"troupe-sensor-node", {}, "--sensor.lisen", "--sensor.listen"},
+    {"troupe-sensor-demo", {}, "--redings", "--readings"},
     {"troupe-demo", {}, "--log.levl", "--log.level"},
     {"troupe-bench", {}, "--secnds", "--seconds"},
   };
@@ -129,7 +131,7 @@ TEST_CASE("command line: --help and -h print usage on stdout and exit 0, on ever
 
 TEST_CASE("command line: --version prints the version on stdout and exits 0, on every binary") {
   for (auto name : {"troupe", "troupe-node", "troupe-bank", "troupe-bank-demo", "troupe-demo",
-                    "troupe-bench"}) {
+                    "troupe-sensor-node", "troupe-sensor-demo", "troupe-bench"}) {
     if (!built(name))
       continue;
     INFO(name);
@@ -190,6 +192,8 @@ TEST_CASE("command line: numbers are parsed strictly, in --key value and --key=v
     {"troupe-bank", {"replay", "a", "--db", "x.db"}, "--to", "2.5"},
     {"troupe-bank-demo", {}, "--workers", "0"},
     {"troupe-order-enrichment", {}, "--nodes", "0"},
+    {"troupe-sensor-node", {}, "--sensor.parallelism", "5x"},
+    {"troupe-sensor-demo", {}, "--clients", "0"},
     {"troupe-demo", {}, "--scheduler.threads", "many"},
     {"troupe-bench", {"list"}, "--seconds", "fast"},
   };
