@@ -58,6 +58,45 @@ inline double now_seconds() {
 /// Percentile (0..100) of unsorted samples; sorts them.
 double percentile(std::vector<double>& samples, double p);
 
+/// The window rates of two workloads measured in turn, in the order A B B A A B ...:
+/// a drift that makes later windows slower or faster (a journal that grows, a
+/// machine that warms up) then hits both sides alike, and the means compare them.
+struct paired_windows {
+  std::vector<double> a;
+  std::vector<double> b;
+
+  static double mean(const std::vector<double>& xs) {
+    double sum = 0;
+    for (auto x : xs)
+      sum += x;
+    return xs.empty() ? 0 : sum / static_cast<double>(xs.size());
+  }
+  /// b / a per round (a round is one window of each).
+  std::vector<double> round_ratios() const {
+    std::vector<double> r;
+    for (std::size_t i = 0; i < a.size() && i < b.size(); ++i)
+      r.push_back(a[i] > 0 ? b[i] / a[i] : 0);
+    return r;
+  }
+};
+
+/// Runs `rounds` windows of each workload (A B, then B A, then A B, ...); each
+/// callable returns its window's rate.
+template <class RunA, class RunB>
+paired_windows alternate_windows(int rounds, RunA&& run_a, RunB&& run_b) {
+  paired_windows w;
+  for (int i = 0; i < rounds; ++i) {
+    if (i % 2 == 0) {
+      w.a.push_back(run_a());
+      w.b.push_back(run_b());
+    } else {
+      w.b.push_back(run_b());
+      w.a.push_back(run_a());
+    }
+  }
+  return w;
+}
+
 /// A benchmark that cannot do its work stops the whole run: a figure measured on a
 /// broken setup would mislead.
 [[noreturn]] inline void die(const std::string& what) {

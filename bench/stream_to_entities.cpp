@@ -4,9 +4,10 @@
 // entity_ref), on the same node and SQLite journal (WAL + synchronous=FULL).
 //
 // One node in a one-node cluster, the bank's account type sharded over 100 shards,
-// 10,000 accounts opened first. Both sides deposit into random accounts; the
-// sides run in alternating windows (asks, stream, asks, stream) and each side's
-// best window counts. Bar: ratio >= 0.8.
+// 10,000 accounts opened first. Both sides deposit into random accounts, in
+// alternating windows, four each in the order asks, stream, stream, asks, ...: the
+// rate falls as the journal grows (more index pages written per event), so each
+// side gets early and late windows alike; the means are compared. Bar: ratio >= 0.8.
 #include "sharded_bench.hpp"
 #include "stream_window.hpp"
 
@@ -77,23 +78,30 @@ std::vector<troupe::bench::result> run(const troupe::bench::options& opts) {
   open_all(*node, ask_with(bank::open_account{"bench"}), entities, "stream_to_entities");
   auto deposits = deposits_flow(*node);
   auto window_seconds = std::max(1.0, opts.seconds / 2);
-  double best_asks = 0;
-  double best_stream = 0;
-  for (int round = 0; round < 2; ++round) {
-    best_asks = std::max(best_asks, ask_rate(*node, ask_with(bank::deposit{1, ""}), entities, askers,
-                                              window, window_seconds, "stream_to_entities"));
-    best_stream = std::max(best_stream, stream_rate(*node, deposits, window_seconds));
-  }
+  // Warm-up, not counted: the first windows after the opening run on a small
+  // journal and would favour whichever side came first.
+  (void) ask_rate(*node, ask_with(bank::deposit{1, ""}), entities, askers, window, window_seconds,
+                  "stream_to_entities");
+  (void) stream_rate(*node, deposits, window_seconds);
+  auto w = troupe::bench::alternate_windows(
+    4,
+    [&] {
+      return ask_rate(*node, ask_with(bank::deposit{1, ""}), entities, askers, window, window_seconds,
+                      "stream_to_entities");
+    },
+    [&] { return stream_rate(*node, deposits, window_seconds); });
   node->shutdown();
   troupe::bench::result r;
   r.bench = "stream_to_entities";
   r.unit = "events/s";
-  r.troupe = best_stream;
-  r.baseline = best_asks;
+  r.troupe = troupe::bench::paired_windows::mean(w.b);
+  r.baseline = troupe::bench::paired_windows::mean(w.a);
   r.extra = {{"entities", entities},
              {"in_flight", in_flight},
              {"baseline_is", "sharded_persist (entity_ref asks)"},
-             {"journal", "sqlite WAL+FULL"}};
+             {"journal", "sqlite WAL+FULL"},
+             {"windows", "1 warm-up each, then 4 each alternating ABBA; means"},
+             {"round_ratios", w.round_ratios()}};
   return {r};
 }
 

@@ -39,9 +39,18 @@ public:
       if (st != pull_status::ready)
         return st;
       auto& in = this->scratch_;
-      if (!this->guarded_loop(in.size(), [&](std::size_t i) { out.push_back(f_(std::move(in[i]))); }))
-        return pull_status::failed;
-      return pull_status::ready;
+      bool ok = true;
+      if constexpr (std::is_default_constructible_v<Out> && std::is_move_assignable_v<Out>) {
+        // Written in place (no capacity check per element, so simple functions
+        // vectorize); an element whose function threw (resume) is not kept.
+        auto keep = out.size();
+        out.resize(keep + in.size());
+        ok = this->guarded_loop(in.size(), [&](std::size_t i) { out[keep] = f_(std::move(in[i])); ++keep; });
+        out.resize(keep);
+      } else {
+        ok = this->guarded_loop(in.size(), [&](std::size_t i) { out.push_back(f_(std::move(in[i]))); });
+      }
+      return ok ? pull_status::ready : pull_status::failed;
     });
   }
 

@@ -71,8 +71,11 @@ source<I> from_range(I first, I last) {
       if (next >= last)
         return detail::pull_status::done;
       auto n = static_cast<std::size_t>(last - next) < max ? static_cast<std::size_t>(last - next) : max;
+      auto base = out.size();
+      out.resize(base + n);
       for (std::size_t i = 0; i < n; ++i)
-        out.push_back(next++);
+        out[base + i] = static_cast<I>(next + static_cast<I>(i));
+      next = static_cast<I>(next + static_cast<I>(n));
       return detail::pull_status::ready;
     };
   });
