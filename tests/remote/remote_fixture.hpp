@@ -5,6 +5,7 @@
 #include "remote/remote_support.hpp"
 #include "remote/security_mode.hpp"
 #include "remote/test_actors.hpp"
+#include "support/log_capture.hpp"
 #include "support/node_fixture.hpp"
 #include "support/wait.hpp"
 
@@ -146,42 +147,6 @@ public:
     : recorder(t, [](remote::transport& x, auto fn) {
         return x.subscribe_heartbeats(std::move(fn));
       }) {}
-};
-
-/// Captures warnings a node logs (tests assert on logged reasons).
-class log_capture {
-public:
-  explicit log_capture(logger& log) : log_(log) {
-    handle_ = log.add_sink([this](const log_record& r) {
-      std::lock_guard<std::mutex> guard{mtx_};
-      lines_.emplace_back(r.message);
-    });
-  }
-  ~log_capture() { log_.remove_sink(handle_); }
-
-  /// How many lines contain `text`.
-  std::size_t count(std::string_view text) const {
-    std::lock_guard<std::mutex> guard{mtx_};
-    return static_cast<std::size_t>(std::count_if(lines_.begin(), lines_.end(), [&](auto& l) {
-      return l.find(text) != std::string::npos;
-    }));
-  }
-  bool contains(std::string_view text) const {
-    std::lock_guard<std::mutex> guard{mtx_};
-    for (auto& l : lines_)
-      if (l.find(text) != std::string::npos)
-        return true;
-    return false;
-  }
-  bool wait_for(std::string_view text, std::chrono::milliseconds timeout = std::chrono::seconds{10}) const {
-    return wait_until([&] { return contains(text); }, timeout);
-  }
-
-private:
-  logger& log_;
-  int handle_ = 0;
-  mutable std::mutex mtx_;
-  std::vector<std::string> lines_;
 };
 
 inline std::uint64_t counter(node& n, std::string_view name, const metric_labels& labels = {}) {

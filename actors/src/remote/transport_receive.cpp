@@ -255,11 +255,16 @@ void transport_state::deliver_packet(const packet& p) {
       list = &i->second;
   }
   if (list == nullptr) {
+    // Debug, not warn: packets carry loss-tolerant protocols whose senders send
+    // again, and a channel is often unserved for a while on purpose. A region
+    // starting after the shard coordinator said hello to every member, or asking a
+    // coordinator that is still starting, is no fault. The metric still counts it.
     dropped(drop_reason::unknown_target,
             error{errc::not_found,
                   fmt::format("no subscriber for packets on channel '{}' on {} (a '{}' from {})",
                               p.channel, self.address.to_string(), p.manifest,
-                              p.from.to_string())});
+                              p.from.to_string())},
+            log_level::debug);
     return;
   }
   deliver(*list, p);

@@ -209,13 +209,14 @@ void transport_state::proxy_enqueue(peer_handle& p, const std::string& target,
     dropped(drop_reason_of(r.error()), r.error());
 }
 
-void transport_state::dropped(drop_reason r, const error& why) {
+void transport_state::dropped(drop_reason r, const error& why, log_level level) {
   auto i = static_cast<std::size_t>(r);
   drops[i]->inc();
   // Logs the 1st, 2nd, 4th, 8th, ... drop per reason: visible, never a flood.
   auto n = drop_counts[i].fetch_add(1) + 1;
   if ((n & (n - 1)) == 0)
-    log.warn("transport", "dropped a message ({} {} so far): {}", n, to_string(r), why.message());
+    log.log(level, "transport", "dropped a message ({} {} so far): {}", n, to_string(r),
+            why.message());
 }
 
 void transport_state::respond(reply_channel& ch, caf::mailbox_element_ptr what) {

@@ -152,7 +152,9 @@ struct transport_state final : engine_sink, std::enable_shared_from_this<transpo
   void proxy_enqueue(peer_handle& p, const std::string& target, std::uint64_t incarnation,
                      caf::mailbox_element_ptr what, caf::execution_unit* eu);
   void respond(reply_channel& ch, caf::mailbox_element_ptr what);
-  void dropped(drop_reason r, const error& why);
+  /// Counts a dropped message and logs its 1st, 2nd, 4th, ... of that reason at
+  /// `level`.
+  void dropped(drop_reason r, const error& why, log_level level = log_level::warn);
 
   // -- engine_sink (I/O thread; transport_receive.cpp) ---------------------------------
 

@@ -210,7 +210,8 @@ public:
   /// Calls `fn` (I/O thread) / sends a `packet` message to `subscriber` for every
   /// packet that arrives for `channel`. Packets for a channel nobody subscribed
   /// are dropped and counted (troupe_transport_dropped_messages_total{reason=
-  /// "unknown_target"}).
+  /// "unknown_target"}) and logged at debug level only: they are datagrams of
+  /// protocols that send again.
   subscription subscribe_packets(std::string channel, std::function<void(const packet&)> fn);
   subscription subscribe_packets(std::string channel, caf::actor subscriber);
 
