@@ -1,6 +1,6 @@
 // The ask sink and map_async family: bounded in flight, order per key, retries
 // with backoff, failures naming the stage; into plain actors and into
-// event-sourced entities (the shape the sharded entity sink will take).
+// event-sourced entities (the sharded entity sink, entity_sink_test.cpp, builds on it).
 #include "tally_entity.hpp"
 
 #include "support/node_fixture.hpp"

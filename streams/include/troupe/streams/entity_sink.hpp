@@ -6,7 +6,7 @@
 //     .to(ts::to_entities<bank::account, reading>(
 //       node, [](const reading& r) { return r.account; },            // the entity id
 //       [](const reading& r) { return bank::deposit{r.amount, ""}; },  // the command
-//       {.parallelism = 256}))
+//       {.ask = {.parallelism = 256}}))
 //     .run(node);
 //
 // It is ask_sink (ask_sink.hpp) with the sharding layer's entity_ref as the target:
@@ -19,9 +19,9 @@
 //   element stays held, its slot used); a region whose buffer is full answers
 //   `overloaded`, which is retried after a backoff. Either way the source slows
 //   down instead of the stream failing or buffering more.
-// - a timeout, `overloaded` or `actor_down` is retried (`ask_options`): effects
-//   are at least once. Exactly once needs the entity to deduplicate
-//   (docs/streams.md, "Delivery guarantees").
+// - a timeout, `overloaded`, `actor_down` or `node_unreachable` is retried
+//   (`ask_options`): effects are at least once. Exactly once needs the entity to
+//   deduplicate (docs/streams.md, "Delivery guarantees").
 //
 // Refs are kept per entity id (up to `ref_cache` of them, all dropped when full)
 // so that commands to an entity running on this node go to it directly, not
