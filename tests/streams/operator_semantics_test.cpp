@@ -364,3 +364,51 @@ TEST_CASE("stream operators: for_each with stop fails the stream with an error n
   CHECK(done.error().message().find("sink refused 42") != std::string::npos);
   CHECK(seen->get() == iota(0, 42));  // nothing after the failing element
 }
+
+TEST_CASE("stream operators: a sink's own decider reaches it - fold_sink with restart starts its fold again") {
+  auto node = troupe::test::make_node();
+  auto r = ts::from_range(1, 8)
+             .to(ts::fold_sink<int>(0,
+                                    [](int acc, int x) {
+                                      if (x == 4)
+                                        throw std::runtime_error("four");
+                                      return acc + x;
+                                    })
+                   .with_decider([](const troupe::error&) { return ts::directive::restart; }))
+             .run(*node);
+  REQUIRE(r);
+  auto sum = r->wait(20s);
+  REQUIRE(sum);
+  CHECK(*sum == 5 + 6 + 7);  // the fold after the failing element, from zero
+}
+
+TEST_CASE("stream operators: for_each with resume skips the element it failed on - upstream keeps stop") {
+  auto node = troupe::test::make_node();
+  auto seen = std::make_shared<seen_log>();
+  auto resume = [](const troupe::error&) { return ts::directive::resume; };
+  auto r = ts::from_range(0, 50)
+             .to(ts::for_each<int>([seen](int x) {
+                   if (x == 7)
+                     throw std::runtime_error("sink refused 7");
+                   seen->add(x);
+                 }).with_decider(resume))
+             .run(*node);
+  REQUIRE(r);
+  REQUIRE(r->wait(20s));
+  auto expected = iota(0, 50);
+  expected.erase(expected.begin() + 7);
+  CHECK(seen->get() == expected);
+  // The sink's decider is its own: a failing stage before it still stops the stream.
+  auto failed = ts::from_range(0, 50)
+                  .via(ts::map([](int x) {
+                    if (x == 3)
+                      throw std::runtime_error("map refused 3");
+                    return x;
+                  }))
+                  .to(ts::for_each<int>([](int) {}).with_decider(resume))
+                  .run(*node, {.name = "upstream-stops"});
+  REQUIRE(failed);
+  auto done = failed->wait(20s);
+  REQUIRE_FALSE(done);
+  CHECK(done.error().message().find("stage 'map#") != std::string::npos);
+}

@@ -8,13 +8,16 @@
 //
 // async(n) runs the sink in an island (actor) of its own: the counterpart of
 // source::async at the end of a stream, and how one output of a fan-out
-// (fan_out.hpp) runs apart from the others.
+// (fan_out.hpp) runs apart from the others. with_decider(d) gives the sink its
+// own supervision decider, as source::with_decider and flow::with_decider do for
+// the stages before them.
 //
 // Thread-safety: an immutable value.
 #pragma once
 
 #include "troupe/streams/detail/exported_outlet.hpp"
 #include "troupe/streams/detail/stage.hpp"
+#include "troupe/streams/supervision.hpp"
 
 #include <functional>
 #include <utility>
@@ -50,6 +53,32 @@ public:
         return detail::attach_apart<T>(ctx, up, attach, buffer);
       };
       return std::pair{std::move(mat), std::move(apart)};
+    }};
+  }
+
+  /// This sink, and the stages it contains (a flow's `to`), judge their failures
+  /// with `d` (supervision.hpp): e.g. restart for fold_sink resets its
+  /// accumulator, resume for for_each skips the element. The stages upstream keep
+  /// theirs. Needs source.hpp where it is called.
+  sink with_decider(decider d) const {
+    auto inner = *this;
+    return sink{[inner, d] {
+      auto [mat, attach] = inner.prepare();
+      attach_fn judged = [attach = std::move(attach), d](detail::island_context& ctx,
+                                                         const source<T>& up) {
+        auto outer = std::exchange(ctx.current_decider, d);
+        // The upstream is built with the decider it had, not this sink's.
+        source<T> upstream{[up, outer](detail::island_context& c) {
+          auto own = std::exchange(c.current_decider, outer);
+          auto out = up.build(c);
+          c.current_decider = std::move(own);
+          return out;
+        }};
+        auto t = attach(ctx, upstream);
+        ctx.current_decider = std::move(outer);
+        return t;
+      };
+      return std::pair{std::move(mat), std::move(judged)};
     }};
   }
 
