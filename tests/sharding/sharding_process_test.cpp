@@ -16,9 +16,11 @@
 
 #include <doctest/doctest.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <csignal>
+#include <deque>
 #include <filesystem>
 #include <future>
 #include <map>
@@ -152,6 +154,10 @@ public:
     auto opened = wait_until([&] {
       troupe::persistence::sqlite_options so;
       so.path = journal_path();
+      // Read-only, as a tool reads it: a writable open takes the write lock to
+      // check the schema, and three busy writers can starve it (it timed out with
+      // "database is locked" on a loaded machine).
+      so.read_only = true;
       auto r = troupe::persistence::sqlite_journal::open(so);
       if (r)
         j = *r;
@@ -283,12 +289,18 @@ TEST_CASE("sharding processes: a SIGSTOP-paused owner that wakes after its shard
   // The woken node hands the stale deposits to its entity, whose persist the
   // journal refuses: the entity stops, fenced.
   bool fenced = false;
-  while (auto line = c.node(2).read_line(30s))
+  std::deque<std::string> seen;  // the woken node's last lines, for a failure
+  while (auto line = c.node(2).read_line(60s)) {
     if (line->find("was fenced") != std::string::npos) {
       fenced = true;
       break;
     }
-  CHECK_MESSAGE(fenced, "the woken owner's entity was not fenced");
+    seen.push_back(*line);
+    if (seen.size() > 40)
+      seen.pop_front();
+  }
+  CHECK_MESSAGE(fenced, "the woken owner's entity was not fenced; its last lines:\n"
+                          << fmt::format("{}", fmt::join(seen, "\n")));
   for (auto& f : stale) {
     auto r = f.get();
     CHECK_FALSE(r.has_value());
