@@ -34,24 +34,35 @@ public:
     : stage_base<In, Out>(ctx, std::move(up), "map", std::move(d)), f_(std::move(f)) {}
 
   pull_status pull(std::vector<Out>& out, std::size_t max) override {
-    return this->until_emitted(out, [&] {
-      auto st = this->pull_up(max);
-      if (st != pull_status::ready)
-        return st;
-      auto& in = this->scratch_;
-      bool ok = true;
-      if constexpr (std::is_default_constructible_v<Out> && std::is_move_assignable_v<Out>) {
-        // Written in place (no capacity check per element, so simple functions
-        // vectorize); an element whose function threw (resume) is not kept.
-        auto keep = out.size();
-        out.resize(keep + in.size());
-        ok = this->guarded_loop(in.size(), [&](std::size_t i) { out[keep] = f_(std::move(in[i])); ++keep; });
+    if constexpr (std::is_same_v<In, Out> && std::is_move_assignable_v<Out>) {
+      // Same type in and out: pulled straight into `out` and mapped in place, so
+      // a fused chain (source -> map -> filter -> sink) works on one buffer, with
+      // no copy and no second buffer whose address could alias the first (which
+      // halved the throughput on some heap layouts). An element whose function
+      // threw (resume) is not kept.
+      return this->until_emitted(out, [&] {
+        auto start = out.size();
+        auto st = this->pull_through(out, max);
+        if (st != pull_status::ready)
+          return st;
+        auto keep = start;
+        bool ok = this->guarded_loop(out.size() - start, [&](std::size_t i) {
+          auto y = f_(std::move(out[start + i]));
+          out[keep++] = std::move(y);
+        });
         out.resize(keep);
-      } else {
-        ok = this->guarded_loop(in.size(), [&](std::size_t i) { out.push_back(f_(std::move(in[i]))); });
-      }
-      return ok ? pull_status::ready : pull_status::failed;
-    });
+        return ok ? pull_status::ready : pull_status::failed;
+      });
+    } else {
+      return this->until_emitted(out, [&] {
+        auto st = this->pull_up(max);
+        if (st != pull_status::ready)
+          return st;
+        auto& in = this->scratch_;
+        bool ok = this->guarded_loop(in.size(), [&](std::size_t i) { out.push_back(f_(std::move(in[i]))); });
+        return ok ? pull_status::ready : pull_status::failed;
+      });
+    }
   }
 
 private:
