@@ -35,23 +35,12 @@ public:
 
   pull_status pull(std::vector<Out>& out, std::size_t max) override {
     if constexpr (std::is_same_v<In, Out> && std::is_move_assignable_v<Out>) {
-      // Same type in and out: pulled straight into `out` and mapped in place, so
-      // a fused chain (source -> map -> filter -> sink) works on one buffer, with
-      // no copy and no second buffer whose address could alias the first (which
-      // halved the throughput on some heap layouts). An element whose function
-      // threw (resume) is not kept.
-      return this->until_emitted(out, [&] {
-        auto start = out.size();
-        auto st = this->pull_through(out, max);
-        if (st != pull_status::ready)
-          return st;
-        auto keep = start;
-        bool ok = this->guarded_loop(out.size() - start, [&](std::size_t i) {
-          auto y = f_(std::move(out[start + i]));
-          out[keep++] = std::move(y);
-        });
-        out.resize(keep);
-        return ok ? pull_status::ready : pull_status::failed;
+      // Mapped in place: a fused chain (source -> map -> filter -> sink) works on
+      // one buffer. With a second one, some heap layouts made its loads and stores
+      // alias and halved the throughput.
+      return this->pull_in_place(out, max, [this](Out& x) {
+        x = f_(std::move(x));
+        return true;
       });
     } else {
       return this->until_emitted(out, [&] {
@@ -75,24 +64,8 @@ public:
   filter_stage(island_context& ctx, outlet_ptr<T> up, decider d, P p)
     : stage_base<T, T>(ctx, std::move(up), "filter", std::move(d)), p_(std::move(p)) {}
 
-  // Pulls straight into `out` and compacts the new tail in place.
   pull_status pull(std::vector<T>& out, std::size_t max) override {
-    return this->until_emitted(out, [&] {
-      auto start = out.size();
-      auto st = this->pull_through(out, max);
-      if (st != pull_status::ready)
-        return st;
-      auto keep = start;
-      bool ok = this->guarded_loop(out.size() - start, [&](std::size_t i) {
-        auto& x = out[start + i];
-        bool pass = p_(std::as_const(x));
-        if (pass && keep != start + i)
-          out[keep] = std::move(x);
-        keep += pass ? 1 : 0;
-      });
-      out.resize(keep);
-      return ok ? pull_status::ready : pull_status::failed;
-    });
+    return this->pull_in_place(out, max, [this](const T& x) { return p_(x); });
   }
 
 private:

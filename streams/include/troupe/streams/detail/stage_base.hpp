@@ -8,6 +8,7 @@
 #include "troupe/streams/detail/stage.hpp"
 
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -59,6 +60,32 @@ protected:
     }
     ctx_.wake();
     return pull_status::pending;
+  }
+
+  /// For a stage whose output type is its input type: pulls straight into `out`
+  /// and works on the new tail in place, so fused stages share one buffer (no copy,
+  /// no second buffer to alias). fn(x) may change x and returns whether x stays; an
+  /// element whose fn threw (resume, restart) does not stay.
+  template <class Fn>
+  pull_status pull_in_place(std::vector<Out>& out, std::size_t max, Fn&& fn) {
+    static_assert(std::is_same_v<In, Out>);
+    return until_emitted(out, [&] {
+      auto start = out.size();
+      auto st = pull_through(out, max);
+      if (st != pull_status::ready)
+        return st;
+      auto keep = start;
+      bool ok = guarded_loop(out.size() - start, [&](std::size_t i) {
+        auto& x = out[start + i];
+        if (!fn(x))
+          return;
+        if (keep != start + i)
+          out[keep] = std::move(x);
+        ++keep;
+      });
+      out.resize(keep);
+      return ok ? pull_status::ready : pull_status::failed;
+    });
   }
 
   /// Calls body(i) for i in [0, n). When body throws at i, the decider decides:
