@@ -146,8 +146,8 @@ public:
     return std::move(*c);
   }
 
-  /// The shared journal file, opened beside the nodes (opening can meet a node's
-  /// write lock: it is tried again until it succeeds).
+  /// The shared journal file, opened read-only beside the nodes (tried again until
+  /// it opens: the nodes may not have created it yet).
   std::shared_ptr<troupe::persistence::sqlite_journal> open_journal() const {
     std::shared_ptr<troupe::persistence::sqlite_journal> j;
     std::string last_error;
