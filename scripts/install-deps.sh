@@ -13,6 +13,7 @@ packages=(
   libboost-dev          # Boost.Asio: the node-to-node transport
   libssl-dev openssl    # TLS of the transport (OpenSSL under Boost.Asio SSL); the CLI makes test certificates
   libsqlite3-dev sqlite3
+  libpq-dev postgresql  # the PostgreSQL journal (libpq); its tests start a throwaway server
   nlohmann-json3-dev    # codec and config
   libfmt-dev            # log formatting
   doctest-dev           # tests
