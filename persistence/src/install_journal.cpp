@@ -4,6 +4,7 @@
 
 #include "troupe/actors/node.hpp"
 #include "troupe/persistence/memory_journal.hpp"
+#include "troupe/persistence/postgres_journal.hpp"
 #include "troupe/persistence/sqlite_journal.hpp"
 
 #include <fmt/core.h>
@@ -37,6 +38,34 @@ expected<void> check_schema(const config& cfg) {
                  "install_journal: the node's config has no persistence.journal.* keys; add "
                  "them with troupe::persistence::add_config_keys(schema)"};
   return {};
+}
+
+} // namespace
+
+namespace {
+
+expected<std::shared_ptr<journal_service>> install_postgres_journal(node& n, const config& cfg) {
+  postgres_options opts;
+  opts.uri = cfg.get_string("persistence.journal.postgres.uri");
+  if (opts.uri.empty())
+    return error{errc::invalid_config,
+                 "persistence.journal.backend is postgres but persistence.journal.postgres.uri is "
+                 "empty; set it to a libpq connection URI, e.g. "
+                 "postgresql://user:password@host:5432/db"};
+  opts.pool_size = static_cast<std::size_t>(cfg.get_int("persistence.journal.postgres.pool-size"));
+  opts.connect_timeout_s = static_cast<int>(std::chrono::ceil<std::chrono::seconds>(
+    cfg.get_duration("persistence.journal.postgres.connect-timeout")).count());
+  auto j = postgres_journal::open(opts);
+  if (!j)
+    return std::move(j).error();
+  if ((*j)->synchronous_commit() != "on")
+    n.log().warn("persistence/journal",
+                 "postgres journal {}: synchronous_commit is '{}', not 'on': an acknowledged "
+                 "write may be lost if the server crashes",
+                 (*j)->server(), (*j)->synchronous_commit());
+  n.log().info("persistence/journal", "postgres journal {} open (synchronous_commit={}, journal id {})",
+               (*j)->server(), (*j)->synchronous_commit(), (*j)->journal_id());
+  return install_journal(n, *j, *j);
 }
 
 } // namespace
@@ -84,9 +113,12 @@ expected<std::shared_ptr<journal_service>> install_journal(node& n) {
     auto j = std::make_shared<memory_journal>();
     return install_journal(n, j, j);
   }
+  if (backend == "postgres")
+    return install_postgres_journal(n, cfg);
   if (backend != "sqlite")
     return error{errc::invalid_config,
-                 fmt::format("persistence.journal.backend must be sqlite or memory (got '{}')",
+                 fmt::format("persistence.journal.backend must be sqlite, postgres or memory "
+                             "(got '{}')",
                              backend)};
   sqlite_options opts;
   opts.path = cfg.get_string("persistence.journal.path");

@@ -74,6 +74,15 @@ expected<void> validate_write(const atomic_write& w) {
   return {};
 }
 
+expected<void> validate_snapshot(const snapshot_record& snapshot) {
+  if (snapshot.persistence_id.empty() || snapshot.seq == 0)
+    return error{errc::invalid_argument,
+                 fmt::format("snapshot store: a snapshot needs a persistence id and a seq >= 1 "
+                             "(got '{}' seq {})",
+                             snapshot.persistence_id, snapshot.seq)};
+  return {};
+}
+
 std::int64_t now_ms() noexcept {
   using namespace std::chrono;
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();

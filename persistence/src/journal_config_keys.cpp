@@ -9,8 +9,9 @@ namespace troupe::persistence::detail {
 void add_journal_config_keys(config_schema& s) {
   using namespace std::chrono_literals;
   s.add("persistence.journal.backend", config_type::string, std::string{"sqlite"},
-        "Journal + snapshot store: sqlite (one file, durable) or memory (tests; lost at exit).",
-        config_range::one_of({"sqlite", "memory"}));
+        "Journal + snapshot store: sqlite (one file, durable), postgres (a PostgreSQL server, "
+        "for nodes on several machines) or memory (tests; lost at exit).",
+        config_range::one_of({"sqlite", "postgres", "memory"}));
   s.add("persistence.journal.path", config_type::string, std::string{"troupe-journal.db"},
         "SQLite journal file; its directory must exist.");
   s.add("persistence.journal.create-if-missing", config_type::boolean, false,
@@ -37,6 +38,18 @@ void add_journal_config_keys(config_schema& s) {
         "count); a write that finds the queue full is refused with overloaded and entities "
         "retry it after a short backoff.",
         config_range::of(1, 1 << 24));
+  s.add("persistence.journal.postgres.uri", config_type::string, std::string{},
+        "The PostgreSQL journal's libpq connection URI, e.g. "
+        "postgresql://user:password@host:5432/db (backend = postgres). troupe creates its "
+        "tables in the connection's current schema.");
+  s.add("persistence.journal.postgres.pool-size", config_type::integer, std::int64_t{4},
+        "Connections of the PostgreSQL journal for replays, queries and snapshots; the writer "
+        "has one more of its own.",
+        config_range::of(1, 64));
+  s.add("persistence.journal.postgres.connect-timeout", config_type::duration, duration{10s},
+        "How long the PostgreSQL journal waits for a connection (unless the URI sets "
+        "connect_timeout).",
+        config_range::of(1s, 10min));
   s.add("persistence.journal.reader-threads", config_type::integer, std::int64_t{2},
         "Threads serving replays, snapshot loads and queries.", config_range::of(1, 64));
 }

@@ -303,11 +303,8 @@ expected<std::uint64_t> memory_journal::fence_epoch(const std::string& key) {
 expected<void> memory_journal::save(const snapshot_record& snapshot) {
   if (auto ok = apply(journal_op::snapshot_save, snapshot.persistence_id); !ok)
     return ok;
-  if (snapshot.persistence_id.empty() || snapshot.seq == 0)
-    return error{errc::invalid_argument,
-                 fmt::format("snapshot store: a snapshot needs a persistence id and a seq >= 1 "
-                             "(got '{}' seq {})",
-                             snapshot.persistence_id, snapshot.seq)};
+  if (auto ok = validate_snapshot(snapshot); !ok)
+    return ok;
   std::lock_guard<std::mutex> guard{data_mtx_};
   auto& slot = snapshots_[snapshot.persistence_id][snapshot.seq];
   slot = snapshot;

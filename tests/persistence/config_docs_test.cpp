@@ -22,7 +22,10 @@ TEST_CASE("config ranges: every persistence key, in range, on the boundary and b
   troupe::test::check_range_table(
     persistence_schema(),
     {
-      {"persistence.journal.backend", "memory", {"sqlite"}, {"postgres", "SQLite", ""}},
+      {"persistence.journal.backend", "memory", {"sqlite", "postgres"}, {"postgresql", "SQLite", ""}},
+      {"persistence.journal.postgres.uri", "postgresql://u@h/db", {""}, {}},
+      {"persistence.journal.postgres.pool-size", "8", {"1", "64"}, {"0", "65", "-1"}},
+      {"persistence.journal.postgres.connect-timeout", "5s", {"1s", "10m"}, {"999ms", "11m", "-1s"}},
       {"persistence.journal.path", "j.db", {""}, {}},
       {"persistence.journal.create-if-missing", "true", {"false"}, {"sometimes"}},
       {"persistence.journal.synchronous", "normal", {"full", "off"}, {"sometimes", "FULL"}},

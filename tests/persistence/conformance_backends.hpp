@@ -1,15 +1,18 @@
 // The backends the conformance suite runs against, and helpers to build events.
 //
 // A backend is a type with `static constexpr const char* name` and
-// `static backend_under_test make()`. To hold a new backend (e.g. PostgreSQL) to
-// every contract, add its type to TROUPE_CONFORMANCE_BACKENDS.
+// `static backend_under_test make()`. To hold a new backend to every contract, add
+// its type to TROUPE_CONFORMANCE_BACKENDS.
 #pragma once
 
 #include "troupe/persistence/journal.hpp"
 #include "troupe/persistence/memory_journal.hpp"
+#include "troupe/persistence/postgres_journal.hpp"
 #include "troupe/persistence/sqlite_journal.hpp"
 
 #include "support/temp_dir.hpp"
+
+#include "pg_server.hpp"
 
 #include <doctest/doctest.h>
 
@@ -52,7 +55,24 @@ struct sqlite_backend {
   }
 };
 
-#define TROUPE_CONFORMANCE_BACKENDS ::troupe::test::memory_backend, ::troupe::test::sqlite_backend
+/// A journal in a fresh schema on the test run's PostgreSQL server (pg_server.hpp),
+/// dropped afterwards. The server's durability settings are the cluster's defaults
+/// (synchronous_commit on).
+struct postgres_backend {
+  static constexpr const char* name = "postgres";
+  static backend_under_test make() {
+    auto schema = std::make_shared<pg_schema>();
+    persistence::postgres_options opts;
+    opts.uri = schema->uri();
+    auto j = persistence::postgres_journal::open(opts);
+    REQUIRE_MESSAGE(j, (j ? std::string{} : j.error().to_string()));
+    return {*j, *j, schema};
+  }
+};
+
+#define TROUPE_CONFORMANCE_BACKENDS                                                   \
+  ::troupe::test::memory_backend, ::troupe::test::sqlite_backend,                     \
+    ::troupe::test::postgres_backend
 
 /// Writes a batch (one backend call) and returns its results.
 inline std::vector<persistence::write_result> write_all(persistence::journal_backend& j,

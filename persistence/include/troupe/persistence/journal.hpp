@@ -95,6 +95,12 @@ expected<void> validate_fence(const std::string& key, std::uint64_t epoch);
 error fenced_error(std::string_view where, std::string_view what, const std::string& key,
                    std::uint64_t stored, std::uint64_t epoch);
 
+struct snapshot_record;
+
+/// Checks what every snapshot store requires of a save: a persistence id and a
+/// seq >= 1. Fails with invalid_argument naming both.
+expected<void> validate_snapshot(const snapshot_record& snapshot);
+
 /// Milliseconds since the epoch, the journal's timestamp clock.
 std::int64_t now_ms() noexcept;
 

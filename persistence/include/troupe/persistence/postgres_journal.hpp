@@ -1,0 +1,85 @@
+// postgres_journal: the journal + snapshot store on a PostgreSQL server (libpq),
+// for clusters whose nodes do not share a disk. The same contracts as the SQLite
+// backend (journal.hpp; the conformance suite runs on both):
+//
+// - one transaction per group-commit batch, its events inserted by one multi-row
+//   statement; (id, seq) conflicts, rejections and fence refusals fail only their
+//   own write (checked in the transaction before inserting);
+// - offsets strictly increasing in commit order across every process writing the
+//   database: each write transaction first locks the `highest_offset` row of
+//   journal_meta (SELECT ... FOR UPDATE) and holds it until its commit, so
+//   transactions number their events one after another and commit in that order
+//   (a sequence alone would not be: see docs/persistence-storage.md, "PostgreSQL");
+// - the schema is created or migrated at open (troupe_schema_version); a newer
+//   schema than this build knows is refused (unsupported_version);
+// - one writer connection; a pool of `pool_size` connections for reads and
+//   snapshots. A lost connection is opened again on next use; a connection lost
+//   during COMMIT fails the batch with journal_failure (the outcome is unknown).
+//
+// Thread-safety: every member may be called concurrently.
+#pragma once
+
+#include "troupe/persistence/journal.hpp"
+
+#include <memory>
+#include <string>
+
+namespace troupe::persistence {
+
+struct postgres_options {
+  /// A libpq connection URI, e.g. "postgresql://user:password@host:5432/db". Its
+  /// parameters apply (sslmode, options=-csearch_path%3Dmyschema, ...): troupe's
+  /// tables live in the connection's current schema.
+  std::string uri;
+  /// Connections for reads and snapshots (1..64); the writer has its own.
+  std::size_t pool_size = 4;
+  /// Seconds to wait for a connection, unless the URI sets connect_timeout.
+  int connect_timeout_s = 10;
+  /// Neither creates nor migrates the schema; every write fails (troupe journal).
+  bool read_only = false;
+};
+
+class postgres_journal final : public journal_backend, public snapshot_backend {
+public:
+  /// Connects, then creates or migrates the schema. Errors: io_error (server
+  /// unreachable), unauthorized (credentials refused), not_found (no such
+  /// database), invalid_config (a malformed URI, a schema holding other tables),
+  /// unsupported_version (a newer troupe's schema).
+  static expected<std::shared_ptr<postgres_journal>> open(postgres_options opts);
+  ~postgres_journal() override;
+
+  /// The journal's random id, created with the schema.
+  std::int64_t journal_id() const noexcept;
+  /// The server's synchronous_commit for the writer ("on": a commit is durable).
+  const std::string& synchronous_commit() const noexcept;
+  /// "postgresql://user@host:port/db", without the password.
+  const std::string& server() const noexcept;
+
+  std::vector<write_result> write(std::span<const atomic_write> batch) override;
+  expected<void> advance_fence(const std::string& key, std::uint64_t epoch) override;
+  expected<std::uint64_t> fence_epoch(const std::string& key) override;
+  expected<std::vector<event_record>> read_events(const std::string& persistence_id,
+                                                  sequence_nr from, sequence_nr to,
+                                                  std::size_t max_events) override;
+  expected<sequence_nr> highest_sequence_nr(const std::string& persistence_id) override;
+  expected<void> delete_events_to(const std::string& persistence_id, sequence_nr to) override;
+  expected<std::vector<event_record>> events_by_tag(const std::string& tag, offset_type after,
+                                                    std::size_t max_events) override;
+  expected<std::vector<std::string>> persistence_ids(const std::string& after,
+                                                     std::size_t max) override;
+  expected<offset_type> highest_offset() override;
+
+  expected<void> save(const snapshot_record& snapshot) override;
+  expected<std::optional<snapshot_record>> load(const std::string& persistence_id,
+                                                const snapshot_criteria& criteria) override;
+  expected<void> delete_matching(const std::string& persistence_id,
+                                 const snapshot_criteria& criteria) override;
+
+  struct impl;
+
+private:
+  explicit postgres_journal(std::unique_ptr<impl> p);
+  std::unique_ptr<impl> impl_;
+};
+
+} // namespace troupe::persistence

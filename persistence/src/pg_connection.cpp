@@ -1,0 +1,289 @@
+#include "pg_connection.hpp"
+
+#include <fmt/core.h>
+
+#include <cstring>
+#include <endian.h>
+
+namespace troupe::persistence::pg {
+
+namespace {
+
+void put_be32(std::string& out, std::uint32_t x) {
+  x = htobe32(x);
+  out.append(reinterpret_cast<const char*>(&x), 4);
+}
+
+void put_be64(std::string& out, std::uint64_t x) {
+  x = htobe64(x);
+  out.append(reinterpret_cast<const char*>(&x), 8);
+}
+
+bool contains(std::string_view text, std::string_view part) {
+  return text.find(part) != std::string_view::npos;
+}
+
+/// libpq's messages end with a newline and sometimes carry a "FATAL:  " prefix.
+std::string trimmed(const char* message) {
+  std::string s = message ? message : "";
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' '))
+    s.pop_back();
+  for (auto& c : s)
+    if (c == '\n')
+      c = ' ';
+  return s;
+}
+
+/// Why a connection attempt failed, as a troupe error naming the server.
+error connect_error(const std::string& server, const std::string& message) {
+  if (contains(message, "password authentication failed") || contains(message, "no password supplied")
+      || contains(message, "no pg_hba.conf entry") || contains(message, "role \""))
+    return error{errc::unauthorized,
+                 fmt::format("postgres journal {}: the server refused the credentials ({}); check "
+                             "the user and password in persistence.journal.postgres.uri",
+                             server, message)};
+  if (contains(message, "database \"") && contains(message, "does not exist"))
+    return error{errc::not_found,
+                 fmt::format("postgres journal {}: {}; create the database first (CREATE "
+                             "DATABASE), troupe creates only its tables",
+                             server, message)};
+  return error{errc::io_error,
+               fmt::format("postgres journal {}: cannot reach the server ({}); is it running and "
+                           "does persistence.journal.postgres.uri name it?",
+                           server, message)};
+}
+
+} // namespace
+
+// -- parameters ----------------------------------------------------------------------------
+
+void array_param::add_int8(std::int64_t x) {
+  put_be32(body_, 8);
+  put_be64(body_, static_cast<std::uint64_t>(x));
+  ++count_;
+}
+
+void array_param::add_bytes(std::span<const std::uint8_t> x) {
+  put_be32(body_, static_cast<std::uint32_t>(x.size()));
+  body_.append(reinterpret_cast<const char*>(x.data()), x.size());
+  ++count_;
+}
+
+std::string array_param::encode() const {
+  // ndim, has-nulls flag, element type, then per dimension its size and lower bound.
+  std::string out;
+  out.reserve(20 + body_.size());
+  put_be32(out, 1);
+  put_be32(out, 0);
+  put_be32(out, element_);
+  put_be32(out, static_cast<std::uint32_t>(count_));
+  put_be32(out, 1);
+  out += body_;
+  return out;
+}
+
+Oid array_param::array_oid() const {
+  switch (element_) {
+    case int4_oid: return 1007;
+    case int8_oid: return 1016;
+    case text_oid: return 1009;
+    case bytea_oid: return 1001;
+    default: return 0;
+  }
+}
+
+params& params::int8(std::int64_t x) {
+  std::string v;
+  put_be64(v, static_cast<std::uint64_t>(x));
+  values_.push_back(std::move(v));
+  types_.push_back(int8_oid);
+  return *this;
+}
+
+params& params::text(std::string_view x) {
+  values_.emplace_back(x);
+  types_.push_back(text_oid);
+  return *this;
+}
+
+params& params::bytea(std::span<const std::uint8_t> x) {
+  values_.emplace_back(reinterpret_cast<const char*>(x.data()), x.size());
+  types_.push_back(bytea_oid);
+  return *this;
+}
+
+params& params::array(const array_param& a) {
+  values_.push_back(a.encode());
+  types_.push_back(a.array_oid());
+  return *this;
+}
+
+std::vector<const char*> params::pointers() const {
+  std::vector<const char*> out;
+  for (auto& v : values_)
+    out.push_back(v.data());
+  return out;
+}
+
+std::vector<int> params::lengths() const {
+  std::vector<int> out;
+  for (auto& v : values_)
+    out.push_back(static_cast<int>(v.size()));
+  return out;
+}
+
+// -- results -------------------------------------------------------------------------------
+
+std::int64_t result::int8(int row, int col) const noexcept {
+  auto p = PQgetvalue(r_.get(), row, col);
+  switch (PQgetlength(r_.get(), row, col)) {
+    case 2: {
+      std::uint16_t x;
+      std::memcpy(&x, p, 2);
+      return static_cast<std::int16_t>(be16toh(x));
+    }
+    case 4: {
+      std::uint32_t x;
+      std::memcpy(&x, p, 4);
+      return static_cast<std::int32_t>(be32toh(x));
+    }
+    case 8: {
+      std::uint64_t x;
+      std::memcpy(&x, p, 8);
+      return static_cast<std::int64_t>(be64toh(x));
+    }
+    default: return 0;
+  }
+}
+
+std::string_view result::text(int row, int col) const noexcept {
+  return {PQgetvalue(r_.get(), row, col),
+          static_cast<std::size_t>(PQgetlength(r_.get(), row, col))};
+}
+
+std::span<const std::uint8_t> result::bytes(int row, int col) const noexcept {
+  return {reinterpret_cast<const std::uint8_t*>(PQgetvalue(r_.get(), row, col)),
+          static_cast<std::size_t>(PQgetlength(r_.get(), row, col))};
+}
+
+std::int64_t result::affected() const noexcept {
+  auto s = PQcmdTuples(r_.get());
+  return s && *s ? std::strtoll(s, nullptr, 10) : 0;
+}
+
+// -- connection ----------------------------------------------------------------------------
+
+std::string describe(const std::string& uri) {
+  char* err = nullptr;
+  auto opts = PQconninfoParse(uri.c_str(), &err);
+  if (!opts) {
+    PQfreemem(err);
+    return "'(a malformed URI)'";
+  }
+  std::string host = "localhost", port = "5432", db, user;
+  for (auto o = opts; o->keyword; ++o) {
+    if (!o->val)
+      continue;
+    std::string_view k = o->keyword;
+    if (k == "host" || (k == "hostaddr" && host == "localhost"))
+      host = o->val;
+    else if (k == "port")
+      port = o->val;
+    else if (k == "dbname")
+      db = o->val;
+    else if (k == "user")
+      user = o->val;
+  }
+  PQconninfoFree(opts);
+  return fmt::format("'postgresql://{}{}{}:{}/{}'", user, user.empty() ? "" : "@", host, port,
+                     db.empty() ? user : db);
+}
+
+expected<std::unique_ptr<connection>> connection::open(const connect_options& opts) {
+  char* err = nullptr;
+  auto parsed = PQconninfoParse(opts.uri.c_str(), &err);
+  if (!parsed) {
+    auto message = trimmed(err);
+    PQfreemem(err);
+    return error{errc::invalid_config,
+                 fmt::format("postgres journal: persistence.journal.postgres.uri is not a libpq "
+                             "connection URI ({})",
+                             message.empty() ? "out of memory" : message)};
+  }
+  PQconninfoFree(parsed);
+  // Defaults first: the URI's own settings (expanded from dbname) override them.
+  auto timeout = std::to_string(opts.connect_timeout_s);
+  const char* keys[] = {"connect_timeout", "fallback_application_name", "dbname", nullptr};
+  const char* values[] = {timeout.c_str(), opts.application_name.c_str(), opts.uri.c_str(),
+                          nullptr};
+  auto c = PQconnectdbParams(keys, values, 1);
+  std::unique_ptr<connection> self{new connection(c, opts)};
+  if (!c)
+    return error{errc::io_error, "postgres journal: libpq is out of memory"};
+  if (PQstatus(c) != CONNECTION_OK)
+    return connect_error(self->server_, trimmed(PQerrorMessage(c)));
+  // libpq prints NOTICEs to stderr by default; none of troupe's statements needs one.
+  PQsetNoticeProcessor(c, [](void*, const char*) {}, nullptr);
+  return self;
+}
+
+connection::connection(PGconn* c, connect_options opts)
+  : conn_(c), opts_(std::move(opts)), server_(describe(opts_.uri)) {
+}
+
+connection::~connection() {
+  if (conn_)
+    PQfinish(conn_);
+}
+
+expected<void> connection::reconnect() {
+  PQreset(conn_);
+  if (PQstatus(conn_) != CONNECTION_OK)
+    return connect_error(server_, trimmed(PQerrorMessage(conn_)));
+  return {};
+}
+
+error connection::fail(const PGresult* r, std::string_view what) {
+  auto state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
+  sqlstate_ = state ? state : "";
+  auto message = trimmed(r ? PQresultErrorMessage(r) : PQerrorMessage(conn_));
+  if (message.empty())
+    message = trimmed(PQerrorMessage(conn_));
+  if (broken())
+    return error{errc::journal_failure,
+                 fmt::format("postgres journal {}: {}: the connection to the server was lost ({})",
+                             server_, what, message)};
+  return error{errc::journal_failure,
+               fmt::format("postgres journal {}: {}: {}", server_, what, message)};
+}
+
+expected<result> connection::exec(const char* sql, const params& p, std::string_view what) {
+  auto values = p.pointers();
+  auto lengths = p.lengths();
+  std::vector<int> formats(static_cast<std::size_t>(p.count()), 1);
+  result r{PQexecParams(conn_, sql, p.count(), p.types(), values.data(), lengths.data(),
+                        formats.data(), 1)};
+  auto status = PQresultStatus(r.raw());
+  if (status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK) {
+    sqlstate_.clear();
+    return r;
+  }
+  return fail(r.raw(), what);
+}
+
+expected<void> connection::run(const char* sql) {
+  result r{PQexec(conn_, sql)};
+  auto status = PQresultStatus(r.raw());
+  if (status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK) {
+    sqlstate_.clear();
+    return {};
+  }
+  return fail(r.raw(), fmt::format("'{}' failed", sql));
+}
+
+void connection::rollback_if_open() {
+  if (!broken() && PQtransactionStatus(conn_) != PQTRANS_IDLE)
+    result{PQexec(conn_, "ROLLBACK")};
+}
+
+} // namespace troupe::persistence::pg

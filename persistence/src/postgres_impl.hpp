@@ -1,0 +1,105 @@
+// The PostgreSQL journal's internals, shared by postgres_schema.cpp (schema and
+// migrations), postgres_write.cpp (the write path) and postgres_journal.cpp (the
+// read path, snapshots and the connection pool).
+#pragma once
+
+#include "troupe/persistence/postgres_journal.hpp"
+
+#include "pg_connection.hpp"
+
+#include <condition_variable>
+#include <mutex>
+#include <unordered_map>
+
+namespace troupe::persistence {
+
+namespace pg {
+
+/// The schema version this build creates and reads.
+inline constexpr int schema_version = 1;
+
+struct schema_info {
+  std::int64_t journal_id = 0;
+  std::string synchronous_commit;
+};
+
+/// Creates or migrates the schema in the connection's current schema (under an
+/// advisory lock, so nodes starting together do not race), or, read-only, checks
+/// it. Refuses a newer version and a schema that holds other tables.
+expected<schema_info> prepare_schema(connection& c, bool read_only);
+
+/// A persistence id, manifest, writer, tag or fence key PostgreSQL can store as
+/// text (valid UTF-8, no NUL); fails with journal_rejected naming the write.
+expected<void> check_text(const atomic_write& w);
+
+/// True for text PostgreSQL can store: valid UTF-8 without NUL bytes.
+bool storable_text(std::string_view s);
+
+/// An event's tags in the events.tags column: joined by \x1f (tags cannot hold
+/// control characters); "" for none.
+void join_tags(const std::vector<std::string>& tags, std::string& out);
+void split_tags(std::string_view text, std::vector<std::string>& out);
+
+std::int64_t to_db(std::uint64_t x);
+std::int64_t limit_of(std::size_t n);
+
+} // namespace pg
+
+struct postgres_journal::impl {
+  impl(postgres_options o, std::unique_ptr<pg::connection> w, pg::schema_info info);
+
+  postgres_options opts;
+  pg::connect_options reader_opts;
+  const std::string server;
+  const pg::schema_info info;
+
+  // -- the writer (postgres_write.cpp), guarded by writer_mtx ---------------------------
+  std::mutex writer_mtx;
+  std::unique_ptr<pg::connection> writer;
+  /// Name -> row id of persistence ids known to be committed (ids never change).
+  std::unordered_map<std::string, std::int64_t> ids;
+
+  std::vector<write_result> write(std::span<const atomic_write> batch);
+  expected<void> delete_events_to(const std::string& name, sequence_nr to);
+  expected<void> advance_fence(const std::string& key, std::uint64_t epoch);
+
+  /// The writer connection, connected again if it was lost.
+  expected<pg::connection*> writer_connection();
+  /// Starts a write transaction holding the offset lock; returns the highest offset.
+  expected<std::int64_t> begin_write(pg::connection& c);
+
+  // -- the read pool (postgres_journal.cpp) ---------------------------------------------
+  std::mutex pool_mtx;
+  std::condition_variable pool_cv;
+  std::vector<std::unique_ptr<pg::connection>> idle;  // guarded by pool_mtx
+  std::size_t opened = 0;                             // guarded by pool_mtx
+
+  /// A pooled connection, back in the pool when the lease ends.
+  struct lease {
+    impl* owner;
+    std::unique_ptr<pg::connection> conn;
+    lease(impl* o, std::unique_ptr<pg::connection> c) : owner(o), conn(std::move(c)) {}
+    lease(lease&&) = default;
+    lease& operator=(lease&&) = delete;
+    ~lease();
+  };
+  expected<lease> reader();
+
+  /// Runs `f(connection&)` on a pooled connection; once more on a fresh one when
+  /// the connection was lost (reads are idempotent; a server restart costs a retry).
+  template <class F>
+  auto with_reader(F&& f) -> decltype(f(std::declval<pg::connection&>())) {
+    for (int attempt = 0;; ++attempt) {
+      auto c = reader();
+      if (!c)
+        return std::move(c).error();
+      auto r = f(*c->conn);
+      if (r || !c->conn->broken() || attempt > 0)
+        return r;
+    }
+  }
+
+  error read_only_error() const;
+};
+
+} // namespace troupe::persistence
