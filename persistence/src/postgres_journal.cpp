@@ -146,6 +146,10 @@ error postgres_journal::impl::read_only_error() const {
 
 // -- postgres_journal ----------------------------------------------------------------------
 
+bool is_postgres_uri(std::string_view text) noexcept {
+  return text.starts_with("postgresql://") || text.starts_with("postgres://");
+}
+
 expected<std::shared_ptr<postgres_journal>> postgres_journal::open(postgres_options opts) {
   if (opts.pool_size < 1 || opts.pool_size > 64)
     return error{errc::invalid_config,

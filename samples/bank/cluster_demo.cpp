@@ -1,6 +1,8 @@
 // troupe-bank-demo: the sharded bank on a 3-node cluster (`./run demo`).
 //
-// Starts three troupe-bank-node processes on 127.0.0.1 sharing one SQLite journal,
+// Starts three troupe-bank-node processes on 127.0.0.1 sharing one journal (a SQLite
+// file, or with `--journal postgres --postgres-uri URI` a fresh schema on that
+// PostgreSQL server; `./run demo --journal postgres` starts a throwaway server),
 // joins them as a client (a member without the "bank" role: it routes, it hosts
 // nothing), opens accounts and drives transfers between them from several
 // threads, kills one node with SIGKILL part-way, and keeps going while its shards
@@ -24,7 +26,10 @@
 #include "troupe/membership/cluster.hpp"
 #include "troupe/membership/settings.hpp"
 #include "troupe/persistence/journal_service.hpp"
+#include "troupe/persistence/postgres_journal.hpp"
 #include "troupe/persistence/sqlite_journal.hpp"
+
+#include <libpq-fe.h>
 
 #include "troupe/cli/command_line.hpp"
 #include <fmt/format.h>
@@ -54,6 +59,8 @@ struct options {
   std::int64_t workers = 8;
   bool kill = true;
   std::string dir;
+  std::string journal = "sqlite";
+  std::string postgres_uri;
 };
 
 constexpr std::int64_t opening_balance = 1000;
@@ -90,9 +97,9 @@ struct child {
 };
 
 child start_node(const fs::path& program, const fs::path& dir, int index, std::uint16_t port,
-                 const std::string& seeds, const fs::path& journal) {
+                 const std::string& seeds, const std::string& journal) {
   std::vector<std::string> args{program.string(), "--port", std::to_string(port), "--roles",
-                                std::string{bank::host_role}, "--journal", journal.string(),
+                                std::string{bank::host_role}, "--journal", journal,
                                 "--http-port", "0"};
   for (auto& f : cluster_flags(seeds))
     args.push_back(f);
@@ -186,23 +193,64 @@ std::map<std::string, int> shard_distribution(troupe::persistence::journal_backe
   return count;
 }
 
+/// A new, empty schema for this run on the server at `uri`; the URI that uses it.
+troupe::expected<std::string> fresh_postgres_schema(const std::string& uri) {
+  auto schema = fmt::format("troupe_bank_demo_{}", ::getpid());
+  auto c = PQconnectdb(uri.c_str());
+  std::string message;
+  if (PQstatus(c) != CONNECTION_OK) {
+    message = PQerrorMessage(c);
+  } else {
+    auto r = PQexec(c, fmt::format("DROP SCHEMA IF EXISTS {0} CASCADE; CREATE SCHEMA {0}", schema).c_str());
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+      message = PQresultErrorMessage(r);
+    PQclear(r);
+  }
+  PQfinish(c);
+  if (!message.empty())
+    return troupe::error{troupe::errc::io_error,
+                         fmt::format("cannot create schema {}: {}", schema, message)};
+  return uri + (uri.find('?') == std::string::npos ? "?" : "&") + "options=-csearch_path%3D" + schema;
+}
+
+/// The journal every process of the demo opens: a new SQLite file in `dir`, or a
+/// new schema on the PostgreSQL server.
+troupe::expected<std::string> create_journal(const options& o, const fs::path& dir) {
+  if (o.journal == "postgres") {
+    auto uri = fresh_postgres_schema(o.postgres_uri);
+    if (!uri)
+      return uri;
+    troupe::persistence::postgres_options po;
+    po.uri = *uri;
+    auto j = troupe::persistence::postgres_journal::open(po);
+    if (!j)
+      return std::move(j).error();
+    fmt::print("troupe bank demo: 3 nodes on 127.0.0.1, one PostgreSQL journal ({}, synchronous_commit={})\n",
+               (*j)->server(), (*j)->synchronous_commit());
+    return uri;
+  }
+  auto journal_path = dir / "bank.db";
+  fs::remove(journal_path);
+  troupe::persistence::sqlite_options so;
+  so.path = journal_path.string();
+  so.create_if_missing = true;
+  auto j = troupe::persistence::sqlite_journal::open(so);
+  if (!j)
+    return std::move(j).error();
+  fmt::print("troupe bank demo: 3 nodes on 127.0.0.1, one SQLite journal ({})\n", journal_path.string());
+  return journal_path.string();
+}
+
 int run(const options& o, const fs::path& self_dir) {
   fs::path dir = o.dir.empty() ? fs::temp_directory_path() / fmt::format("troupe-bank-demo-{}", ::getpid())
                                : fs::path{o.dir};
   fs::create_directories(dir);
-  auto journal_path = dir / "bank.db";
-  fs::remove(journal_path);
-  {
-    troupe::persistence::sqlite_options so;
-    so.path = journal_path.string();
-    so.create_if_missing = true;
-    auto j = troupe::persistence::sqlite_journal::open(so);
-    if (!j) {
-      fmt::print(stderr, "cannot create the journal: {}\n", j.error().to_string());
-      return 1;
-    }
+  auto created = create_journal(o, dir);
+  if (!created) {
+    fmt::print(stderr, "cannot create the journal: {}\n", created.error().to_string());
+    return 1;
   }
-  fmt::print("troupe bank demo: 3 nodes on 127.0.0.1, one SQLite journal ({})\n", journal_path.string());
+  auto journal_path = *created;
   std::vector<child> nodes;
   std::vector<std::uint16_t> ports{free_port(), free_port(), free_port()};
   std::string seeds = fmt::format("127.0.0.1:{},127.0.0.1:{},127.0.0.1:{}", ports[0], ports[1], ports[2]);
@@ -229,7 +277,7 @@ int run(const options& o, const fs::path& self_dir) {
     return 1;
   };
   // The client: a member without the bank role (its region routes, hosts nothing).
-  auto started = bank::start_client(cluster_flags(seeds), journal_path.string(), 60s);
+  auto started = bank::start_client(cluster_flags(seeds), journal_path, 60s);
   if (!started)
     return fail(started.error());
   auto& n = *started->node;
@@ -327,7 +375,11 @@ int run(const options& o, const fs::path& self_dir) {
   bool ok = conserved && lost == 0 && duplicated == 0 && unfinished == 0 && a->problems.empty();
   n.shutdown();
   stop_nodes();
-  fmt::print("{} (logs and journal in {})\n", ok ? "OK" : "FAILED", dir.string());
+  if (o.journal == "postgres")
+    fmt::print("{} (logs in {}, journal in schema troupe_bank_demo_{})\n", ok ? "OK" : "FAILED",
+               dir.string(), ::getpid());
+  else
+    fmt::print("{} (logs and journal in {})\n", ok ? "OK" : "FAILED", dir.string());
   return ok ? 0 : 1;
 }
 
@@ -344,8 +396,18 @@ int main(int argc, char** argv) {
   troupe::cli::add_integer(app, "--workers", o.workers, 1, 256, "Client threads driving transfers");
   app.add_flag("!--no-kill", o.kill, "Do not kill a node part-way");
   app.add_option("--dir", o.dir, "Where the journal and the node logs go (default: a new temp dir)");
+  app.add_option("--journal", o.journal, "The shared journal: sqlite (a file in --dir) or postgres "
+                                         "(a new schema on --postgres-uri's server)")
+    ->check(CLI::IsMember({"sqlite", "postgres"}));
+  auto* uri = app.add_option("--postgres-uri", o.postgres_uri,
+                             "The PostgreSQL server for --journal postgres (a libpq URI; "
+                             "`./run demo --journal postgres` starts a throwaway one)");
   if (auto rc = troupe::cli::parse(app, argc, argv))
     return *rc;
+  if (o.journal == "postgres" && uri->count() == 0) {
+    fmt::print(stderr, "troupe-bank-demo: --journal postgres needs --postgres-uri URI\n");
+    return 2;
+  }
   ::signal(SIGPIPE, SIG_IGN);
   auto self_dir = fs::canonical("/proc/self/exe").parent_path();
   return run(o, self_dir);

@@ -9,6 +9,7 @@
 #include "troupe/membership/cluster.hpp"
 #include "troupe/membership/settings.hpp"
 #include "troupe/persistence/journal_service.hpp"
+#include "troupe/persistence/postgres_journal.hpp"
 #include "troupe/sharding/sharding.hpp"
 
 #include <memory>
@@ -52,7 +53,8 @@ struct client {
 };
 
 /// Starts a client member with `flags` (at least --cluster.seed-nodes=...) on
-/// the shared journal at `journal_path`, and waits until it is up.
+/// the shared journal at `journal_path` (a SQLite file or a postgresql:// URI),
+/// and waits until it is up.
 inline troupe::expected<client> start_client(std::vector<std::string> flags,
                                              const std::string& journal_path,
                                              troupe::duration up_within) {
@@ -62,7 +64,12 @@ inline troupe::expected<client> start_client(std::vector<std::string> flags,
   troupe::config_sources src;
   src.flags = std::move(flags);
   src.flags.push_back("--cluster.roles=client");
-  src.flags.push_back("--persistence.journal.path=" + journal_path);
+  if (troupe::persistence::is_postgres_uri(journal_path)) {
+    src.flags.push_back("--persistence.journal.backend=postgres");
+    src.flags.push_back("--persistence.journal.postgres.uri=" + journal_path);
+  } else {
+    src.flags.push_back("--persistence.journal.path=" + journal_path);
+  }
   auto cfg = troupe::config::load(std::move(schema), src);
   if (!cfg)
     return std::move(cfg).error();

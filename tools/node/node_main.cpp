@@ -8,6 +8,7 @@
 #include "troupe/membership/management_endpoint.hpp"
 #include "troupe/membership/settings.hpp"
 #include "troupe/persistence/journal_service.hpp"
+#include "troupe/persistence/postgres_journal.hpp"
 
 #include <fmt/format.h>
 
@@ -76,7 +77,12 @@ void set_keys(const program_flags& f, cli::config_options& keys) {
   set("node.port", f.port >= 0 ? std::to_string(f.port) : "");
   set("cluster.seed-nodes", f.seeds);
   set("cluster.roles", f.roles);
-  set("persistence.journal.path", f.journal);
+  if (persistence::is_postgres_uri(f.journal)) {
+    set("persistence.journal.backend", "postgres");
+    set("persistence.journal.postgres.uri", f.journal);
+  } else {
+    set("persistence.journal.path", f.journal);
+  }
   set("management.http.host", f.http_host);
   set("management.http.port", f.http_port >= 0 ? std::to_string(f.http_port) : "");
 }
@@ -98,7 +104,10 @@ int node_main(int argc, char** argv, node_program program) {
   cli::add_integer(app, "--port", f.port, 0, 65535, "Transport port; 0 picks one (node.port)");
   app.add_option("--seeds", f.seeds, "Seed nodes host:port,host:port (cluster.seed-nodes)");
   app.add_option("--roles", f.roles, "Roles of this node, comma-separated (cluster.roles)");
-  app.add_option("--journal", f.journal, "SQLite journal file (persistence.journal.path)");
+  app.add_option("--journal", f.journal,
+                 "SQLite journal file (persistence.journal.path), or a PostgreSQL journal's "
+                 "postgresql:// URI (persistence.journal.backend=postgres and "
+                 "persistence.journal.postgres.uri)");
   app.add_option("--http-host", f.http_host, "Interface of the management endpoint");
   cli::add_integer(app, "--http-port", f.http_port, 0, 65535,
                    "Management endpoint port; 0 picks one");

@@ -39,6 +39,11 @@ struct postgres_options {
   bool read_only = false;
 };
 
+/// True for "postgresql://..." and "postgres://...": where a journal path is
+/// expected (troupe-node --journal, troupe journal --db), such a value names a
+/// PostgreSQL journal.
+bool is_postgres_uri(std::string_view text) noexcept;
+
 class postgres_journal final : public journal_backend, public snapshot_backend {
 public:
   /// Connects, then creates or migrates the schema. Errors: io_error (server
