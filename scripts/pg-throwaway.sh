@@ -43,10 +43,17 @@ as_owner() {  # runs a server command as the cluster's owner
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# Below the kernel's ephemeral range: a client reconnecting in a loop to a stopped
+# server on a port inside it can be given that very port as its own and connect to
+# itself (TCP self-connect), which then keeps the server from starting again.
 free_port() {
-  local p
+  local p low=20000 high=32767
+  if [ -r /proc/sys/net/ipv4/ip_local_port_range ]; then
+    high=$(($(cut -f1 /proc/sys/net/ipv4/ip_local_port_range) - 1))
+  fi
+  [ "$high" -gt "$low" ] || low=1024
   for _ in $(seq 1 50); do
-    p=$((20000 + RANDOM % 40000))
+    p=$((low + RANDOM % (high - low)))
     port_in_use "$p" || { echo "$p"; return; }
   done
   die "no free port found on 127.0.0.1"
@@ -78,7 +85,7 @@ start() {
   mkdir -p "$dir"
   [ -f "$dir/data/PG_VERSION" ] || init_cluster
   local port attempt
-  for attempt in 1 2 3 4 5; do
+  for attempt in $(seq 1 20); do
     port="$(cat "$dir/port" 2>/dev/null || free_port)"
     if as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
          -o "-p $port" start >/dev/null 2>&1; then
@@ -87,9 +94,10 @@ start() {
       cat "$dir/uri"
       return
     fi
-    # Someone took the port between the check and the start: try another one,
-    # unless the cluster has a port already (a restart must keep its URI).
-    [ -f "$dir/port" ] && break
+    # Someone took the port between the check and the start: try another one. A
+    # restart keeps its port (and URI): right after a stop the port can still be
+    # busy for a moment, so wait and try it again.
+    [ -f "$dir/port" ] && sleep 0.5
   done
   tail -20 "$dir/server.log" >&2 || true
   die "the server in '$dir/data' did not start (log above, full log in '$dir/server.log')"

@@ -237,15 +237,25 @@ connection::~connection() {
 }
 
 expected<void> connection::reconnect() {
+  auto now = std::chrono::steady_clock::now();
+  if (last_error_ && now - last_failed_ < std::chrono::milliseconds{100})
+    return last_error_;
   PQreset(conn_);
-  if (PQstatus(conn_) != CONNECTION_OK)
-    return connect_error(server_, trimmed(PQerrorMessage(conn_)));
+  ended_ = false;
+  if (PQstatus(conn_) != CONNECTION_OK) {
+    last_failed_ = now;
+    last_error_ = connect_error(server_, trimmed(PQerrorMessage(conn_)));
+    return last_error_;
+  }
+  last_error_ = {};
   return {};
 }
 
 error connection::fail(const PGresult* r, std::string_view what) {
   auto state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
   sqlstate_ = state ? state : "";
+  if (sqlstate_.starts_with("08") || sqlstate_.starts_with("57P"))
+    ended_ = true;
   auto message = trimmed(r ? PQresultErrorMessage(r) : PQerrorMessage(conn_));
   if (message.empty())
     message = trimmed(PQerrorMessage(conn_));

@@ -13,6 +13,7 @@
 
 #include <libpq-fe.h>
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -111,8 +112,13 @@ public:
   void rollback_if_open();
 
   /// The connection was lost (the server stopped or killed it, the network broke).
-  bool broken() const noexcept { return PQstatus(conn_) != CONNECTION_OK; }
-  /// Connects again after broken(); the same errors as open().
+  /// Also after the server said it ends the session (SQLSTATE 57P01 terminated by
+  /// an administrator, 57P02/57P03 shutting down, 08xxx connection errors), before
+  /// libpq has seen the socket close.
+  bool broken() const noexcept { return ended_ || PQstatus(conn_) != CONNECTION_OK; }
+  /// Connects again after broken(); the same errors as open(). Within 100 ms of a
+  /// failed attempt it fails at once with that attempt's error: a writer retrying
+  /// against a stopped server does not hammer it (or the port) with connects.
   expected<void> reconnect();
   /// The SQLSTATE of the last failed statement ("" for none / a lost connection).
   const std::string& last_sqlstate() const noexcept { return sqlstate_; }
@@ -127,6 +133,9 @@ private:
   connect_options opts_;
   std::string server_;  // describe(uri)
   std::string sqlstate_;
+  bool ended_ = false;
+  std::chrono::steady_clock::time_point last_failed_{};
+  error last_error_;
 };
 
 /// SQLSTATE 23505: a unique index refused a row.

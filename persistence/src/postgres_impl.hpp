@@ -58,6 +58,11 @@ struct postgres_journal::impl {
   std::unique_ptr<pg::connection> writer;
   /// Name -> row id of persistence ids known to be committed (ids never change).
   std::unordered_map<std::string, std::int64_t> ids;
+  /// Row id -> deleted_to, read in a write transaction, valid while the journal's
+  /// delete counter (journal_meta 'deletes', raised by every delete_events_to under
+  /// the offset lock) stays at `deletes_seen`; cleared when it moves.
+  std::unordered_map<std::int64_t, std::int64_t> deleted_to;
+  std::int64_t deletes_seen = -1;
 
   std::vector<write_result> write(std::span<const atomic_write> batch);
   expected<void> delete_events_to(const std::string& name, sequence_nr to);
@@ -65,8 +70,15 @@ struct postgres_journal::impl {
 
   /// The writer connection, connected again if it was lost.
   expected<pg::connection*> writer_connection();
-  /// Starts a write transaction holding the offset lock; returns the highest offset.
-  expected<std::int64_t> begin_write(pg::connection& c);
+  /// Starts a write transaction holding the offset lock; returns the highest
+  /// offset and the delete counter.
+  expected<std::pair<std::int64_t, std::int64_t>> begin_write(pg::connection& c);
+  /// One attempt at a batch (postgres_write.cpp); `check_stored` also asks the
+  /// database which writes' sequence numbers are stored already.
+  expected<void> write_attempt(std::span<const atomic_write> batch,
+                               std::vector<write_result>& results, bool check_stored,
+                               std::vector<std::pair<std::string, std::int64_t>>& new_ids,
+                               bool& committing);
 
   // -- the read pool (postgres_journal.cpp) ---------------------------------------------
   std::mutex pool_mtx;

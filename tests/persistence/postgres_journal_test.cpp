@@ -58,6 +58,19 @@ std::string wait_for_backend(pg_session& s, const std::string& where) {
   return pid;
 }
 
+/// Stops and joins threads however the test ends (a failed REQUIRE unwinds past
+/// them; a joinable std::thread destroyed would terminate the process).
+struct joined_threads {
+  std::atomic<bool>& stop;
+  std::vector<std::thread> threads;
+  ~joined_threads() {
+    stop = true;
+    for (auto& t : threads)
+      if (t.joinable())
+        t.join();
+  }
+};
+
 std::shared_ptr<logger> quiet_logger() {
   logger::options opts;
   opts.level = log_level::error;
@@ -209,8 +222,10 @@ TEST_CASE("postgres journal: two nodes under one fence: once the new owner advan
   std::atomic<int> acked_after_advance{0};
   std::atomic<sequence_nr> last_acked{0};
   std::promise<error> fenced;
-  std::thread writing{[&] {
-    for (sequence_nr s = 1;; ++s) {
+  std::atomic<bool> give_up{false};
+  joined_threads writing{give_up, {}};
+  writing.threads.emplace_back([&] {
+    for (sequence_nr s = 1; !give_up; ++s) {
       auto w = make_write("acct-1", s, s);
       w.fence = write_fence{"shard-1", 1};
       auto was_advanced = advanced.load();
@@ -223,13 +238,13 @@ TEST_CASE("postgres journal: two nodes under one fence: once the new owner advan
       if (was_advanced)
         acked_after_advance++;
     }
-  }};
+  });
   REQUIRE(wait_until([&] { return last_acked >= 20; }, 30s));
   REQUIRE(new_owner->advance_fence("shard-1", 2));
   advanced = true;
   auto f = fenced.get_future();
   REQUIRE(f.wait_for(30s) == std::future_status::ready);
-  writing.join();
+  writing.threads[0].join();
   auto e = f.get();
   CHECK(e.code() == errc::fenced);
   CHECK(mentions(e, "epoch 2"));
@@ -330,9 +345,9 @@ TEST_CASE("postgres journal: a server restarted under load: persists fail clearl
   std::vector<error> failures;
   std::atomic<int> acks{0};
   std::atomic<bool> stop{false};
-  std::vector<std::thread> workers;
+  joined_threads workers{stop, {}};
   for (int t = 0; t < 4; ++t)
-    workers.emplace_back([&, t] {
+    workers.threads.emplace_back([&, t] {
       int generation = 0;
       sequence_nr seq = 1;
       while (!stop) {
@@ -358,7 +373,7 @@ TEST_CASE("postgres journal: a server restarted under load: persists fail clearl
   auto after_restart = acks.load();
   CHECK(wait_until([&] { return acks >= after_restart + 200; }, 60s));
   stop = true;
-  for (auto& w : workers)
+  for (auto& w : workers.threads)
     w.join();
   svc->stop();
   for (auto& e : failures) {
