@@ -64,7 +64,7 @@ mutation recovery-ignores-gap persistence/src/entity_recovery.cpp persistence \
   'if (rec.seq != st.last_seq + 1)' \
   'if (rec.seq <= st.last_seq)'
 
-mutation sqlite-stale-epoch-stored persistence/src/sqlite_journal.cpp persistence \
+mutation sqlite-stale-epoch-stored persistence/src/sqlite_journal_write.cpp persistence \
   "the SQLite journal stores a write whose fence epoch is older than the stored one" \
   'if (stored && static_cast<std::uint64_t>(*stored) > f.epoch)' \
   'if (false)'

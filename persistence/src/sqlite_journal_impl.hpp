@@ -1,0 +1,321 @@
+// Internal: the SQLite journal's state (sqlite_journal::impl), its SQL statements and
+// its row helpers. Shared by the three files of the backend:
+//   sqlite_journal.cpp        opening, the lost-file check, connections and id caches,
+//                             the read path
+//   sqlite_journal_write.cpp  the write path: group-commit batches, fences, offsets,
+//                             deletes
+//   sqlite_snapshots.cpp      the snapshot store
+#pragma once
+
+#include "troupe/persistence/sqlite_journal.hpp"
+
+#include "journal_identity.hpp"
+#include "sqlite_db.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <climits>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <unordered_map>
+#include <vector>
+
+namespace troupe::persistence::sqlite {
+
+// -- statements (inline: one address in every file; the connection caches by it) --------
+
+inline constexpr const char* sql_begin = "BEGIN IMMEDIATE";
+inline constexpr const char* sql_commit = "COMMIT";
+inline constexpr const char* sql_savepoint = "SAVEPOINT w";
+inline constexpr const char* sql_release = "RELEASE w";
+inline constexpr const char* sql_rollback_to = "ROLLBACK TO w";
+inline constexpr const char* sql_get_offset =
+  "SELECT value FROM journal_meta WHERE key = 'highest_offset'";
+inline constexpr const char* sql_set_offset =
+  "UPDATE journal_meta SET value = ?1 WHERE key = 'highest_offset'";
+inline constexpr const char* sql_add_id =
+  "INSERT INTO persistence_ids(name) VALUES(?1) ON CONFLICT(name) DO NOTHING";
+inline constexpr const char* sql_find_id =
+  "SELECT id, deleted_to FROM persistence_ids WHERE name = ?1";
+inline constexpr const char* sql_add_tag =
+  "INSERT INTO tags(name) VALUES(?1) ON CONFLICT(name) DO NOTHING";
+inline constexpr const char* sql_find_tag = "SELECT id FROM tags WHERE name = ?1";
+inline constexpr const char* sql_insert_event =
+  "INSERT INTO events(ordering, pid, seq, manifest, version, payload, tags, writer, timestamp_ms) "
+  "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+inline constexpr const char* sql_insert_event_tag =
+  "INSERT INTO event_tags(tag, ordering) VALUES(?1, ?2)";
+inline constexpr const char* sql_get_fence = "SELECT epoch FROM fences WHERE key = ?1";
+inline constexpr const char* sql_raise_fence =
+  "INSERT INTO fences(key, epoch) VALUES(?1, ?2) "
+  "ON CONFLICT(key) DO UPDATE SET epoch = excluded.epoch WHERE excluded.epoch > fences.epoch";
+
+// Event columns in the order row_to_event reads them.
+#define TROUPE_EVENT_COLUMNS \
+  "e.seq, e.manifest, e.version, e.payload, e.tags, e.writer, e.timestamp_ms, e.ordering"
+
+inline constexpr const char* sql_read_events =
+  "SELECT " TROUPE_EVENT_COLUMNS " FROM events e "
+  "WHERE e.pid = (SELECT id FROM persistence_ids WHERE name = ?1) "
+  "AND e.seq >= ?2 AND e.seq <= ?3 ORDER BY e.seq LIMIT ?4";
+inline constexpr const char* sql_events_by_tag =
+  "SELECT " TROUPE_EVENT_COLUMNS ", p.name FROM event_tags t "
+  "JOIN events e ON e.ordering = t.ordering JOIN persistence_ids p ON p.id = e.pid "
+  "WHERE t.tag = (SELECT id FROM tags WHERE name = ?1) AND t.ordering > ?2 "
+  "ORDER BY t.ordering LIMIT ?3";
+inline constexpr const char* sql_highest_seq =
+  "SELECT max(coalesce((SELECT max(seq) FROM events WHERE pid = p.id), 0), p.deleted_to) "
+  "FROM persistence_ids p WHERE p.name = ?1";
+inline constexpr const char* sql_persistence_ids =
+  "SELECT p.name FROM persistence_ids p WHERE p.name > ?1 "
+  "AND (p.deleted_to > 0 OR EXISTS (SELECT 1 FROM events e WHERE e.pid = p.id)) "
+  "ORDER BY p.name LIMIT ?2";
+inline constexpr const char* sql_tagged_to_delete =
+  "SELECT ordering, tags FROM events WHERE pid = ?1 AND seq <= ?2 AND tags IS NOT NULL";
+inline constexpr const char* sql_delete_event_tag =
+  "DELETE FROM event_tags WHERE tag = ?1 AND ordering = ?2";
+inline constexpr const char* sql_delete_events = "DELETE FROM events WHERE pid = ?1 AND seq <= ?2";
+inline constexpr const char* sql_set_deleted_to =
+  "UPDATE persistence_ids SET deleted_to = ?2 WHERE id = ?1";
+inline constexpr const char* sql_save_snapshot =
+  "INSERT OR REPLACE INTO snapshots(pid, seq, timestamp_ms, manifest, version, payload) "
+  "VALUES(?1, ?2, ?3, ?4, ?5, ?6)";
+inline constexpr const char* sql_load_snapshot =
+  "SELECT seq, timestamp_ms, manifest, version, payload FROM snapshots "
+  "WHERE pid = (SELECT id FROM persistence_ids WHERE name = ?1) "
+  "AND seq >= ?2 AND seq <= ?3 AND timestamp_ms >= ?4 AND timestamp_ms <= ?5 "
+  "ORDER BY seq DESC LIMIT 1";
+inline constexpr const char* sql_delete_snapshots =
+  "DELETE FROM snapshots WHERE pid = (SELECT id FROM persistence_ids WHERE name = ?1) "
+  "AND seq >= ?2 AND seq <= ?3 AND timestamp_ms >= ?4 AND timestamp_ms <= ?5";
+
+/// A sequence nr or offset as SQLite stores it (capped at max_sequence_nr).
+inline std::int64_t to_db(std::uint64_t x) {
+  return static_cast<std::int64_t>(std::min<std::uint64_t>(x, max_sequence_nr));
+}
+
+/// A LIMIT value.
+inline std::int64_t limit_of(std::size_t n) {
+  return static_cast<std::int64_t>(std::min<std::size_t>(n, INT64_MAX));
+}
+
+/// The unique (pid, seq) index refused the row. (A clash of the rowid, i.e. the
+/// offset, would mean a damaged journal_meta and is a failure, not a conflict.)
+inline bool is_conflict(int rc) {
+  return rc == SQLITE_CONSTRAINT_UNIQUE;
+}
+
+/// Joins tags with the separator into `out`; empty when there are none.
+void join_tags(const std::vector<std::string>& tags, std::string& out);
+
+/// Appends the tags joined in `text` to `out`.
+void split_tags(std::string_view text, std::vector<std::string>& out);
+
+/// An integer column in lo..hi, or nullopt (text, NULL, a blob or out of range).
+std::optional<std::int64_t> int_in(const statement& s, int column, std::int64_t lo,
+                                   std::int64_t hi);
+
+/// "'<pid>' seq <s> (offset <o>)" for messages about a damaged row.
+std::string row_name(const statement& s, std::string_view pid, int seq_col, int offset_col);
+
+/// The error for a row troupe never writes, naming the journal and the row.
+error damaged_row(const std::string& path, std::string what);
+
+/// A fence row whose epoch (column 0) is not an integer in 0..max_fence_epoch.
+error damaged_fence(const std::string& path, const std::string& key, const statement& s);
+
+/// Reads TROUPE_EVENT_COLUMNS starting at column 0 into `e` (whose persistence_id
+/// is set). A value troupe never writes (a sequence nr or version that is not an
+/// integer in range) is an error naming the row, never a silently cast number.
+expected<void> row_to_event(const statement& s, event_record& e, const std::string& path);
+
+} // namespace troupe::persistence::sqlite
+
+namespace troupe::persistence {
+
+namespace sq = sqlite;
+
+/// Thread-safety: the writer connection and its caches are guarded by writer_mtx
+/// (held for a whole write, delete, fence or snapshot save); the reader pool by
+/// pool_mtx; the lost state by lost_mtx. Read members take a pooled reader
+/// connection and may run concurrently with each other and with a write.
+struct sqlite_journal::impl {
+  impl(sqlite_options o, std::unique_ptr<sq::connection> w,
+       std::optional<sq::journal_identity> id)
+    : opts(std::move(o)), identity(std::move(id)), writer(std::move(w)) {
+  }
+
+  sqlite_options opts;
+  /// The file opened and its journal id; none when opened read-only.
+  const std::optional<sq::journal_identity> identity;
+
+  // -- lost: the file is no longer the journal (journal_identity.hpp) -------------------
+  std::atomic<bool> is_lost{false};
+  std::mutex lost_mtx;
+  error lost_error;                                 // guarded by lost_mtx
+  std::function<void(const error&)> lost_handler;  // guarded by lost_mtx
+
+  /// Records the loss (once) and tells the handler; returns the error.
+  error mark_lost(error e);
+
+  expected<void> check_not_lost();
+
+  /// The identity check on a connection (a no-op read-only); a permanent mismatch
+  /// marks the journal lost.
+  expected<void> check_identity(sq::connection& c);
+
+  // -- the writer connection and its caches, guarded by writer_mtx ----------------------
+  struct id_info {
+    std::int64_t id;
+    sequence_nr deleted_to;
+  };
+  std::mutex writer_mtx;
+  std::unique_ptr<sq::connection> writer;
+  // Name -> row id. Ids never change once created, so entries stay valid; entries
+  // made inside a transaction that rolls back are removed again (`provisional`).
+  // deleted_to is what this process last saw (see delete_events_to).
+  std::unordered_map<std::string, id_info> ids;
+  std::unordered_map<std::string, std::int64_t> tag_ids;
+  std::vector<std::string> provisional_ids;
+  std::vector<std::string> provisional_tags;
+  std::string tags_text;  // reused buffer
+  struct planned_write {
+    id_info* id;        // into `ids` (node-based: stable while the entry lives)
+    std::size_t index;  // in the batch
+  };
+  std::vector<planned_write> plan;  // reused: write_batch's storage order
+
+  // -- reader connections ---------------------------------------------------------------
+  std::mutex pool_mtx;
+  std::vector<std::unique_ptr<sq::connection>> idle_readers;
+
+  /// A reader connection, returned to the pool when the lease ends.
+  struct reader_lease {
+    reader_lease(impl* o, std::unique_ptr<sq::connection> c) : owner(o), conn(std::move(c)) {}
+    reader_lease(reader_lease&&) = default;
+    reader_lease& operator=(reader_lease&&) = delete;
+    impl* owner;
+    std::unique_ptr<sq::connection> conn;
+    ~reader_lease() {
+      if (conn) {
+        std::lock_guard<std::mutex> guard{owner->pool_mtx};
+        owner->idle_readers.push_back(std::move(conn));
+      }
+    }
+    sq::connection* operator->() { return conn.get(); }
+  };
+
+  expected<reader_lease> reader();
+
+  // -- write path -----------------------------------------------------------------------
+
+  error read_only_error() const;
+
+  /// Starts a write transaction (taking the write lock) on the file that is still
+  /// the journal: every write, delete and snapshot save begins here.
+  expected<void> begin_write();
+
+  /// Runs a cached statement without results.
+  expected<void> run(const char* sql);
+
+  /// The row id of a persistence id, creating it (provisionally) if needed.
+  expected<id_info*> resolve_id(const std::string& name, bool create);
+
+  expected<std::int64_t> resolve_tag(const std::string& name);
+
+  /// Forgets cache entries made by a transaction that did not commit.
+  void forget_provisional();
+
+  /// Keeps them: their transaction committed.
+  void keep_provisional();
+
+  /// Inserts one event (and its tag rows) at `offset`. Returns the SQLite result
+  /// of the event insert (SQLITE_DONE on success), or an error for a failure that
+  /// dooms the whole transaction.
+  expected<int> insert_event(sq::statement& ins, std::int64_t pid, const std::string& name,
+                             const event_record& e, offset_type offset, std::int64_t ts);
+
+  /// The fence check, inside the open write transaction (of a write or of
+  /// advance_fence): refuses `f` with fenced when the key's stored epoch is newer,
+  /// else raises the stored epoch to f.epoch. `what` names the refused operation.
+  /// Returns the refusal as the inner result, or an error (the outer expected) that
+  /// dooms the transaction.
+  template <class What>
+  expected<write_result> check_fence(const write_fence& f, What what);
+
+  /// Stores one validated atomic write of the persistence id `id` inside the open
+  /// transaction. Returns the write's own result, or an error (as the outer
+  /// expected) that dooms the batch.
+  expected<write_result> store(const atomic_write& w, id_info* id, offset_type& offset,
+                               std::int64_t ts);
+
+  /// The highest offset stored, read inside the open write transaction.
+  expected<offset_type> read_offset();
+
+  expected<void> write_offset(offset_type offset);
+
+  /// The order in which write_batch stores the batch's valid writes: by persistence
+  /// id row, then batch position. The (pid, seq) index is then updated in key order,
+  /// each insert next to the previous one in the b-tree (as a writer that goes round
+  /// its entities would), instead of at random. Offsets follow this order; the batch
+  /// commits as a whole, so no reader can tell, and one id's writes keep their order.
+  /// A batch with a fenced write keeps its submission order: a fence key spans many
+  /// ids (a shard), and which of two writes under one key is refused depends on
+  /// their order.
+  expected<void> plan_batch(std::span<const atomic_write> batch,
+                            const std::vector<write_result>& results);
+
+  /// The batch inside one transaction; an error means nothing was stored.
+  expected<void> write_batch(std::span<const atomic_write> batch,
+                             std::vector<write_result>& results);
+
+  /// journal_backend::write: validates each write, then stores the valid ones in one
+  /// transaction (all fail with journal_failure if it does not commit).
+  std::vector<write_result> write(std::span<const atomic_write> batch);
+
+  /// journal_backend::delete_events_to, in its own transaction.
+  expected<void> delete_events_to(const std::string& name, sequence_nr to);
+
+  expected<void> delete_in_transaction(const std::string& name, sequence_nr to);
+
+  expected<void> advance_fence(const std::string& key, std::uint64_t epoch);
+
+  // -- read path ------------------------------------------------------------------------
+
+  /// The highest sequence nr of `name` as seen on connection `c` (0 if unknown).
+  static expected<sequence_nr> highest_on(sq::connection& c, const std::string& name);
+
+  /// Runs a cached query on a reader connection; `bind` binds the parameters and
+  /// `row` consumes each result row.
+  template <class Bind, class Row>
+  expected<void> query(const char* sql, std::string_view what, Bind bind, Row row) {
+    auto c = reader();
+    if (!c)
+      return std::move(c).error();
+    auto s = (*c)->prepare(sql);
+    if (!s)
+      return std::move(s).error();
+    sq::use q{**s};
+    bind(*q);
+    int rc;
+    while ((rc = q->step()) == SQLITE_ROW) {
+      if constexpr (std::is_void_v<decltype(row(*q))>) {
+        row(*q);
+      } else {
+        if (auto ok = row(*q); !ok)
+          return ok;
+      }
+    }
+    if (rc != SQLITE_DONE)
+      return (*c)->fail_from(rc, what);
+    return {};
+  }
+};
+
+} // namespace troupe::persistence
