@@ -15,6 +15,7 @@
 //                    p50 / p99 of command->reply; baseline: one INSERT per
 //                    durable transaction.
 #include "harness.hpp"
+#include "journal_load.hpp"
 #include "raw_sqlite.hpp"
 
 #include "troupe/actors/ask.hpp"
@@ -150,17 +151,6 @@ raw_event_writer raw_writer(const std::string& path, int ids) {
                            "bench-writer-0123456789"}};
 }
 
-/// Rows per second of `rows_per_txn`-row transactions over `seconds`.
-double raw_rate(raw_event_writer& w, int rows_per_txn, double seconds) {
-  std::int64_t rows = 0;
-  auto start = now_seconds();
-  while (now_seconds() - start < seconds) {
-    w.transaction(rows_per_txn);
-    rows += rows_per_txn;
-  }
-  return static_cast<double>(rows) / (now_seconds() - start);
-}
-
 // -- persist -------------------------------------------------------------------------------
 
 /// Keeps `depth` appends in flight per entity: the next command to an entity leaves
@@ -223,8 +213,8 @@ std::vector<result> persist(const options& opts) {
   double best = 0;
   for (int batch : {1024, 4096, 16384}) {
     auto w = raw_writer(dir.file(fmt::format("probe-{}.db", batch)), entity_count);
-    raw_rate(w, batch, std::min(0.3, opts.seconds / 10));
-    auto rate = raw_rate(w, batch, std::min(1.0, opts.seconds / 3));
+    transaction_rate(w, batch, std::min(0.3, opts.seconds / 10));
+    auto rate = transaction_rate(w, batch, std::min(1.0, opts.seconds / 3));
     if (rate > best) {
       best = rate;
       best_batch = batch;
@@ -273,7 +263,7 @@ std::vector<result> persist(const options& opts) {
   resume();
   pause_for(warm);
   stop();
-  raw_rate(raw, best_batch, warm);
+  transaction_rate(raw, best_batch, warm);
   // Alternate troupe and raw windows, so that both see the same machine (others'
   // load on a shared machine drifts within seconds).
   double troupe_events = 0, troupe_time = 0, raw_events = 0, raw_time = 0;
@@ -287,7 +277,7 @@ std::vector<result> persist(const options& opts) {
     troupe_time += now_seconds() - t0;
     stop();
     auto window = opts.seconds / rounds;
-    raw_events += raw_rate(raw, best_batch, window) * window;
+    raw_events += transaction_rate(raw, best_batch, window) * window;
     raw_time += window;
   }
   r.troupe = troupe_events / troupe_time;

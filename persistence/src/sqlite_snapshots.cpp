@@ -28,11 +28,8 @@ void bind_criteria(statement& s, const std::string& id, const snapshot_criteria&
 expected<void> sqlite_journal::save(const snapshot_record& snapshot) {
   if (impl_->opts.read_only)
     return impl_->read_only_error();
-  if (snapshot.persistence_id.empty() || snapshot.seq == 0)
-    return error{errc::invalid_argument,
-                 fmt::format("snapshot store: a snapshot needs a persistence id and a seq >= 1 "
-                             "(got '{}' seq {})",
-                             snapshot.persistence_id, snapshot.seq)};
+  if (auto ok = validate_snapshot(snapshot); !ok)
+    return ok;
   auto& p = *impl_;
   std::lock_guard<std::mutex> guard{p.writer_mtx};
   auto body = [&]() -> expected<void> {
