@@ -1,6 +1,9 @@
 #include "journal_command.hpp"
 
-#include "journal_db.hpp"
+#include "journal_source.hpp"
+
+#include "troupe/persistence/postgres_journal.hpp"
+#include "troupe/persistence/sqlite_journal.hpp"
 
 #include "troupe/cli/command_line.hpp"
 
@@ -38,7 +41,11 @@ void describe(CLI::App& app, journal_args& c) {
              "1 failure (or problems found by verify), 2 usage error.");
   auto add = [&](const char* name, const char* help) {
     auto* sub = app.add_subcommand(name, help);
-    sub->add_option("--db", c.db, "The SQLite journal file")->required()->type_name("FILE");
+    sub->add_option("--db", c.db,
+                    "The SQLite journal file, or a PostgreSQL connection URI "
+                    "(postgresql://user:password@host:port/db?options=-csearch_path%3Dschema)")
+      ->required()
+      ->type_name("FILE|URI");
     sub->parse_complete_callback([&c, name] { c.command = name; });
     return sub;
   };
@@ -59,13 +66,12 @@ void describe(CLI::App& app, journal_args& c) {
 
 /// `--id X` names a persistence id "TYPE|X" or, with a '|', one persistence id.
 /// An entity id matching several types is ambiguous; the id used is reported.
-expected<void> resolve_id(journal_db& d, journal_args& c, const output& o) {
+expected<void> resolve_id(journal_source& d, journal_args& c, const output& o) {
   if (!c.id || c.id->find('|') != std::string::npos)
     return {};
   std::vector<std::string> matches;
-  auto ok = d.each("SELECT name FROM persistence_ids WHERE substr(name, instr(name, '|') + 1) = ?1 "
-                   "AND instr(name, '|') > 0 ORDER BY name",
-                   {*c.id}, [&](sqlite3_stmt* s) { matches.push_back(journal_db::column_text(s, 0)); });
+  auto ok = d.each(d.dialect().ids_of_entity, {*c.id},
+                   [&](const journal_row& r) { matches.push_back(r.text(0)); });
   if (!ok)
     return ok;
   if (matches.size() > 1)
@@ -83,13 +89,12 @@ expected<void> resolve_id(journal_db& d, journal_args& c, const output& o) {
   return {};
 }
 
-expected<int> list(journal_db& d, const output& o) {
-  auto ok = d.each(sql_ids, [&](sqlite3_stmt* s) {
-    if (sqlite3_column_int64(s, 2) == 0)
+expected<int> list(journal_source& d, const output& o) {
+  auto ok = d.each(d.dialect().ids, [&](const journal_row& r) {
+    if (r.integer(2) == 0)
       return;  // an id with snapshots only
-    std::fprintf(o.out, "%s\tevents=%lld\thighest_seq=%s\n", journal_db::shown(s, 0).c_str(),
-                 static_cast<long long>(sqlite3_column_int64(s, 1)),
-                 journal_db::shown(s, 2).c_str());
+    std::fprintf(o.out, "%s\tevents=%lld\thighest_seq=%s\n", r.shown(0).c_str(),
+                 static_cast<long long>(r.integer(1)), r.shown(2).c_str());
   });
   if (!ok)
     return std::move(ok).error();
@@ -100,14 +105,15 @@ json payload_json(byte_span payload) {
   auto doc = codec_registry::cbor_to_json(payload);
   if (doc)
     return json(*doc);
-  return json{{"undecodable", journal_db::hex(payload)}};
+  return json{{"undecodable", hex(payload)}};
 }
 
-json tags_json(sqlite3_stmt* s, int i) {
-  if (sqlite3_column_type(s, i) != SQLITE_TEXT)
-    return sqlite3_column_type(s, i) == SQLITE_NULL ? json::array() : journal_db::column_json(s, i);
+/// The events.tags column: tag names joined by \x1f.
+json tags_json(const journal_row& r, int i) {
+  if (!r.is_text(i))
+    return r.is_null(i) ? json::array() : r.value(i);
   json tags = json::array();
-  auto t = journal_db::column_text(s, i);
+  auto t = r.text(i);
   for (std::size_t start = 0; !t.empty() && start <= t.size();) {
     auto end = t.find('\x1f', start);
     tags.push_back(t.substr(start, end - start));
@@ -121,7 +127,7 @@ json tags_json(sqlite3_stmt* s, int i) {
 /// One JSON line per event: every column as stored (text that is not UTF-8
 /// rendered with \xNN escapes), the payload rendered from CBOR. Events whose
 /// persistence id row is missing show "persistence_id": null and their row number.
-expected<int> events(journal_db& d, const journal_args& c, const output& o) {
+expected<int> events(journal_source& d, const journal_args& c, const output& o) {
   std::string sql =
     "SELECT e.ordering, p.name, e.seq, e.manifest, e.version, e.tags, e.writer, e.timestamp_ms, "
     "e.payload, e.pid FROM events e LEFT JOIN persistence_ids p ON p.id = e.pid "
@@ -129,25 +135,24 @@ expected<int> events(journal_db& d, const journal_args& c, const output& o) {
   if (c.id)
     sql += " AND p.name = ?1";
   if (c.tag)
-    sql += " AND e.ordering IN (SELECT t.ordering FROM event_tags t JOIN tags g ON g.id = t.tag "
-           "WHERE g.name = ?1)";
+    sql += fmt::format(" AND {}", d.dialect().tagged);
   sql += c.id ? " ORDER BY e.seq" : " ORDER BY e.ordering";
   if (c.limit >= 0)
     sql += fmt::format(" LIMIT {}", c.limit);
   std::string key = c.id ? *c.id : (c.tag ? *c.tag : std::string{});
-  auto ok = d.each(sql.c_str(), {key, c.from_offset}, [&](sqlite3_stmt* s) {
+  auto ok = d.each(sql, {key, c.from_offset}, [&](const journal_row& r) {
     json j;
-    j["offset"] = journal_db::column_json(s, 0);
-    j["persistence_id"] = journal_db::column_json(s, 1);
-    if (sqlite3_column_type(s, 1) == SQLITE_NULL)
-      j["orphaned_pid"] = journal_db::column_json(s, 9);
-    j["seq"] = journal_db::column_json(s, 2);
-    j["manifest"] = journal_db::column_json(s, 3);
-    j["version"] = journal_db::column_json(s, 4);
-    j["tags"] = tags_json(s, 5);
-    j["writer"] = journal_db::column_json(s, 6);
-    j["timestamp_ms"] = journal_db::column_json(s, 7);
-    j["payload"] = payload_json(journal_db::column_blob(s, 8));
+    j["offset"] = r.value(0);
+    j["persistence_id"] = r.value(1);
+    if (r.is_null(1))
+      j["orphaned_pid"] = r.value(9);
+    j["seq"] = r.value(2);
+    j["manifest"] = r.value(3);
+    j["version"] = r.value(4);
+    j["tags"] = tags_json(r, 5);
+    j["writer"] = r.value(6);
+    j["timestamp_ms"] = r.value(7);
+    j["payload"] = payload_json(r.blob(8));
     std::fprintf(o.out, "%s\n", persistence::dump_json(j).c_str());
   });
   if (!ok)
@@ -155,15 +160,13 @@ expected<int> events(journal_db& d, const journal_args& c, const output& o) {
   return 0;
 }
 
-expected<int> stats(journal_db& d, const output& o) {
+/// Where the journal is, the counts both stores have, then the store's own figures.
+expected<int> stats(journal_source& d, const output& o) {
   json j;
-  j["file"] = persistence::escape_invalid_utf8(d.path());
-  std::error_code ec;
-  j["file_bytes"] = std::filesystem::file_size(d.path(), ec);
-  auto wal = std::filesystem::file_size(d.path() + "-wal", ec);
-  j["wal_bytes"] = ec ? 0 : wal;
+  if (auto ok = d.location_stats(j); !ok)
+    return std::move(ok).error();
   std::pair<const char*, const char*> scalars[] = {
-    {"schema_version", "SELECT max(version) FROM schema_version"},
+    {"schema_version", d.dialect().schema_version},
     {"events", "SELECT count(*) FROM events"},
     {"persistence_ids", "SELECT count(*) FROM persistence_ids p WHERE p.deleted_to > 0 OR "
                         "EXISTS (SELECT 1 FROM events e WHERE e.pid = p.id)"},
@@ -180,33 +183,24 @@ expected<int> stats(journal_db& d, const output& o) {
     j[name] = *v;
   }
   json tags = json::object();
-  auto ok = d.each("SELECT g.name, count(*) FROM event_tags t JOIN tags g ON g.id = t.tag "
-                   "GROUP BY g.name ORDER BY g.name",
-                   [&](sqlite3_stmt* s) {
-                     tags[journal_db::column_text(s, 0)] = sqlite3_column_int64(s, 1);
-                   });
+  auto ok = d.each(d.dialect().tag_counts,
+                   [&](const journal_row& r) { tags[r.text(0)] = r.integer(1); });
   if (!ok)
     return std::move(ok).error();
   j["tags"] = tags;
-  for (auto [name, sql] : {std::pair{"page_size", "PRAGMA page_size"},
-                           std::pair{"page_count", "PRAGMA page_count"},
-                           std::pair{"freelist_count", "PRAGMA freelist_count"},
-                           std::pair{"auto_vacuum", "PRAGMA auto_vacuum"}}) {
-    auto v = d.scalar(sql);
-    if (!v)
-      return std::move(v).error();
-    j[name] = *v;
-  }
-  auto mode = d.text("PRAGMA journal_mode");
-  if (!mode)
-    return std::move(mode).error();
-  j["journal_mode"] = *mode;
+  if (auto more = d.store_stats(j); !more)
+    return std::move(more).error();
   std::fprintf(o.out, "%s\n", persistence::dump_json(j, 2).c_str());
   return 0;
 }
 
 /// `create`: a new, empty journal (the explicit creation the node asks for).
 int create(const journal_args& c, const output& o) {
+  if (persistence::is_postgres_uri(c.db)) {
+    std::fprintf(o.err, "troupe journal: create makes SQLite journals; a PostgreSQL journal's "
+                        "tables are created by the first node that opens it\n");
+    return 1;
+  }
   std::error_code ec;
   if (std::filesystem::exists(c.db, ec) && std::filesystem::file_size(c.db, ec) > 0) {
     std::fprintf(o.err, "troupe journal: '%s' exists and is not empty; create makes new journals "
@@ -227,7 +221,7 @@ int create(const journal_args& c, const output& o) {
   return 0;
 }
 
-expected<int> run(journal_db& d, const journal_args& c, const output& o) {
+expected<int> run(journal_source& d, const journal_args& c, const output& o) {
   if (c.command == "list")
     return list(d, o);
   if (c.command == "events") {
@@ -243,26 +237,11 @@ expected<int> run(journal_db& d, const journal_args& c, const output& o) {
 
 /// Every command but create: opens the journal read-only.
 int inspect(const journal_args& c, const output& o) {
-  auto* err = o.err;
-  // Checks that the file exists and is a troupe journal of a known version, and
-  // how it can be read (immutable on read-only storage).
-  persistence::sqlite_options opts;
-  opts.path = c.db;
-  opts.read_only = true;
-  auto journal = persistence::sqlite_journal::open(opts);
-  if (!journal) {
-    std::fprintf(err, "troupe journal: %s\n", journal.error().to_string().c_str());
-    return 1;
-  }
-  auto used = (*journal)->options();
-  journal->reset();
-  if (used.immutable)
-    std::fprintf(err, "troupe journal: note: %s\n",
-                 persistence::immutable_mode_note(c.db).c_str());
-  auto d = journal_db::open(used);
+  auto d = persistence::is_postgres_uri(c.db) ? open_postgres_source(c.db)
+                                              : open_sqlite_source(c.db, o.err);
   auto result = d ? run(**d, c, o) : expected<int>{d.error()};
   if (!result) {
-    std::fprintf(err, "troupe journal: %s\n", result.error().to_string().c_str());
+    std::fprintf(o.err, "troupe journal: %s\n", result.error().to_string().c_str());
     return 1;
   }
   return *result;
@@ -273,7 +252,8 @@ int inspect(const journal_args& c, const output& o) {
 int journal_command(const std::vector<std::string>& args, std::FILE* out, std::FILE* err) {
   output o{out, err};
   journal_args c;
-  CLI::App app{"Inspect a troupe SQLite journal without the entities' types.", "troupe journal"};
+  CLI::App app{"Inspect a troupe journal (SQLite or PostgreSQL) without the entities' types.",
+               "troupe journal"};
   describe(app, c);
   if (auto rc = cli::parse(app, args, out, err))
     return *rc;

@@ -1,7 +1,9 @@
-// `troupe journal ...`: inspects any troupe SQLite journal without the user's
-// types. Every command but `create` opens the file read-only and never creates,
-// migrates or writes it; on read-only storage it falls back to SQLite's immutable
-// mode and says so. Output goes to `out` (stdout), notes and errors to `err`
+// `troupe journal ...`: inspects any troupe journal without the user's types: a
+// SQLite file, or a PostgreSQL schema when --db is a postgres:// or postgresql://
+// URI. Every command but `create` (SQLite only) reads the journal read-only and
+// never creates, migrates or writes it: a SQLite file on read-only storage is
+// opened in SQLite's immutable mode (said so), a PostgreSQL journal is read in
+// one read-only transaction. Output goes to `out` (stdout), notes and errors to `err`
 // (stderr). Exit codes: 0 ok, 1 problems found (verify) or failure, 2 usage error.
 #pragma once
 

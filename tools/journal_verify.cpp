@@ -1,216 +1,175 @@
 // `troupe journal verify`: everything in a journal that recovery, queries or other
-// readers would trip on, each problem named by its row.
-#include "journal_db.hpp"
+// readers would trip on, each problem named by its row. The checks here read the
+// tables both stores share with SQL both accept; store_checks adds the rest.
+#include "journal_verify.hpp"
 
 #include <climits>
-#include <map>
-#include <set>
+#include <tuple>
 
 namespace troupe::tools {
 
 namespace {
 
-using persistence::escape_invalid_utf8;
-using persistence::is_valid_utf8;
+// Every event in (pid, seq) order with the seq and offset before it of the same
+// id (a window, so one pass); CAST(... AS INTEGER) keeps the flag an integer.
+constexpr const char* sql_event_rows =
+  "SELECT p.name, e.seq, LAG(e.seq) OVER w, p.deleted_to, e.ordering, e.payload, e.pid, "
+  "CAST(p.id IS NULL AS INTEGER), e.version, e.manifest, e.tags, e.writer, "
+  "LAG(e.ordering) OVER w FROM events e LEFT JOIN persistence_ids p ON p.id = e.pid "
+  "WINDOW w AS (PARTITION BY e.pid ORDER BY e.seq, e.ordering) ORDER BY e.pid, e.seq, e.ordering";
+
+constexpr const char* sql_snapshot_rows =
+  "SELECT p.name, s.seq, s.payload, s.pid, CAST(p.id IS NULL AS INTEGER), s.version, "
+  "s.manifest FROM snapshots s LEFT JOIN persistence_ids p ON p.id = s.pid "
+  "ORDER BY p.name, s.seq";
+
+constexpr const char* sql_duplicate_snapshots =
+  "SELECT p.name, s.seq, count(*) FROM snapshots s JOIN persistence_ids p ON p.id = s.pid "
+  "GROUP BY p.name, s.seq HAVING count(*) > 1";
+
+constexpr const char* sql_offsets_beyond_highest =
+  "SELECT count(*) FROM events WHERE ordering > "
+  "(SELECT value FROM journal_meta WHERE key = 'highest_offset')";
 
 struct verifier {
-  journal_db& d;
-  std::vector<std::string> problems;
-  std::int64_t events = 0;
-  std::int64_t snapshots = 0;
-  std::map<std::string, std::int64_t> highest;  // by escaped name
-
-  template <class... Ts>
-  void problem(fmt::format_string<Ts...> f, Ts&&... xs) {
-    problems.push_back(fmt::format(f, std::forward<Ts>(xs)...));
-  }
-
-  /// Text columns other readers expect as UTF-8 (JSON, CBOR text, other languages).
-  void check_text(sqlite3_stmt* s, int column, std::string_view what, const std::string& row) {
-    if (sqlite3_column_type(s, column) == SQLITE_TEXT
-        && !is_valid_utf8(journal_db::column_text(s, column)))
-      problem("invalid UTF-8: {} {} is not valid UTF-8: '{}'", row, what,
-              journal_db::shown(s, column));
-  }
-
-  /// The payload is CBOR, and its strings are UTF-8.
-  void check_payload(byte_span payload, std::string_view kind, const std::string& row) {
-    auto doc = codec_registry::cbor_to_json(payload);
-    if (!doc)
-      problem("undecodable {}: {}: payload is not CBOR ({})", kind, row,
-              journal_db::hex(payload, 8));
-    else if (persistence::has_invalid_utf8(*doc))
-      problem("invalid UTF-8: {} {}: the payload holds a string that is not valid UTF-8 "
-              "(shown with \\xNN escapes by `troupe journal events`)",
-              kind, row);
-  }
-
-  expected<void> integrity() {
-    return d.each("PRAGMA quick_check", [&](sqlite3_stmt* s) {
-      auto r = journal_db::column_text(s, 0);
-      if (r != "ok")
-        problems.push_back("integrity: " + r);
-    });
-  }
-
-  expected<void> meta() {
-    return d.each(
-      "SELECT (SELECT typeof(value) FROM journal_meta WHERE key = 'highest_offset'), "
-      "(SELECT typeof(value) FROM journal_meta WHERE key = 'journal_id'), "
-      "(SELECT max(version) FROM schema_version)",
-      [&](sqlite3_stmt* s) {
-        if (journal_db::column_text(s, 0) != "integer")
-          problem("metadata: journal_meta 'highest_offset' is missing or not an integer");
-        if (sqlite3_column_int64(s, 2) >= 2 && journal_db::column_text(s, 1) != "integer")
-          problem("metadata: journal_meta 'journal_id' is missing or not an integer");
-      });
-  }
+  journal_source& s;
+  verify_report& v;
 
   expected<void> ids() {
-    return d.each(sql_ids, [&](sqlite3_stmt* s) {
-      auto name = journal_db::shown(s, 0);
-      highest[name] = sqlite3_column_int64(s, 2);
-      check_text(s, 0, "persistence id", fmt::format("'{}'", name));
+    return s.each(s.dialect().ids, [&](const journal_row& r) {
+      auto name = r.shown(0);
+      v.highest[name] = r.integer(2);
+      v.check_text(r, 0, "persistence id", fmt::format("'{}'", name));
     });
   }
 
   /// One pass over the events in (pid, seq) order.
   expected<void> event_rows() {
     std::map<std::int64_t, std::tuple<std::int64_t, std::string, std::string>> orphans;
-    auto ok = d.each(
-      "SELECT p.name, e.seq, LAG(e.seq) OVER (PARTITION BY e.pid ORDER BY e.seq), "
-      "p.deleted_to, e.ordering, e.payload, e.pid, p.id IS NULL, e.version, e.manifest, e.tags, "
-      "e.writer FROM events e LEFT JOIN persistence_ids p ON p.id = e.pid ORDER BY e.pid, e.seq",
-      [&](sqlite3_stmt* s) {
-        ++events;
-        if (sqlite3_column_int64(s, 7) != 0) {  // no persistence id row
-          auto& [count, first, last] = orphans[sqlite3_column_int64(s, 6)];
-          if (count++ == 0)
-            first = journal_db::shown(s, 1);
-          last = journal_db::shown(s, 1);
-          return;
-        }
-        auto row = fmt::format("'{}' seq {}", journal_db::shown(s, 0), journal_db::shown(s, 1));
-        event_row(s, row);
-      });
+    auto ok = s.each(sql_event_rows, [&](const journal_row& r) {
+      ++v.events;
+      if (r.integer(7) != 0) {  // no persistence id row
+        auto& [count, first, last] = orphans[r.integer(6)];
+        if (count++ == 0)
+          first = r.shown(1);
+        last = r.shown(1);
+        return;
+      }
+      event_row(r, fmt::format("'{}' seq {}", r.shown(0), r.shown(1)));
+    });
     for (auto& [pid, o] : orphans) {
       auto& [count, first, last] = o;
-      problem("orphaned events: {} event(s), seq {}..{}, belong to persistence id row {}, "
-              "which is missing from persistence_ids: that entity recovers without them",
-              count, first, last, pid);
+      v.problem("orphaned events: {} event(s), seq {}..{}, belong to persistence id row {}, "
+                "which is missing from persistence_ids: that entity recovers without them",
+                count, first, last, pid);
     }
     return ok;
   }
 
-  void event_row(sqlite3_stmt* s, const std::string& row) {
-    auto offset = sqlite3_column_int64(s, 4);
-    if (!journal_db::is_integer(s, 1) || sqlite3_column_int64(s, 1) < 1) {
-      problem("damaged event: '{}' offset {}: seq {} is not an integer >= 1",
-              journal_db::shown(s, 0), offset, journal_db::shown(s, 1));
+  void event_row(const journal_row& r, const std::string& row) {
+    auto offset = r.integer(4);
+    if (!r.is_integer(1) || r.integer(1) < 1) {
+      v.problem("damaged event: '{}' offset {}: seq {} is not an integer >= 1", r.shown(0),
+                offset, r.shown(1));
       return;
     }
-    auto seq = sqlite3_column_int64(s, 1);
+    auto seq = r.integer(1);
     // The seq after the previous one (or after the deleted prefix); stored values
     // may be anything, so no signed overflow at INT64_MAX.
-    auto previous = sqlite3_column_int64(s, sqlite3_column_type(s, 2) == SQLITE_NULL ? 3 : 2);
+    auto previous = r.integer(r.is_null(2) ? 3 : 2);
     auto expected_seq = previous == INT64_MAX ? INT64_MAX : previous + 1;
     if (seq > expected_seq)
-      problem("gap: '{}' seq {}..{} missing (not deleted)", journal_db::shown(s, 0),
-              expected_seq, seq - 1);
-    auto version = sqlite3_column_int64(s, 8);
-    if (!journal_db::is_integer(s, 8) || version < 1 || version > UINT32_MAX)
-      problem("damaged event: {}: version {} is not an integer in 1..{}", row,
-              journal_db::shown(s, 8), UINT32_MAX);
-    if (journal_db::column_text(s, 9).empty())
-      problem("damaged event: {}: the manifest is empty", row);
-    check_text(s, 9, "manifest", row);
-    check_text(s, 10, "tags", row);
-    check_text(s, 11, "writer", row);
-    check_payload(journal_db::column_blob(s, 5), "event",
-                  fmt::format("{} offset {}", row, offset));
+      v.problem("gap: '{}' seq {}..{} missing (not deleted)", r.shown(0), expected_seq, seq - 1);
+    // Possible only where the (pid, seq) unique index was dropped.
+    if (!r.is_null(2) && r.is_integer(2) && previous == seq)
+      v.problem("duplicate event: {} is stored more than once (offsets {} and {})", row,
+                r.integer(12), offset);
+    // An id's events must be in offset order too: recovery reads by seq, queries
+    // and projections by offset.
+    else if (!r.is_null(12) && r.integer(12) > offset)
+      v.problem("offsets: {} has offset {}, below the offset {} of the seq before it", row,
+                offset, r.integer(12));
+    auto version = r.integer(8);
+    if (!r.is_integer(8) || version < 1 || version > UINT32_MAX)
+      v.problem("damaged event: {}: version {} is not an integer in 1..{}", row, r.shown(8),
+                UINT32_MAX);
+    if (r.text(9).empty())
+      v.problem("damaged event: {}: the manifest is empty", row);
+    v.check_text(r, 9, "manifest", row);
+    v.check_text(r, 10, "tags", row);
+    v.check_text(r, 11, "writer", row);
+    v.check_payload(r.blob(5), "event", fmt::format("{} offset {}", row, offset));
   }
 
   expected<void> snapshot_rows() {
-    auto ok = d.each(
-      "SELECT p.name, s.seq, s.payload, s.pid, p.id IS NULL, s.version, s.manifest "
-      "FROM snapshots s LEFT JOIN persistence_ids p ON p.id = s.pid ORDER BY p.name, s.seq",
-      [&](sqlite3_stmt* s) {
-        ++snapshots;
-        auto seq = journal_db::shown(s, 1);
-        if (sqlite3_column_int64(s, 4) != 0) {
-          problem("orphaned snapshot: seq {} belongs to persistence id row {}, which is "
+    auto ok = s.each(sql_snapshot_rows, [&](const journal_row& r) {
+      ++v.snapshots;
+      auto seq = r.shown(1);
+      if (r.integer(4) != 0) {
+        v.problem("orphaned snapshot: seq {} belongs to persistence id row {}, which is "
                   "missing from persistence_ids",
-                  seq, sqlite3_column_int64(s, 3));
-          return;
-        }
-        auto name = journal_db::shown(s, 0);
-        auto h = highest[name];
-        if (!journal_db::is_integer(s, 1) || sqlite3_column_int64(s, 1) < 1)
-          problem("damaged snapshot: '{}': seq {} is not an integer >= 1", name, seq);
-        else if (h == 0)
-          problem("orphaned snapshot: '{}' seq {}: the id has no events", name, seq);
-        else if (sqlite3_column_int64(s, 1) > h)
-          problem("orphaned snapshot: '{}' seq {} is above the highest seq {} (recovery refuses "
+                  seq, r.integer(3));
+        return;
+      }
+      auto name = r.shown(0);
+      auto h = v.highest[name];
+      if (!r.is_integer(1) || r.integer(1) < 1)
+        v.problem("damaged snapshot: '{}': seq {} is not an integer >= 1", name, seq);
+      else if (h == 0)
+        v.problem("orphaned snapshot: '{}' seq {}: the id has no events", name, seq);
+      else if (r.integer(1) > h)
+        v.problem("orphaned snapshot: '{}' seq {} is above the highest seq {} (recovery refuses "
                   "it)",
                   name, seq, h);
-        auto row = fmt::format("'{}' seq {}", name, seq);
-        auto version = sqlite3_column_int64(s, 5);
-        if (!journal_db::is_integer(s, 5) || version < 1 || version > UINT32_MAX)
-          problem("damaged snapshot: {}: version {} is not an integer in 1..{}", row,
-                  journal_db::shown(s, 5), UINT32_MAX);
-        check_text(s, 6, "snapshot manifest", row);
-        check_payload(journal_db::column_blob(s, 2), "snapshot", row);
-      });
+      auto row = fmt::format("'{}' seq {}", name, seq);
+      auto version = r.integer(5);
+      if (!r.is_integer(5) || version < 1 || version > UINT32_MAX)
+        v.problem("damaged snapshot: {}: version {} is not an integer in 1..{}", row, r.shown(5),
+                  UINT32_MAX);
+      v.check_text(r, 6, "snapshot manifest", row);
+      v.check_payload(r.blob(2), "snapshot", row);
+    });
     if (!ok)
       return ok;
-    return d.each("SELECT p.name, s.seq, count(*) FROM snapshots s JOIN persistence_ids p ON "
-                  "p.id = s.pid GROUP BY s.pid, s.seq HAVING count(*) > 1",
-                  [&](sqlite3_stmt* s) {
-                    problem("duplicate snapshot: '{}' seq {} stored {} times",
-                            journal_db::shown(s, 0), journal_db::shown(s, 1),
-                            sqlite3_column_int64(s, 2));
-                  });
+    return s.each(sql_duplicate_snapshots, [&](const journal_row& r) {
+      v.problem("duplicate snapshot: '{}' seq {} stored {} times", r.shown(0), r.shown(1),
+                r.integer(2));
+    });
   }
 
-  expected<void> offsets_and_tags() {
-    auto beyond = d.scalar("SELECT count(*) FROM events WHERE ordering > "
-                           "(SELECT value FROM journal_meta WHERE key = 'highest_offset')");
+  expected<void> offsets() {
+    auto beyond = s.scalar(sql_offsets_beyond_highest);
     if (!beyond)
       return std::move(beyond).error();
     if (*beyond > 0)
-      problem("offsets: {} events have an offset above the recorded highest offset (new events "
-              "could reuse offsets)",
-              *beyond);
-    return d.each(
-      "SELECT t.tag, count(*), g.id IS NULL FROM event_tags t LEFT JOIN tags g ON g.id = t.tag "
-      "WHERE g.id IS NULL OR NOT EXISTS (SELECT 1 FROM events e WHERE e.ordering = t.ordering) "
-      "GROUP BY t.tag",
-      [&](sqlite3_stmt* s) {
-        problem("orphaned tag rows: {} event_tags row(s) of tag row {} point to {}",
-                sqlite3_column_int64(s, 1), sqlite3_column_int64(s, 0),
-                sqlite3_column_int64(s, 2) != 0 ? "a missing tag" : "missing events");
-      });
+      v.problem("offsets: {} events have an offset above the recorded highest offset (new "
+                "events could reuse offsets)",
+                *beyond);
+    return {};
   }
 };
 
 } // namespace
 
-expected<int> verify_journal(journal_db& d, std::FILE* out) {
-  verifier v{d, {}, 0, 0, {}};
-  for (auto step : {&verifier::integrity, &verifier::meta, &verifier::ids, &verifier::event_rows,
-                    &verifier::snapshot_rows, &verifier::offsets_and_tags})
+expected<int> verify_journal(journal_source& s, std::FILE* out) {
+  verify_report report;
+  if (auto ok = s.store_checks(report); !ok)
+    return std::move(ok).error();
+  verifier v{s, report};
+  for (auto step : {&verifier::ids, &verifier::event_rows, &verifier::snapshot_rows,
+                    &verifier::offsets})
     if (auto ok = (v.*step)(); !ok)
       return std::move(ok).error();
-  for (auto& p : v.problems)
+  for (auto& p : report.problems)
     std::fprintf(out, "%s\n", p.c_str());
-  auto path = escape_invalid_utf8(d.path());
-  if (!v.problems.empty()) {
-    std::fprintf(out, "verify: %zu problem(s) in '%s'\n", v.problems.size(), path.c_str());
+  auto name = persistence::escape_invalid_utf8(s.name());
+  if (!report.problems.empty()) {
+    std::fprintf(out, "verify: %zu problem(s) in '%s'\n", report.problems.size(), name.c_str());
     return 1;
   }
   std::fprintf(out, "verify: ok (%lld events, %zu persistence ids, %lld snapshots)\n",
-               static_cast<long long>(v.events), v.highest.size(),
-               static_cast<long long>(v.snapshots));
+               static_cast<long long>(report.events), report.highest.size(),
+               static_cast<long long>(report.snapshots));
   return 0;
 }
 

@@ -90,14 +90,17 @@ TEST_CASE("troupe journal verify: reports each planted problem and exits non-zer
   auto r = troupe_journal({"verify", "--db", path});
   INFO(r.text());
   CHECK(r.status == 1);
-  CHECK(r.has("gap: 'acct|a' seq 4..4 missing"));
-  CHECK(r.has("undecodable event: 'acct|b' seq 2"));
-  CHECK(r.has("orphaned snapshot: 'ghost' seq 1: the id has no events"));
-  CHECK(r.has("orphaned snapshot: 'acct|b' seq 9 is above the highest seq 3"));
-  CHECK(r.has("duplicate snapshot: 'acct|b' seq 3 stored 2 times"));
-  // The gap's event was tagged: its tag row now points nowhere.
-  CHECK(r.has("orphaned tag rows: 1 event_tags row(s) of tag row 1 point to missing events"));
-  CHECK(r.has("verify: 6 problem(s)"));
+  CHECK(r.missing({
+          "gap: 'acct|a' seq 4..4 missing",
+          "undecodable event: 'acct|b' seq 2",
+          "orphaned snapshot: 'ghost' seq 1: the id has no events",
+          "orphaned snapshot: 'acct|b' seq 9 is above the highest seq 3",
+          "duplicate snapshot: 'acct|b' seq 3 stored 2 times",
+          // The gap's event was tagged: its tag row now points nowhere.
+          "orphaned tag rows: 1 event_tags row(s) of tag row 1 point to missing events",
+          "verify: 6 problem(s)",
+        })
+        == "");
   // The original is untouched and still healthy.
   CHECK(troupe_journal({"verify", "--db", healthy}).status == 0);
 }
@@ -158,7 +161,7 @@ TEST_CASE("troupe journal: a missing file or a non-journal is a clear error") {
 
   r = troupe_journal({"list"});
   CHECK(r.status == 2);
-  CHECK(r.has("--db FILE is required"));
+  CHECK(r.has("--db FILE|URI is required"));
 }
 
 TEST_CASE("journal schema: a persistence id row cannot be deleted, renumbered or renamed") {

@@ -25,6 +25,15 @@ struct run_result {
         return true;
     return false;
   }
+  /// The parts no line contains, one per line ("" when every part is there):
+  /// CHECK(r.missing({...}) == "") names each one missing.
+  std::string missing(const std::vector<std::string>& parts) const {
+    std::string out;
+    for (auto& p : parts)
+      if (!has(p))
+        out += "\n  " + p;
+    return out;
+  }
 };
 
 /// Runs `troupe journal ARGS...`, through `launcher` if given (a command line
