@@ -10,7 +10,7 @@
 //   replay_pg   100,000 events of one id read through read_events in pages of 4096
 //               versus one raw SELECT of the same rows (binary results).
 //
-// The server: TROUPE_BENCH_PG_URI, or else a throwaway cluster started for the run
+// The server: BENCH_PG_URI, or else a throwaway cluster started for the run
 // with scripts/pg-throwaway.sh (on the same machine as the benchmark). Each
 // measurement gets its own schema.
 #include "harness.hpp"
@@ -58,10 +58,10 @@ std::string run_script(const std::string& what, const std::string& dir) {
   return out;
 }
 
-/// A throwaway cluster for this process, unless TROUPE_BENCH_PG_URI names a server.
+/// A throwaway cluster for this process, unless BENCH_PG_URI names a server.
 struct server {
   server() {
-    if (auto u = std::getenv("TROUPE_BENCH_PG_URI"); u && *u) {
+    if (auto u = std::getenv("BENCH_PG_URI"); u && *u) {
       uri = u;
       return;
     }
@@ -243,7 +243,7 @@ std::vector<result> persist_pg(const options& opts) {
   r.extra["entities"] = entity_count;
   r.extra["payload_bytes"] = payload_size;
   r.extra["baseline_batch_rows"] = raw_batch;
-  r.extra["server"] = std::getenv("TROUPE_BENCH_PG_URI") ? "TROUPE_BENCH_PG_URI"
+  r.extra["server"] = std::getenv("BENCH_PG_URI") ? "BENCH_PG_URI"
                                                           : "throwaway, same machine";
   r.extra["config"] = "defaults";
   return {r};

@@ -19,7 +19,7 @@
 # Exits non-zero with the server log's tail when the server cannot start.
 set -euo pipefail
 
-bin="${TROUPE_PG_BIN:-}"
+bin="${PG_THROWAWAY_BIN:-}"
 if [ -z "$bin" ]; then
   for v in 15 16 17 14 13; do
     if [ -x "/usr/lib/postgresql/$v/bin/initdb" ]; then bin="/usr/lib/postgresql/$v/bin"; break; fi

@@ -2,10 +2,10 @@
 // never a mock.
 //
 // - `./run test` starts a throwaway cluster for the whole run
-//   (scripts/pg-throwaway.sh) and passes its URI in TROUPE_TEST_PG_URI.
+//   (scripts/pg-throwaway.sh) and passes its URI in TEST_PG_URI.
 // - Without it (a test binary run by hand), the first test that needs a server
 //   starts a private cluster for this process the same way, destroyed at exit.
-// - When no server can be had (TROUPE_TEST_PG_ERROR, or the script fails), the
+// - When no server can be had (TEST_PG_ERROR, or the script fails), the
 //   test FAILS naming the reason: PostgreSQL tests are never skipped.
 //
 // Each journal under test gets a fresh schema (pg_schema: CREATE SCHEMA, and a URI
@@ -81,12 +81,12 @@ private:
 /// The URI of the server shared by this run's tests (see the file comment).
 inline const std::string& pg_uri() {
   static const std::unique_ptr<pg_cluster> own = [] {
-    if (auto e = std::getenv("TROUPE_TEST_PG_ERROR"); e && *e)
+    if (auto e = std::getenv("TEST_PG_ERROR"); e && *e)
       FAIL(fmt::format("no PostgreSQL server for the PostgreSQL journal's tests: {}", e));
-    auto u = std::getenv("TROUPE_TEST_PG_URI");
+    auto u = std::getenv("TEST_PG_URI");
     return u && *u ? nullptr : std::make_unique<pg_cluster>();
   }();
-  static const std::string uri = own ? own->uri() : std::string{std::getenv("TROUPE_TEST_PG_URI")};
+  static const std::string uri = own ? own->uri() : std::string{std::getenv("TEST_PG_URI")};
   return uri;
 }
 
