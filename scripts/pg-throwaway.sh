@@ -13,7 +13,8 @@
 #
 # PostgreSQL refuses to run as root, so as root (CI, the test run) the cluster
 # belongs to the `postgres` user the Debian package creates (runuser); as any other
-# user it is that user's. The superuser is `troupe` with password `troupe`: the
+# user it is that user's. The superuser is `troupe` with a random password made
+# for each cluster (kept in DIR/password, mode 600, and in the printed URI): the
 # server listens on 127.0.0.1 only, and the cluster lives as long as the run.
 # `start` on a stopped cluster starts it again on the same port (a restart test).
 # Exits non-zero with the server log's tail when the server cannot start.
@@ -64,7 +65,11 @@ init_cluster() {
     id postgres >/dev/null 2>&1 || die "running as root needs the 'postgres' user (the postgresql package creates it)"
     chown postgres: "$dir"
   fi
-  echo troupe >"$dir/pwfile"
+  # Another local user must not guess the superuser's password of a cluster that
+  # listens on TCP; hex, so it goes into the URI as is.
+  # (od reads exactly its bytes: a reader closed early would SIGPIPE under pipefail.)
+  (umask 077; od -An -N18 -tx1 /dev/urandom | tr -d ' \n' >"$dir/password")
+  cp "$dir/password" "$dir/pwfile"
   [ "$(id -u)" -eq 0 ] && chown postgres: "$dir/pwfile"
   mkdir -p "$dir/sock"
   [ "$(id -u)" -eq 0 ] && chown postgres: "$dir/sock"
@@ -90,7 +95,8 @@ start() {
     if as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
          -o "-p $port" start >/dev/null 2>&1; then
       echo "$port" >"$dir/port"
-      echo "postgresql://troupe:troupe@127.0.0.1:$port/postgres" >"$dir/uri"
+      echo "postgresql://troupe:$(cat "$dir/password")@127.0.0.1:$port/postgres" >"$dir/uri"
+      chmod 600 "$dir/uri"
       cat "$dir/uri"
       return
     fi
