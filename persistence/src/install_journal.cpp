@@ -55,14 +55,25 @@ expected<std::shared_ptr<journal_service>> install_postgres_journal(node& n, con
   opts.pool_size = static_cast<std::size_t>(cfg.get_int("persistence.journal.postgres.pool-size"));
   opts.connect_timeout_s = static_cast<int>(std::chrono::ceil<std::chrono::seconds>(
     cfg.get_duration("persistence.journal.postgres.connect-timeout")).count());
+  auto ms = [&](const char* key) {
+    return std::chrono::ceil<std::chrono::milliseconds>(cfg.get_duration(key));
+  };
+  opts.lock_timeout = ms("persistence.journal.postgres.lock-timeout");
+  opts.statement_timeout = ms("persistence.journal.postgres.statement-timeout");
+  opts.idle_in_transaction_timeout = ms("persistence.journal.postgres.idle-in-transaction-timeout");
   auto j = postgres_journal::open(opts);
   if (!j)
     return std::move(j).error();
-  if ((*j)->synchronous_commit() != "on")
+  // Only `off` loses acknowledged writes on a crash (remote_write, remote_apply and
+  // local all flush the WAL locally before COMMIT returns); troupe's write
+  // transactions turn it on for themselves (docs/persistence-storage.md).
+  if ((*j)->synchronous_commit() == "off")
     n.log().warn("persistence/journal",
-                 "postgres journal {}: synchronous_commit is '{}', not 'on': an acknowledged "
-                 "write may be lost if the server crashes",
-                 (*j)->server(), (*j)->synchronous_commit());
+                 "postgres journal {}: the server's synchronous_commit is 'off'; troupe's write "
+                 "transactions set it 'on' for themselves (with 'off' an acknowledged write "
+                 "and its offset could be lost, and the offset reused, when the server "
+                 "crashes), so it does not speed the journal up",
+                 (*j)->server());
   n.log().info("persistence/journal", "postgres journal {} open (synchronous_commit={}, journal id {})",
                (*j)->server(), (*j)->synchronous_commit(), (*j)->journal_id());
   return install_journal(n, *j, *j);

@@ -50,6 +50,21 @@ void add_journal_config_keys(config_schema& s) {
         "How long the PostgreSQL journal waits for a connection (unless the URI sets "
         "connect_timeout).",
         config_range::of(1s, 10min));
+  s.add("persistence.journal.postgres.lock-timeout", config_type::duration, duration{10s},
+        "How long a PostgreSQL journal statement waits for a lock (the offset lock another "
+        "node's write holds) before failing with journal_failure; 0: no limit. The URI's "
+        "options=-clock_timeout%3D... overrides it.",
+        config_range::of(0ms, 1h));
+  s.add("persistence.journal.postgres.statement-timeout", config_type::duration, duration{60s},
+        "Longest PostgreSQL journal statement before the server cancels it; 0: no limit. The "
+        "URI's options=-cstatement_timeout%3D... overrides it.",
+        config_range::of(0ms, 1h));
+  s.add("persistence.journal.postgres.idle-in-transaction-timeout", config_type::duration,
+        duration{60s},
+        "The server ends a PostgreSQL journal connection idle this long inside a transaction "
+        "(a hung node), releasing the offset lock it held; 0: no limit. The URI's "
+        "options=-cidle_in_transaction_session_timeout%3D... overrides it.",
+        config_range::of(0ms, 1h));
   s.add("persistence.journal.reader-threads", config_type::integer, std::int64_t{2},
         "Threads serving replays, snapshot loads and queries.", config_range::of(1, 64));
 }

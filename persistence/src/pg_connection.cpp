@@ -2,6 +2,8 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <endian.h>
 
@@ -51,6 +53,66 @@ error connect_error(const std::string& server, const std::string& message) {
                fmt::format("postgres journal {}: cannot reach the server ({}); is it running and "
                            "does persistence.journal.postgres.uri name it?",
                            server, message)};
+}
+
+std::string percent_decoded(std::string_view s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size()) {
+      out += static_cast<char>(std::strtol(std::string{s.substr(i + 1, 2)}.c_str(), nullptr, 16));
+      i += 2;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+/// `message` without the password `uri` carries (the URI's user:password@, or a
+/// password= parameter), raw or percent-decoded: libpq quotes a malformed URI whole.
+std::string redacted(std::string message, const std::string& uri) {
+  std::vector<std::string> secrets;
+  if (auto scheme = uri.find("://"); scheme != std::string::npos) {
+    auto start = scheme + 3;
+    auto at = uri.rfind('@', uri.find('?', start));
+    if (at != std::string::npos && at > start)
+      if (auto colon = uri.find(':', start); colon < at)
+        secrets.push_back(uri.substr(colon + 1, at - colon - 1));
+  }
+  for (auto k = uri.find("password="); k != std::string::npos; k = uri.find("password=", k + 1)) {
+    auto v = k + 9;
+    secrets.push_back(uri.substr(v, uri.find_first_of("& ", v) - v));
+  }
+  for (auto n = secrets.size(), i = std::size_t{0}; i < n; ++i)
+    secrets.push_back(percent_decoded(secrets[i]));
+  std::sort(secrets.begin(), secrets.end(),
+            [](auto& a, auto& b) { return a.size() > b.size(); });
+  for (auto& secret : secrets)
+    for (auto p = secret.empty() ? std::string::npos : message.find(secret);
+         p != std::string::npos; p = message.find(secret, p + 3))
+      message.replace(p, secret.size(), "***");
+  return message;
+}
+
+/// The startup packet's `options`: troupe's limits first, then the URI's own (or
+/// PGOPTIONS'), so a setting the URI names wins (the server applies them in order).
+std::string startup_options(const connect_options& opts, const char* uri_options) {
+  std::string out;
+  auto add = [&](const char* name, int ms) {
+    if (ms > 0)
+      out += fmt::format("-c {}={} ", name, ms);
+  };
+  add("lock_timeout", opts.lock_timeout_ms);
+  add("statement_timeout", opts.statement_timeout_ms);
+  add("idle_in_transaction_session_timeout", opts.idle_in_transaction_timeout_ms);
+  if (opts.read_only)
+    out += "-c default_transaction_read_only=on ";
+  if (!uri_options)
+    uri_options = std::getenv("PGOPTIONS");
+  out += uri_options ? uri_options : "";
+  while (!out.empty() && out.back() == ' ')
+    out.pop_back();
+  return out;
 }
 
 } // namespace
@@ -203,19 +265,31 @@ expected<std::unique_ptr<connection>> connection::open(const connect_options& op
   char* err = nullptr;
   auto parsed = PQconninfoParse(opts.uri.c_str(), &err);
   if (!parsed) {
-    auto message = trimmed(err);
+    auto message = redacted(trimmed(err), opts.uri);
     PQfreemem(err);
     return error{errc::invalid_config,
                  fmt::format("postgres journal: persistence.journal.postgres.uri is not a libpq "
                              "connection URI ({})",
                              message.empty() ? "out of memory" : message)};
   }
+  const char* uri_options = nullptr;
+  for (auto o = parsed; o->keyword; ++o)
+    if (std::string_view{o->keyword} == "options")
+      uri_options = o->val;
+  auto options = startup_options(opts, uri_options);
   PQconninfoFree(parsed);
-  // Defaults first: the URI's own settings (expanded from dbname) override them.
+  // Defaults first: the URI's own settings (expanded from dbname) override them;
+  // `options` last, already merged with the URI's. libpq keeps them for PQreset.
+  // Keepalives and tcp_user_timeout: a server that vanished without a FIN (a cut
+  // network, a failed-over VM) fails the statement within about a minute instead
+  // of hanging the writer until the kernel gives up (hours).
   auto timeout = std::to_string(opts.connect_timeout_s);
-  const char* keys[] = {"connect_timeout", "fallback_application_name", "dbname", nullptr};
-  const char* values[] = {timeout.c_str(), opts.application_name.c_str(), opts.uri.c_str(),
-                          nullptr};
+  const char* keys[] = {"connect_timeout", "fallback_application_name", "keepalives",
+                        "keepalives_idle", "keepalives_interval", "keepalives_count",
+                        "tcp_user_timeout", "dbname", options.empty() ? nullptr : "options",
+                        nullptr};
+  const char* values[] = {timeout.c_str(), opts.application_name.c_str(), "1", "30", "10", "3",
+                          "30000", opts.uri.c_str(), options.c_str(), nullptr};
   auto c = PQconnectdbParams(keys, values, 1);
   std::unique_ptr<connection> self{new connection(c, opts)};
   if (!c)
@@ -242,6 +316,7 @@ expected<void> connection::reconnect() {
     return last_error_;
   PQreset(conn_);
   ended_ = false;
+  sqlstate_.clear();
   if (PQstatus(conn_) != CONNECTION_OK) {
     last_failed_ = now;
     last_error_ = connect_error(server_, trimmed(PQerrorMessage(conn_)));
@@ -289,6 +364,28 @@ expected<void> connection::run(const char* sql) {
     return {};
   }
   return fail(r.raw(), fmt::format("'{}' failed", sql));
+}
+
+expected<result> connection::query(const char* sql, std::string_view what) {
+  result r{PQexec(conn_, sql)};
+  auto status = PQresultStatus(r.raw());
+  if (status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK) {
+    sqlstate_.clear();
+    return r;
+  }
+  return fail(r.raw(), what);
+}
+
+expected<void> connection::commit() {
+  auto r = query("COMMIT", "'COMMIT' failed");
+  if (!r)
+    return std::move(r).error();
+  if (std::string_view{PQcmdStatus(r->raw())} != "COMMIT")
+    return error{errc::journal_failure,
+                 fmt::format("postgres journal {}: the server answered COMMIT with {}: the "
+                             "transaction was rolled back",
+                             server_, PQcmdStatus(r->raw()))};
+  return {};
 }
 
 void connection::rollback_if_open() {

@@ -89,6 +89,14 @@ struct connect_options {
   std::string uri;               ///< a libpq connection URI or key=value string
   std::string application_name;  ///< shown in pg_stat_activity
   int connect_timeout_s = 10;    ///< unless the URI sets connect_timeout
+  // Server-side limits, sent in the startup packet's `options` ahead of the URI's
+  // own (so `options=-clock_timeout%3D...` in the URI wins) and kept by reconnect();
+  // 0 leaves the server's setting. TCP keepalives (30 s idle, 10 s interval, 3
+  // probes) and tcp_user_timeout (30 s) are always asked for unless the URI sets them.
+  int lock_timeout_ms = 0;                  ///< lock_timeout
+  int statement_timeout_ms = 0;             ///< statement_timeout
+  int idle_in_transaction_timeout_ms = 0;   ///< idle_in_transaction_session_timeout
+  bool read_only = false;                   ///< default_transaction_read_only=on
 };
 
 /// "postgresql://user@host:port/db": the URI without its password, for messages.
@@ -108,6 +116,11 @@ public:
   expected<result> exec(const char* sql, const params& p, std::string_view what);
   /// Runs one or more statements without parameters (BEGIN, COMMIT, DDL).
   expected<void> run(const char* sql);
+  /// Like run(), returning the last statement's rows in text format.
+  expected<result> query(const char* sql, std::string_view what);
+  /// COMMIT, checking that the server committed: a transaction with a failed
+  /// statement answers COMMIT with ROLLBACK (and no error).
+  expected<void> commit();
   /// ROLLBACK when a transaction is open and the connection is alive.
   void rollback_if_open();
 
@@ -122,6 +135,7 @@ public:
   expected<void> reconnect();
   /// The SQLSTATE of the last failed statement ("" for none / a lost connection).
   const std::string& last_sqlstate() const noexcept { return sqlstate_; }
+  void clear_sqlstate() noexcept { sqlstate_.clear(); }
   const std::string& server() const noexcept { return server_; }
   int backend_pid() const noexcept { return PQbackendPID(conn_); }
 

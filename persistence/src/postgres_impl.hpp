@@ -5,6 +5,7 @@
 
 #include "troupe/persistence/postgres_journal.hpp"
 
+#include "lost_state.hpp"
 #include "pg_connection.hpp"
 
 #include <condition_variable>
@@ -53,16 +54,27 @@ struct postgres_journal::impl {
   const std::string server;
   const pg::schema_info info;
 
+  // -- lost: the URI's schema is no longer this journal (journal_id changed) ----------
+  lost_state loss;
+  error mark_lost(error e) { return loss.mark(std::move(e)); }
+  expected<void> check_not_lost() { return loss.check(); }
+
   // -- the writer (postgres_write.cpp), guarded by writer_mtx ---------------------------
   std::mutex writer_mtx;
   std::unique_ptr<pg::connection> writer;
-  /// Name -> row id of persistence ids known to be committed (ids never change).
+  /// Name -> row id of persistence ids known to be committed (ids never change
+  /// within one journal). Cleared by forget_cached() whenever the server the
+  /// writer talks to may not be the one that committed them.
   std::unordered_map<std::string, std::int64_t> ids;
   /// Row id -> deleted_to, read in a write transaction, valid while the journal's
   /// delete counter (journal_meta 'deletes', raised by every delete_events_to under
   /// the offset lock) stays at `deletes_seen`; cleared when it moves.
   std::unordered_map<std::int64_t, std::int64_t> deleted_to;
-  std::int64_t deletes_seen = -1;
+  std::int64_t deletes_seen = -1;  // -1: unknown
+  /// The highest offset the last write transaction read: a lower one later means
+  /// the database went back in time (a restore, a failover that lost commits).
+  std::int64_t offset_seen = 0;
+  void forget_cached();
 
   std::vector<write_result> write(std::span<const atomic_write> batch);
   expected<void> delete_events_to(const std::string& name, sequence_nr to);
@@ -70,8 +82,8 @@ struct postgres_journal::impl {
 
   /// The writer connection, connected again if it was lost.
   expected<pg::connection*> writer_connection();
-  /// Starts a write transaction holding the offset lock; returns the highest
-  /// offset and the delete counter.
+  /// Starts a write transaction holding the offset lock, checks the journal id;
+  /// returns the highest offset and the delete counter.
   expected<std::pair<std::int64_t, std::int64_t>> begin_write(pg::connection& c);
   /// One attempt at a batch (postgres_write.cpp); `check_stored` also asks the
   /// database which writes' sequence numbers are stored already.
@@ -79,12 +91,22 @@ struct postgres_journal::impl {
                                std::vector<write_result>& results, bool check_stored,
                                std::vector<std::pair<std::string, std::int64_t>>& new_ids,
                                bool& committing);
+  /// Row ids of the batch's names not in `ids`, created when missing (rolled back
+  /// with the transaction); a name still missing fails the batch.
+  expected<void> resolve_ids(pg::connection& c, std::span<const atomic_write> batch,
+                             const std::vector<write_result>& results,
+                             std::unordered_map<std::string, std::int64_t>& fresh);
 
   // -- the read pool (postgres_journal.cpp) ---------------------------------------------
   std::mutex pool_mtx;
   std::condition_variable pool_cv;
   std::vector<std::unique_ptr<pg::connection>> idle;  // guarded by pool_mtx
   std::size_t opened = 0;                             // guarded by pool_mtx
+
+  /// How long reader() waits for a pooled connection: a lease lasts one statement
+  /// (statement_timeout) plus a reconnect (connect timeout), so a longer wait
+  /// means the pool is stuck or far too small.
+  std::chrono::milliseconds pool_wait() const;
 
   /// A pooled connection, back in the pool when the lease ends.
   struct lease {

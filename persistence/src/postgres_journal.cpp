@@ -6,6 +6,7 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <climits>
 
 namespace troupe::persistence {
@@ -88,14 +89,33 @@ pg::params criteria_params(const std::string& id, const snapshot_criteria& c) {
   return p;
 }
 
+/// The options of the journal's connections (postgres_options' limits included).
+pg::connect_options connect_options_of(const postgres_options& o, std::string application_name) {
+  auto ms = [](std::chrono::milliseconds d) {
+    return static_cast<int>(std::clamp<std::int64_t>(d.count(), 0, INT_MAX));
+  };
+  pg::connect_options c{o.uri, std::move(application_name), o.connect_timeout_s};
+  c.lock_timeout_ms = ms(o.lock_timeout);
+  c.statement_timeout_ms = ms(o.statement_timeout);
+  c.idle_in_transaction_timeout_ms = ms(o.idle_in_transaction_timeout);
+  c.read_only = o.read_only;
+  return c;
+}
+
 } // namespace
 
-// -- impl: the pool ------------------------------------------------------------------------
+// -- impl: the pool --------------------------------------------------------
 
 postgres_journal::impl::impl(postgres_options o, std::unique_ptr<pg::connection> w,
                              pg::schema_info i)
   : opts(std::move(o)), server(w->server()), info(std::move(i)), writer(std::move(w)) {
-  reader_opts = {opts.uri, "troupe-journal-reader", opts.connect_timeout_s};
+  reader_opts = connect_options_of(opts, "troupe-journal-reader");
+}
+
+std::chrono::milliseconds postgres_journal::impl::pool_wait() const {
+  auto statement = opts.statement_timeout.count() > 0 ? opts.statement_timeout
+                                                      : std::chrono::milliseconds{60000};
+  return statement + std::chrono::seconds{opts.connect_timeout_s} + std::chrono::seconds{5};
 }
 
 postgres_journal::impl::lease::~lease() {
@@ -109,10 +129,17 @@ postgres_journal::impl::lease::~lease() {
 }
 
 expected<postgres_journal::impl::lease> postgres_journal::impl::reader() {
+  if (auto ok = check_not_lost(); !ok)
+    return std::move(ok).error();
   std::unique_ptr<pg::connection> c;
   {
     std::unique_lock<std::mutex> guard{pool_mtx};
-    pool_cv.wait(guard, [&] { return !idle.empty() || opened < opts.pool_size; });
+    if (!pool_cv.wait_for(guard, pool_wait(),
+                          [&] { return !idle.empty() || opened < opts.pool_size; }))
+      return error{errc::journal_failure,
+                   fmt::format("postgres journal {}: all {} read connections stayed busy for {} "
+                               "ms (persistence.journal.postgres.pool-size)",
+                               server, opts.pool_size, pool_wait().count())};
     if (!idle.empty()) {
       c = std::move(idle.back());
       idle.pop_back();
@@ -154,7 +181,7 @@ expected<std::shared_ptr<postgres_journal>> postgres_journal::open(postgres_opti
   if (opts.pool_size < 1 || opts.pool_size > 64)
     return error{errc::invalid_config,
                  fmt::format("postgres journal: pool size must be 1..64 (got {})", opts.pool_size)};
-  auto c = pg::connection::open({opts.uri, "troupe-journal-writer", opts.connect_timeout_s});
+  auto c = pg::connection::open(connect_options_of(opts, "troupe-journal-writer"));
   if (!c)
     return std::move(c).error();
   auto info = pg::prepare_schema(**c, opts.read_only);
@@ -179,6 +206,10 @@ const std::string& postgres_journal::synchronous_commit() const noexcept {
 
 const std::string& postgres_journal::server() const noexcept {
   return impl_->server;
+}
+
+void postgres_journal::on_lost(std::function<void(const error&)> handler) {
+  impl_->loss.set_handler(std::move(handler));
 }
 
 std::vector<write_result> postgres_journal::write(std::span<const atomic_write> batch) {

@@ -22,7 +22,10 @@ namespace {
 // rows of event_tags, clustered by (tag, ordering): events_by_tag is an index
 // range scan, never a scan of the journal. Text keys use the "C" collation so
 // their order is the byte order troupe's API promises, whatever the database's
-// locale. `highest_offset` in journal_meta is the offset lock (see write path).
+// locale. `highest_offset` in journal_meta is the offset lock (see write path);
+// `deletes` counts delete_events_to calls (the writers' deleted_to caches).
+// (Step 1 gained the `deletes` row before any release; a schema created earlier
+// lacks it, which the write path reads as 0 and delete_events_to creates.)
 constexpr const char* migrations[] = {
   // 1: the initial schema.
   R"sql(
@@ -32,6 +35,7 @@ CREATE TABLE journal_meta(
 );
 INSERT INTO journal_meta(key, value) VALUES
   ('highest_offset', 0),
+  ('deletes', 0),
   ('journal_id', 1 + floor(random() * 4611686018427387903)::bigint);
 CREATE TABLE persistence_ids(
   id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -77,7 +81,8 @@ static_assert(std::size(migrations) == schema_version);
 constexpr const char* sql_migration_lock = "SELECT pg_advisory_xact_lock(128034845061221)";
 
 constexpr const char* sql_tables =
-  "SELECT count(*), count(*) FILTER (WHERE tablename = 'troupe_schema_version') "
+  "SELECT count(*), count(*) FILTER (WHERE tablename = 'troupe_schema_version'), "
+  "(current_schema() IS NULL)::int4, current_setting('search_path') "
   "FROM pg_tables WHERE schemaname = current_schema()";
 
 /// The stored version, 0 for a schema without tables.
@@ -85,11 +90,12 @@ expected<int> current_version(connection& c) {
   auto t = c.exec(sql_tables, {}, "cannot list the tables of the current schema");
   if (!t)
     return std::move(t).error();
-  if (t->rows() != 1 || t->is_null(0, 0))
+  if (t->rows() != 1 || t->int8(0, 2) != 0)
     return error{errc::invalid_config,
-                 fmt::format("postgres journal {}: the connection has no current schema (is "
-                             "search_path empty?)",
-                             c.server())};
+                 fmt::format("postgres journal {}: the connection has no current schema: none "
+                             "of search_path '{}' exists; create the schema first (CREATE "
+                             "SCHEMA) or fix options=-csearch_path%3D... in the URI",
+                             c.server(), t->rows() == 1 ? t->text(0, 3) : "")};
   if (t->int8(0, 1) == 0) {
     if (t->int8(0, 0) != 0)
       return error{errc::invalid_config,
@@ -121,7 +127,7 @@ error newer_schema(const connection& c, int version) {
 }
 
 expected<void> migrate(connection& c) {
-  if (auto ok = c.run("BEGIN"); !ok)
+  if (auto ok = c.run("BEGIN ISOLATION LEVEL READ COMMITTED"); !ok)
     return ok;
   auto body = [&]() -> expected<void> {
     if (auto ok = c.exec(sql_migration_lock, {}, "cannot take the migration lock"); !ok)
@@ -144,7 +150,7 @@ expected<void> migrate(connection& c) {
                            params{}.int8(schema_version), "cannot record the schema version");
           !ok)
         return std::move(ok).error();
-    return c.run("COMMIT");
+    return c.commit();
   };
   auto ok = body();
   if (!ok)
@@ -165,8 +171,7 @@ expected<schema_info> prepare_schema(connection& c, bool read_only) {
                                c.server())};
     if (*version > schema_version)
       return newer_schema(c, *version);
-    if (auto ok = c.run("SET default_transaction_read_only = on"); !ok)
-      return std::move(ok).error();
+    // (Read-only connections run with default_transaction_read_only=on.)
   } else if (auto ok = migrate(c); !ok) {
     return std::move(ok).error();
   }

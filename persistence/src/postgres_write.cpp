@@ -2,7 +2,12 @@
 //
 // Every transaction that changes events or fences starts with begin_write: it
 // locks the `highest_offset` row of journal_meta (SELECT ... FOR UPDATE) and keeps
-// the lock until COMMIT. That one lock is what makes offsets commit-ordered across
+// the lock until COMMIT. Only that row: locking two rows in one statement takes
+// them in plan order, which can differ between sessions (a deadlock, 40P01). The
+// delete counter and journal id are read by the next statement, which under READ
+// COMMITTED (pinned: a server default of REPEATABLE READ would make the first
+// statement's snapshot the transaction's) sees everything committed before the
+// lock was granted; the counter only changes under the lock. That one lock is what makes offsets commit-ordered across
 // processes: a transaction reads the highest offset only after the previous
 // holder committed (PostgreSQL re-reads a row locked by a transaction that then
 // commits), numbers its events after it, and commits before the next one can
@@ -18,10 +23,22 @@
 // insert hits it (a writer broke the single-writer rule, rare), the transaction is
 // rolled back and the batch runs again with a pre-check of every write against
 // the stored events, so the conflicting write fails alone.
+//
+// Durability: with synchronous_commit=off a COMMIT is acknowledged, and its offset
+// visible to readers, before its WAL is flushed; after a server crash the offset
+// would be handed out again to other events. So a write transaction turns it on
+// for itself when the session has it off (stronger settings are left alone).
+//
+// Identity: every write transaction reads the journal id; when the schema the URI
+// reaches is no longer this journal, the journal is lost (on_lost), because the
+// cached row ids (events.pid has no foreign key) would file events under another
+// entity. A reconnect or an offset lower than seen before (a restore, a failover
+// that lost commits) clears the caches.
 #include "postgres_impl.hpp"
 
 #include <fmt/core.h>
 
+#include <charconv>
 #include <map>
 #include <set>
 
@@ -29,8 +46,16 @@ namespace troupe::persistence {
 
 namespace {
 
-constexpr const char* sql_lock_offset =
-  "SELECT key, value FROM journal_meta WHERE key IN ('highest_offset', 'deletes') FOR UPDATE";
+// One round trip (a simple query of several statements, each with its own
+// snapshot): see the top.
+constexpr const char* sql_begin_write =
+  "BEGIN ISOLATION LEVEL READ COMMITTED; "
+  "SELECT set_config('synchronous_commit', 'on', true) "
+  "WHERE current_setting('synchronous_commit') = 'off'; "
+  "SELECT 1 FROM journal_meta WHERE key = 'highest_offset' FOR UPDATE; "
+  "SELECT (SELECT value FROM journal_meta WHERE key = 'highest_offset'), "
+  "coalesce((SELECT value FROM journal_meta WHERE key = 'deletes'), 0), "
+  "(SELECT value FROM journal_meta WHERE key = 'journal_id')";
 constexpr const char* sql_count_delete =
   "INSERT INTO journal_meta(key, value) VALUES('deletes', 1) "
   "ON CONFLICT (key) DO UPDATE SET value = journal_meta.value + 1";
@@ -74,6 +99,36 @@ constexpr const char* sql_highest_of =
   "SELECT greatest(coalesce((SELECT max(seq) FROM events WHERE pid = $1), 0), "
   "(SELECT deleted_to FROM persistence_ids WHERE id = $1))";
 
+/// A text-format bigint (sql_begin_write's results); nullopt for NULL or garbage.
+std::optional<std::int64_t> text_int8(const pg::result& r, int col) {
+  if (r.rows() != 1 || r.is_null(0, col))
+    return std::nullopt;
+  auto t = r.text(0, col);
+  std::int64_t x = 0;
+  auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), x);
+  if (ec != std::errc{} || end != t.data() + t.size())
+    return std::nullopt;
+  return x;
+}
+
+/// One insert statement's events (at most max_statement_bytes of them) and tags.
+struct event_rows {
+  pg::array_param ord{pg::int8_oid}, pid{pg::int8_oid}, seq{pg::int8_oid},
+    manifest{pg::text_oid}, version{pg::int8_oid}, payload{pg::bytea_oid},
+    tags{pg::text_oid}, writer{pg::text_oid}, ts{pg::int8_oid};
+  pg::array_param tag_names{pg::text_oid}, tag_ords{pg::int8_oid};
+  std::size_t bytes = 0;
+};
+
+/// The bytes an event adds to an insert statement (the arrays' length words and
+/// fixed-size columns included, roughly).
+std::size_t event_bytes(const event_record& e) {
+  std::size_t n = 96 + e.payload.size() + e.manifest.size() + e.writer.size();
+  for (auto& t : e.tags)
+    n += 2 * t.size() + 24;
+  return n;
+}
+
 /// What the batch decided for one write, in batch order.
 struct plan {
   std::vector<std::int64_t> pid;      // per write, 0 when not a candidate
@@ -86,26 +141,93 @@ std::string write_name(const atomic_write& w) {
                      w.events.back().seq);
 }
 
+/// An event PostgreSQL cannot take in one value fails its own write, not the batch.
+write_result check_size(const atomic_write& w, std::size_t max_event_bytes) {
+  for (auto& e : w.events)
+    if (auto bytes = event_bytes(e); bytes > max_event_bytes)
+      return error{errc::journal_rejected,
+                   fmt::format("journal: write of '{}' seq {} rejected: the event is {} bytes, "
+                               "more than the PostgreSQL journal stores in one event ({})",
+                               w.persistence_id, e.seq, bytes, max_event_bytes)};
+  return {};
+}
+
 } // namespace
 
+void postgres_journal::impl::forget_cached() {
+  ids.clear();
+  deleted_to.clear();
+  deletes_seen = -1;
+}
+
 expected<pg::connection*> postgres_journal::impl::writer_connection() {
-  if (writer->broken())
+  if (writer->broken()) {
+    // The server answering the new connection may not be the one that committed
+    // what the caches hold (a failover, a restore): begin_write checks the journal
+    // id, and the caches are filled again from this server.
+    forget_cached();
     if (auto ok = writer->reconnect(); !ok)
       return error{errc::journal_failure, ok.error().message()};
+  }
   return writer.get();
 }
 
 expected<std::pair<std::int64_t, std::int64_t>>
 postgres_journal::impl::begin_write(pg::connection& c) {
-  if (auto ok = c.run("BEGIN"); !ok)
+  if (auto ok = check_not_lost(); !ok)
     return std::move(ok).error();
-  auto r = c.exec(sql_lock_offset, {}, "cannot lock the highest offset");
+  auto r = c.query(sql_begin_write, "cannot lock the highest offset");
   if (!r)
     return std::move(r).error();
-  std::pair<std::int64_t, std::int64_t> result{0, 0};
-  for (int row = 0; row < r->rows(); ++row)
-    (r->text(row, 0) == "deletes" ? result.second : result.first) = r->int8(row, 1);
-  return result;
+  auto offset = text_int8(*r, 0), deletes = text_int8(*r, 1), id = text_int8(*r, 2);
+  if (id != info.journal_id) {
+    c.rollback_if_open();
+    auto now = id ? fmt::format("its journal id is {} now, {} when it was opened", *id,
+                                info.journal_id)
+                  : std::string{"its journal id is gone"};
+    return mark_lost(error{
+      errc::journal_failure,
+      fmt::format("postgres journal {}: the schema no longer holds the journal this node opened "
+                  "({}: it was dropped and created again, or the URI reaches another database "
+                  "after a failover or restore); nothing more is written to or read from it: "
+                  "restart the node to open the journal the URI names now",
+                  server, now)});
+  }
+  if (!offset || !deletes)
+    return error{errc::journal_failure,
+                 fmt::format("postgres journal {}: journal_meta 'highest_offset' is missing or "
+                             "damaged (troupe never writes such a row)",
+                             server)};
+  if (*offset < offset_seen)
+    forget_cached();  // the database went back in time: ids may be reused
+  offset_seen = *offset;
+  return std::pair{*offset, *deletes};
+}
+
+expected<void> postgres_journal::impl::resolve_ids(
+  pg::connection& c, std::span<const atomic_write> batch, const std::vector<write_result>& results,
+  std::unordered_map<std::string, std::int64_t>& fresh) {
+  // A name whose row a concurrent snapshot save committed after this statement's
+  // snapshot is neither inserted nor seen by it: the next statement sees it.
+  for (int round = 0;; ++round) {
+    pg::array_param unknown{pg::text_oid};
+    for (std::size_t i = 0; i < batch.size(); ++i)
+      if (results[i] && !ids.contains(batch[i].persistence_id)
+          && !fresh.contains(batch[i].persistence_id))
+        unknown.add_text(batch[i].persistence_id);
+    if (unknown.size() == 0)
+      return {};
+    if (round == 2)
+      return error{errc::journal_failure,
+                   fmt::format("postgres journal {}: cannot record persistence ids: {} of them "
+                               "were neither created nor found",
+                               server, unknown.size())};
+    auto r = c.exec(sql_resolve_ids, pg::params{}.array(unknown), "cannot record persistence ids");
+    if (!r)
+      return std::move(r).error();
+    for (int row = 0; row < r->rows(); ++row)
+      fresh.emplace(std::string{r->text(row, 1)}, r->int8(row, 0));
+  }
 }
 
 expected<void> postgres_journal::impl::write_attempt(
@@ -115,6 +237,7 @@ expected<void> postgres_journal::impl::write_attempt(
   if (!conn)
     return std::move(conn).error();
   auto& c = **conn;
+  c.clear_sqlstate();  // write() reads it after this attempt only
   auto offset = begin_write(c);
   if (!offset)
     return std::move(offset).error();
@@ -122,18 +245,9 @@ expected<void> postgres_journal::impl::write_attempt(
   p.pid.assign(batch.size(), 0);
   p.store.assign(batch.size(), false);
   // 1. Row ids of the batch's persistence ids (one statement for the new ones).
-  pg::array_param unknown{pg::text_oid};
-  for (std::size_t i = 0; i < batch.size(); ++i)
-    if (results[i] && !ids.contains(batch[i].persistence_id))
-      unknown.add_text(batch[i].persistence_id);
   std::unordered_map<std::string, std::int64_t> fresh;
-  if (unknown.size() > 0) {
-    auto r = c.exec(sql_resolve_ids, pg::params{}.array(unknown), "cannot record persistence ids");
-    if (!r)
-      return std::move(r).error();
-    for (int row = 0; row < r->rows(); ++row)
-      fresh.emplace(std::string{r->text(row, 1)}, r->int8(row, 0));
-  }
+  if (auto ok = resolve_ids(c, batch, results, fresh); !ok)
+    return ok;
   // 2. Deleted (and, checking, stored) sequence numbers, the fences' epochs.
   if (offset->second != deletes_seen) {
     deleted_to.clear();
@@ -146,7 +260,7 @@ expected<void> postgres_journal::impl::write_attempt(
       continue;
     auto& w = batch[i];
     auto known = ids.find(w.persistence_id);
-    p.pid[i] = known != ids.end() ? known->second : fresh.at(w.persistence_id);
+    p.pid[i] = known != ids.end() ? known->second : fresh.find(w.persistence_id)->second;
     idx.add_int8(static_cast<std::int64_t>(i));
     pids.add_int8(p.pid[i]);
     los.add_int8(pg::to_db(w.events.front().seq));
@@ -233,50 +347,63 @@ expected<void> postgres_journal::impl::write_attempt(
       }
     }
   }
-  // 4. One multi-row insert for every stored event, one for their tags.
-  pg::array_param ord{pg::int8_oid}, pid{pg::int8_oid}, seq{pg::int8_oid},
-    manifest{pg::text_oid}, version{pg::int8_oid}, payload{pg::bytea_oid},
-    tags{pg::text_oid}, writer_ids{pg::text_oid}, ts{pg::int8_oid};
-  pg::array_param tag_names{pg::text_oid}, tag_ords{pg::int8_oid};
+  // 4. Multi-row inserts of the stored events and their tags, one pair per
+  //    max_statement_bytes of events (one statement for a usual batch).
+  event_rows rows;
   std::string joined;
+  std::size_t in_statement = 0, total = 0;
+  auto flush = [&]() -> expected<void> {
+    if (in_statement == 0)
+      return {};
+    auto ins = c.exec(sql_insert_events,
+                      pg::params{}.array(rows.ord).array(rows.pid).array(rows.seq)
+                        .array(rows.manifest).array(rows.version).array(rows.payload)
+                        .array(rows.tags).array(rows.writer).array(rows.ts),
+                      fmt::format("cannot insert the batch's {} events", in_statement));
+    if (!ins)
+      return std::move(ins).error();
+    if (rows.tag_names.size() > 0)
+      if (auto t = c.exec(sql_insert_tags, pg::params{}.array(rows.tag_names).array(rows.tag_ords),
+                          "cannot insert the batch's tags");
+          !t)
+        return std::move(t).error();
+    rows = event_rows{};
+    in_statement = 0;
+    return {};
+  };
   auto next = offset->first;
   auto now = now_ms();
   for (std::size_t i = 0; i < batch.size(); ++i) {
     if (!p.store[i])
       continue;
     for (auto& e : batch[i].events) {
-      ++next;
-      ord.add_int8(next);
-      pid.add_int8(p.pid[i]);
-      seq.add_int8(pg::to_db(e.seq));
-      manifest.add_text(e.manifest);
-      version.add_int8(e.version);
-      payload.add_bytes(e.payload);
+      auto bytes = event_bytes(e);
+      if (in_statement > 0 && rows.bytes + bytes > opts.max_statement_bytes)
+        if (auto ok = flush(); !ok)
+          return ok;
+      rows.bytes += bytes;
+      ++in_statement, ++total, ++next;
+      rows.ord.add_int8(next);
+      rows.pid.add_int8(p.pid[i]);
+      rows.seq.add_int8(pg::to_db(e.seq));
+      rows.manifest.add_text(e.manifest);
+      rows.version.add_int8(e.version);
+      rows.payload.add_bytes(e.payload);
       pg::join_tags(e.tags, joined);
-      tags.add_text(joined);  // "" for none: read back as no tags
-      writer_ids.add_text(e.writer);
-      ts.add_int8(e.timestamp_ms != 0 ? e.timestamp_ms : now);
+      rows.tags.add_text(joined);  // "" for none: read back as no tags
+      rows.writer.add_text(e.writer);
+      rows.ts.add_int8(e.timestamp_ms != 0 ? e.timestamp_ms : now);
       for (auto& t : e.tags) {
-        tag_names.add_text(t);
-        tag_ords.add_int8(next);
+        rows.tag_names.add_text(t);
+        rows.tag_ords.add_int8(next);
       }
     }
   }
-  if (ord.size() > 0) {
-    auto ins = c.exec(sql_insert_events,
-                      pg::params{}.array(ord).array(pid).array(seq).array(manifest)
-                        .array(version).array(payload).array(tags).array(writer_ids).array(ts),
-                      fmt::format("cannot insert the batch's {} events", ord.size()));
-    if (!ins)
-      return std::move(ins).error();
-    if (tag_names.size() > 0)
-      if (auto t = c.exec(sql_insert_tags, pg::params{}.array(tag_names).array(tag_ords),
-                          "cannot insert the batch's tags");
-          !t)
-        return std::move(t).error();
+  if (auto ok = flush(); !ok)
+    return ok;
+  if (total > 0)
     if (auto o = c.exec(sql_set_offset, pg::params{}.int8(next), "cannot store the offset"); !o)
       return std::move(o).error();
-  }
   if (!p.raised.empty()) {
     pg::array_param fk{pg::text_oid}, fe{pg::int8_oid};
     for (auto& [k, e] : p.raised) {
@@ -291,7 +418,7 @@ expected<void> postgres_journal::impl::write_attempt(
   for (auto& [name, id] : fresh)
     new_ids.emplace_back(name, id);
   committing = true;
-  return c.run("COMMIT");
+  return c.commit();
 }
 
 std::vector<write_result> postgres_journal::impl::write(std::span<const atomic_write> batch) {
@@ -302,6 +429,8 @@ std::vector<write_result> postgres_journal::impl::write(std::span<const atomic_w
     write_result r = opts.read_only ? write_result{read_only_error()} : validate_write(w);
     if (r)
       r = pg::check_text(w);
+    if (r)
+      r = check_size(w, opts.max_event_bytes);
     any = any || r.has_value();
     results.push_back(std::move(r));
   }
@@ -356,7 +485,7 @@ expected<void> postgres_journal::impl::delete_events_to(const std::string& name,
     if (!id)
       return std::move(id).error();
     if (id->rows() == 0)
-      return c.run("COMMIT");
+      return c.commit();
     auto pid = id->int8(0, 0);
     // deleted_to = max(deleted_to, min(to, highest)): computed before the delete.
     auto highest = c.exec(sql_highest_of, pg::params{}.int8(pid), what);
@@ -371,7 +500,7 @@ expected<void> postgres_journal::impl::delete_events_to(const std::string& name,
       return std::move(ok).error();
     if (auto ok = c.exec(sql_count_delete, {}, what); !ok)
       return std::move(ok).error();
-    return c.run("COMMIT");
+    return c.commit();
   };
   auto ok = body();
   if (!ok)
@@ -406,7 +535,7 @@ expected<void> postgres_journal::impl::advance_fence(const std::string& key, std
                            fmt::format("cannot advance fence '{}' to epoch {}", key, epoch));
           !ok)
         return std::move(ok).error();
-    return c.run("COMMIT");
+    return c.commit();
   };
   auto ok = body();
   if (!ok)

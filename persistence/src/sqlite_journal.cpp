@@ -104,28 +104,6 @@ using namespace sqlite;
 
 // -- sqlite_journal::impl: the lost-file check, connections, caches -----------------------
 
-error sqlite_journal::impl::mark_lost(error e) {
-  std::function<void(const error&)> handler;
-  {
-    std::lock_guard<std::mutex> guard{lost_mtx};
-    if (is_lost.load())
-      return lost_error;
-    lost_error = e;
-    is_lost.store(true);
-    handler = lost_handler;
-  }
-  if (handler)
-    handler(e);
-  return e;
-}
-
-expected<void> sqlite_journal::impl::check_not_lost() {
-  if (!is_lost.load(std::memory_order_acquire))
-    return {};
-  std::lock_guard<std::mutex> guard{lost_mtx};
-  return lost_error;
-}
-
 expected<void> sqlite_journal::impl::check_identity(sq::connection& c) {
   if (!identity)
     return {};
@@ -292,8 +270,7 @@ std::int64_t sqlite_journal::journal_id() const noexcept {
 }
 
 void sqlite_journal::on_lost(std::function<void(const error&)> handler) {
-  std::lock_guard<std::mutex> guard{impl_->lost_mtx};
-  impl_->lost_handler = std::move(handler);
+  impl_->loss.set_handler(std::move(handler));
 }
 
 sqlite_journal::sqlite_journal(std::unique_ptr<impl> p) : impl_(std::move(p)) {

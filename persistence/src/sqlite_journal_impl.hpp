@@ -10,6 +10,7 @@
 #include "troupe/persistence/sqlite_journal.hpp"
 
 #include "journal_identity.hpp"
+#include "lost_state.hpp"
 #include "sqlite_db.hpp"
 
 #include <algorithm>
@@ -143,7 +144,7 @@ namespace sq = sqlite;
 
 /// Thread-safety: the writer connection and its caches are guarded by writer_mtx
 /// (held for a whole write, delete, fence or snapshot save); the reader pool by
-/// pool_mtx; the lost state by lost_mtx. Read members take a pooled reader
+/// pool_mtx; the lost state is its own (lost_state.hpp). Read members take a pooled reader
 /// connection and may run concurrently with each other and with a write.
 struct sqlite_journal::impl {
   impl(sqlite_options o, std::unique_ptr<sq::connection> w,
@@ -156,15 +157,9 @@ struct sqlite_journal::impl {
   const std::optional<sq::journal_identity> identity;
 
   // -- lost: the file is no longer the journal (journal_identity.hpp) -------------------
-  std::atomic<bool> is_lost{false};
-  std::mutex lost_mtx;
-  error lost_error;                                 // guarded by lost_mtx
-  std::function<void(const error&)> lost_handler;  // guarded by lost_mtx
-
-  /// Records the loss (once) and tells the handler; returns the error.
-  error mark_lost(error e);
-
-  expected<void> check_not_lost();
+  lost_state loss;
+  error mark_lost(error e) { return loss.mark(std::move(e)); }
+  expected<void> check_not_lost() { return loss.check(); }
 
   /// The identity check on a connection (a no-op read-only); a permanent mismatch
   /// marks the journal lost.

@@ -2,7 +2,7 @@
 // (pg_server.hpp): clear errors at open, a server restarted under load, a
 // connection cut mid-commit, and several nodes writing one journal at once.
 // The SPI contracts themselves are the conformance suite's (conformance_*.cpp).
-#include "conformance_backends.hpp"
+#include "postgres_test_support.hpp"
 
 #include "troupe/actors/log.hpp"
 #include "troupe/actors/metrics.hpp"
@@ -26,50 +26,6 @@ using namespace troupe::test;
 using namespace std::chrono_literals;
 
 namespace {
-
-bool mentions(const error& e, std::string_view text) {
-  return e.message().find(text) != std::string::npos;
-}
-
-std::shared_ptr<postgres_journal> open_journal(const std::string& uri) {
-  postgres_options opts;
-  opts.uri = uri;
-  auto j = postgres_journal::open(opts);
-  REQUIRE_MESSAGE(j, (j ? std::string{} : j.error().to_string()));
-  return *j;
-}
-
-std::size_t stored(journal_backend& j, const std::string& id) {
-  auto r = j.read_events(id, 1, max_sequence_nr, 100000);
-  REQUIRE(r);
-  return r->size();
-}
-
-/// Waits until the session sees a backend blocked by `blocker_pid` (or in
-/// `wait_event`) and returns its pid, 0 on timeout.
-std::string wait_for_backend(pg_session& s, const std::string& where) {
-  std::string pid;
-  wait_until(
-    [&] {
-      pid = s.sql("SELECT pid FROM pg_stat_activity WHERE " + where + " LIMIT 1");
-      return !pid.empty();
-    },
-    30s);
-  return pid;
-}
-
-/// Stops and joins threads however the test ends (a failed REQUIRE unwinds past
-/// them; a joinable std::thread destroyed would terminate the process).
-struct joined_threads {
-  std::atomic<bool>& stop;
-  std::vector<std::thread> threads;
-  ~joined_threads() {
-    stop = true;
-    for (auto& t : threads)
-      if (t.joinable())
-        t.join();
-  }
-};
 
 std::shared_ptr<logger> quiet_logger() {
   logger::options opts;
@@ -104,13 +60,28 @@ TEST_CASE("postgres journal: an unreachable server, wrong credentials and a newe
     CHECK(mentions(j.error(), "credentials"));
     CHECK_FALSE(mentions(j.error(), "not-the-password"));
   }
-  SUBCASE("a malformed URI") {
+  SUBCASE("a malformed URI, whose password is never in the message") {
     postgres_options opts;
-    opts.uri = "postgresql://[::1";
+    for (auto uri : {"postgresql://[::1", "postgresql://troupe:s3cret-pw@[::1",
+                     "postgresql://troupe:s3cret%2Dpw@[::1/db",
+                     "postgresql://troupe@[::1/db?password=s3cret-pw",
+                     "postgresql://troupe:s3cret-pw@host/db?bogus_key=1"}) {
+      CAPTURE(uri);
+      opts.uri = uri;
+      auto j = postgres_journal::open(opts);
+      REQUIRE_FALSE(j);
+      CHECK(j.error().code() == errc::invalid_config);
+      CHECK(mentions(j.error(), "persistence.journal.postgres.uri"));
+      CHECK_FALSE(mentions(j.error(), "s3cret"));
+    }
+  }
+  SUBCASE("a search_path naming no schema") {
+    postgres_options opts;
+    opts.uri = with_param(base, "options=-csearch_path%3Dtroupe_no_such_schema");
     auto j = postgres_journal::open(opts);
     REQUIRE_FALSE(j);
     CHECK(j.error().code() == errc::invalid_config);
-    CHECK(mentions(j.error(), "persistence.journal.postgres.uri"));
+    CHECK(mentions(j.error(), "search_path 'troupe_no_such_schema'"));
   }
   SUBCASE("a schema written by a newer troupe is refused, not guessed at") {
     pg_schema schema;
@@ -165,8 +136,9 @@ TEST_CASE("postgres journal: offsets increase strictly in commit order with two 
   constexpr int writes_per_batch = 10;
   std::atomic<int> writers_done{0};
   std::atomic<int> failures{0};
+  std::atomic<bool> stop_writers{false};
   auto writer = [&](postgres_journal& j, std::string prefix) {
-    for (int b = 0; b < batches; ++b) {
+    for (int b = 0; b < batches && !stop_writers; ++b) {
       std::vector<atomic_write> batch;
       for (int w = 0; w < writes_per_batch; ++w)
         batch.push_back(make_write(fmt::format("{}-{}", prefix, w), static_cast<sequence_nr>(b + 1),
@@ -177,10 +149,10 @@ TEST_CASE("postgres journal: offsets increase strictly in commit order with two 
     }
     writers_done++;
   };
-  std::vector<std::thread> threads;
+  joined_threads writing{stop_writers, {}};  // a failed REQUIRE below joins them
   for (int t = 0; t < writers_per_node; ++t) {
-    threads.emplace_back(writer, std::ref(*node_a), fmt::format("a{}", t));
-    threads.emplace_back(writer, std::ref(*node_b), fmt::format("b{}", t));
+    writing.threads.emplace_back(writer, std::ref(*node_a), fmt::format("a{}", t));
+    writing.threads.emplace_back(writer, std::ref(*node_b), fmt::format("b{}", t));
   }
   // A live reader: "after the last offset I saw" must never skip an event that
   // commits later with a lower offset.
@@ -198,7 +170,7 @@ TEST_CASE("postgres journal: offsets increase strictly in commit order with two 
     if (page->empty() && writers_done == 2 * writers_per_node)
       break;
   }
-  for (auto& t : threads)
+  for (auto& t : writing.threads)
     t.join();
   CHECK(failures == 0);
   REQUIRE(seen.size() == total);
@@ -266,18 +238,19 @@ TEST_CASE("postgres journal: a connection cut before COMMIT fails the batch and 
   REQUIRE(write_all(*j, {make_write("a", 1, 1)})[0]);
   // Hold the offset lock from another session: the next batch waits for it
   // inside its transaction, where the test cuts its connection.
-  pg_session blocker{schema.uri()};
-  blocker.sql("BEGIN");
-  blocker.sql("SELECT value FROM journal_meta WHERE key = 'highest_offset' FOR UPDATE");
+  offset_lock_holder blocker{schema.uri()};
   auto batch = std::async(std::launch::async, [&] {
     return write_all(*j, {make_write("a", 2, 3), make_write("b", 1, 2)});
   });
+  // However the test ends, the lock goes before the future's destructor waits.
+  at_scope_exit unblock{[&] { blocker.release(); }};
   pg_session killer{schema.uri()};
   auto pid = wait_for_backend(killer, fmt::format("{} = ANY(pg_blocking_pids(pid))", blocker.pid()));
   REQUIRE_FALSE(pid.empty());
   killer.sql("SELECT pg_terminate_backend(" + pid + ")");
+  REQUIRE(batch.wait_for(60s) == std::future_status::ready);
   auto r = batch.get();
-  blocker.sql("ROLLBACK");
+  blocker.release();
   REQUIRE(r.size() == 2);
   for (auto& x : r) {
     REQUIRE_FALSE(x);
@@ -307,12 +280,19 @@ TEST_CASE("postgres journal: a connection cut during COMMIT reports an unknown o
   auto batch = std::async(std::launch::async, [&] {
     return write_all(*j, {make_write("a", 1, 2, {"t"}), make_write("b", 1, 1)});
   });
+  // However the test ends, the COMMIT stops waiting (no standby names: the
+  // server releases its waiters) before the future's destructor waits for it.
+  auto no_standby = [&] {
+    pg_exec_quiet(server.uri(), "ALTER SYSTEM RESET synchronous_standby_names");
+    pg_exec_quiet(server.uri(), "SELECT pg_reload_conf()");
+  };
+  at_scope_exit release{no_standby};
   auto pid = wait_for_backend(admin, "wait_event = 'SyncRep'");
   REQUIRE_FALSE(pid.empty());
   admin.sql("SELECT pg_terminate_backend(" + pid + ")");
+  REQUIRE(batch.wait_for(60s) == std::future_status::ready);
   auto r = batch.get();
-  admin.sql("ALTER SYSTEM RESET synchronous_standby_names");
-  admin.sql("SELECT pg_reload_conf()");
+  no_standby();
   REQUIRE(r.size() == 2);
   for (auto& x : r) {
     REQUIRE_FALSE(x);
@@ -352,9 +332,16 @@ TEST_CASE("postgres journal: a server restarted under load: persists fail clearl
       sequence_nr seq = 1;
       while (!stop) {
         auto id = fmt::format("w{}-{}", t, generation);
-        std::promise<expected<void>> p;
-        svc->write(make_write(id, seq, seq), [&p](expected<void> r) { p.set_value(std::move(r)); });
-        auto r = p.get_future().get();
+        // Shared: after a timeout the callback may still come.
+        auto p = std::make_shared<std::promise<expected<void>>>();
+        auto answer = p->get_future();
+        svc->write(make_write(id, seq, seq), [p](expected<void> r) { p->set_value(std::move(r)); });
+        if (answer.wait_for(120s) != std::future_status::ready) {
+          std::lock_guard<std::mutex> guard{mtx};
+          failures.push_back(error{errc::timeout, "the journal service did not answer in 120 s"});
+          return;
+        }
+        auto r = answer.get();
         std::lock_guard<std::mutex> guard{mtx};
         if (r) {
           acked[id] = seq++;

@@ -15,12 +15,15 @@
 // - one writer connection; a pool of `pool_size` connections for reads and
 //   snapshots. A lost connection is opened again on next use; a connection lost
 //   during COMMIT fails the batch with journal_failure (the outcome is unknown).
+//   Each write transaction re-reads the journal's id: a schema that is no longer
+//   this journal marks it lost (on_lost) instead of writing into another one.
 //
 // Thread-safety: every member may be called concurrently.
 #pragma once
 
 #include "troupe/persistence/journal.hpp"
 
+#include <chrono>
 #include <memory>
 #include <string>
 
@@ -35,8 +38,25 @@ struct postgres_options {
   std::size_t pool_size = 4;
   /// Seconds to wait for a connection, unless the URI sets connect_timeout.
   int connect_timeout_s = 10;
+  /// Server-side limits for every connection (0: the server's setting). They go
+  /// ahead of the URI's `options`, so `options=-clock_timeout%3D2s` overrides one.
+  /// A write waiting longer than lock_timeout for the offset lock (another node's
+  /// transaction stuck) fails with journal_failure instead of queueing forever; a
+  /// connection idle inside a transaction (a hung client) is ended by the server,
+  /// releasing that lock. docs/persistence-storage.md, "Timeouts".
+  std::chrono::milliseconds lock_timeout{10000};
+  std::chrono::milliseconds statement_timeout{60000};
+  std::chrono::milliseconds idle_in_transaction_timeout{60000};
   /// Neither creates nor migrates the schema; every write fails (troupe journal).
+  /// Its connections also run with default_transaction_read_only=on.
   bool read_only = false;
+  /// A batch's events go to the server in insert statements of at most this many
+  /// bytes (payloads, text and a small overhead per event; one larger event goes
+  /// alone): a PostgreSQL message and a bytea[] value hold at most 1 GB.
+  std::size_t max_statement_bytes = std::size_t{64} << 20;
+  /// An event larger than this is rejected (journal_rejected, that write only):
+  /// PostgreSQL cannot take a value over 1 GB. Tests lower both.
+  std::size_t max_event_bytes = (std::size_t{1} << 30) - (std::size_t{1} << 20);
 };
 
 /// True for "postgresql://..." and "postgres://...": where a journal path is
@@ -73,6 +93,10 @@ public:
   expected<std::vector<std::string>> persistence_ids(const std::string& after,
                                                      std::size_t max) override;
   expected<offset_type> highest_offset() override;
+  /// Called once when the schema the URI names is no longer this journal (its
+  /// journal_id changed or vanished: dropped and recreated, another database after a
+  /// failover or restore); every call fails from then on.
+  void on_lost(std::function<void(const error&)> handler) override;
 
   expected<void> save(const snapshot_record& snapshot) override;
   expected<std::optional<snapshot_record>> load(const std::string& persistence_id,
