@@ -305,5 +305,5 @@ TEST_CASE("command line: a command is required where a binary has commands") {
   }
   auto r = run("troupe", {"journal", "list"});
   CHECK(r.status == 2);
-  CHECK(has(r.err, "--db FILE is required"));
+  CHECK(has(r.err, "--db FILE|URI is required"));
 }
