@@ -85,6 +85,11 @@ struct postgres_journal::impl {
   /// Starts a write transaction holding the offset lock, checks the journal id;
   /// returns the highest offset and the delete counter.
   expected<std::pair<std::int64_t, std::int64_t>> begin_write(pg::connection& c);
+  /// The frame of a delete or a fence change (postgres_write.cpp): under
+  /// writer_mtx, the writer connection and begin_write, then `body(c)`, which ends
+  /// with the commit; rolled back if any of it fails.
+  template <class F>
+  expected<void> in_write_transaction(F body);
   /// One attempt at a batch (postgres_write.cpp); `check_stored` also asks the
   /// database which writes' sequence numbers are stored already.
   expected<void> write_attempt(std::span<const atomic_write> batch,

@@ -469,17 +469,26 @@ std::vector<write_result> postgres_journal::impl::write(std::span<const atomic_w
   return results;
 }
 
-expected<void> postgres_journal::impl::delete_events_to(const std::string& name, sequence_nr to) {
-  if (opts.read_only)
-    return read_only_error();
+template <class F>
+expected<void> postgres_journal::impl::in_write_transaction(F body) {
   std::lock_guard<std::mutex> guard{writer_mtx};
-  auto body = [&]() -> expected<void> {
+  auto ok = [&]() -> expected<void> {
     auto conn = writer_connection();
     if (!conn)
       return std::move(conn).error();
-    auto& c = **conn;
-    if (auto ok = begin_write(c); !ok)
-      return std::move(ok).error();
+    if (auto begun = begin_write(**conn); !begun)
+      return std::move(begun).error();
+    return body(**conn);
+  }();
+  if (!ok)
+    writer->rollback_if_open();
+  return ok;
+}
+
+expected<void> postgres_journal::impl::delete_events_to(const std::string& name, sequence_nr to) {
+  if (opts.read_only)
+    return read_only_error();
+  return in_write_transaction([&](pg::connection& c) -> expected<void> {
     auto what = fmt::format("cannot delete events of '{}' up to seq {}", name, to);
     auto id = c.exec(sql_find_id, pg::params{}.text(name), what);
     if (!id)
@@ -501,11 +510,7 @@ expected<void> postgres_journal::impl::delete_events_to(const std::string& name,
     if (auto ok = c.exec(sql_count_delete, {}, what); !ok)
       return std::move(ok).error();
     return c.commit();
-  };
-  auto ok = body();
-  if (!ok)
-    writer->rollback_if_open();
-  return ok;
+  });
 }
 
 expected<void> postgres_journal::impl::advance_fence(const std::string& key, std::uint64_t epoch) {
@@ -513,14 +518,7 @@ expected<void> postgres_journal::impl::advance_fence(const std::string& key, std
     return read_only_error();
   if (auto ok = validate_fence(key, epoch); !ok)
     return ok;
-  std::lock_guard<std::mutex> guard{writer_mtx};
-  auto body = [&]() -> expected<void> {
-    auto conn = writer_connection();
-    if (!conn)
-      return std::move(conn).error();
-    auto& c = **conn;
-    if (auto ok = begin_write(c); !ok)
-      return std::move(ok).error();
+  return in_write_transaction([&](pg::connection& c) -> expected<void> {
     pg::array_param k{pg::text_oid}, e{pg::int8_oid};
     k.add_text(key);
     e.add_int8(static_cast<std::int64_t>(epoch));
@@ -536,11 +534,7 @@ expected<void> postgres_journal::impl::advance_fence(const std::string& key, std
           !ok)
         return std::move(ok).error();
     return c.commit();
-  };
-  auto ok = body();
-  if (!ok)
-    writer->rollback_if_open();
-  return ok;
+  });
 }
 
 } // namespace troupe::persistence

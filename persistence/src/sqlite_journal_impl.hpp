@@ -216,6 +216,24 @@ struct sqlite_journal::impl {
   /// the journal: every write, delete and snapshot save begins here.
   expected<void> begin_write();
 
+  /// The frame of every change to the file: under writer_mtx, begin_write, then
+  /// `body` (which ends with the commit); if either fails, the transaction is
+  /// rolled back and the cache entries it made are forgotten, else they are kept.
+  template <class F>
+  expected<void> in_write_transaction(F body) {
+    std::lock_guard<std::mutex> guard{writer_mtx};
+    auto ok = begin_write();
+    if (ok)
+      ok = body();
+    if (!ok) {
+      writer->rollback_if_open();
+      forget_provisional();
+      return ok;
+    }
+    keep_provisional();
+    return ok;
+  }
+
   /// Runs a cached statement without results.
   expected<void> run(const char* sql);
 
@@ -266,7 +284,8 @@ struct sqlite_journal::impl {
   expected<void> plan_batch(std::span<const atomic_write> batch,
                             const std::vector<write_result>& results);
 
-  /// The batch inside one transaction; an error means nothing was stored.
+  /// The batch inside the open transaction, committed; an error means nothing was
+  /// stored.
   expected<void> write_batch(std::span<const atomic_write> batch,
                              std::vector<write_result>& results);
 
@@ -277,6 +296,7 @@ struct sqlite_journal::impl {
   /// journal_backend::delete_events_to, in its own transaction.
   expected<void> delete_events_to(const std::string& name, sequence_nr to);
 
+  /// delete_events_to inside the open transaction, committed.
   expected<void> delete_in_transaction(const std::string& name, sequence_nr to);
 
   expected<void> advance_fence(const std::string& key, std::uint64_t epoch);

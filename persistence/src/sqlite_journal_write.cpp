@@ -197,8 +197,6 @@ expected<void> sqlite_journal::impl::plan_batch(std::span<const atomic_write> ba
 
 expected<void> sqlite_journal::impl::write_batch(std::span<const atomic_write> batch,
                                                  std::vector<write_result>& results) {
-  if (auto ok = begin_write(); !ok)
-    return ok;
   auto offset = read_offset();
   if (!offset)
     return std::move(offset).error();
@@ -228,10 +226,7 @@ std::vector<write_result> sqlite_journal::impl::write(std::span<const atomic_wri
   }
   if (!any)
     return results;
-  std::lock_guard<std::mutex> guard{writer_mtx};
-  if (auto ok = write_batch(batch, results); !ok) {
-    writer->rollback_if_open();
-    forget_provisional();
+  if (auto ok = in_write_transaction([&] { return write_batch(batch, results); }); !ok) {
     auto failure = error{errc::journal_failure,
                          fmt::format("{}; nothing of this batch of {} writes was stored",
                                      ok.error().message(), batch.size())};
@@ -240,28 +235,17 @@ std::vector<write_result> sqlite_journal::impl::write(std::span<const atomic_wri
         r = failure;
     return results;
   }
-  keep_provisional();
   return results;
 }
 
 expected<void> sqlite_journal::impl::delete_events_to(const std::string& name, sequence_nr to) {
   if (opts.read_only)
     return read_only_error();
-  std::lock_guard<std::mutex> guard{writer_mtx};
-  auto ok = delete_in_transaction(name, to);
-  if (!ok) {
-    writer->rollback_if_open();
-    forget_provisional();
-    return ok;
-  }
-  keep_provisional();
-  return {};
+  return in_write_transaction([&] { return delete_in_transaction(name, to); });
 }
 
 expected<void> sqlite_journal::impl::delete_in_transaction(const std::string& name,
                                                            sequence_nr to) {
-  if (auto ok = begin_write(); !ok)
-    return ok;
   auto id = resolve_id(name, false);
   if (!id)
     return std::move(id).error();
@@ -325,21 +309,14 @@ expected<void> sqlite_journal::impl::advance_fence(const std::string& key, std::
     return read_only_error();
   if (auto ok = validate_fence(key, epoch); !ok)
     return ok;
-  std::lock_guard<std::mutex> guard{writer_mtx};
-  auto body = [&]() -> expected<void> {
-    if (auto ok = begin_write(); !ok)
-      return ok;
+  return in_write_transaction([&]() -> expected<void> {
     auto r = check_fence(write_fence{key, epoch}, [] { return std::string{"advance_fence"}; });
     if (!r)
       return std::move(r).error();
     if (!*r)
       return std::move(*r).error();
     return run(sql_commit);
-  };
-  auto ok = body();
-  if (!ok)
-    writer->rollback_if_open();
-  return ok;
+  });
 }
 
 // -- sqlite_journal: the write members ----------------------------------------------------

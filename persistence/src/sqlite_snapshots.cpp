@@ -31,10 +31,7 @@ expected<void> sqlite_journal::save(const snapshot_record& snapshot) {
   if (auto ok = validate_snapshot(snapshot); !ok)
     return ok;
   auto& p = *impl_;
-  std::lock_guard<std::mutex> guard{p.writer_mtx};
-  auto body = [&]() -> expected<void> {
-    if (auto ok = p.begin_write(); !ok)
-      return ok;
+  return p.in_write_transaction([&]() -> expected<void> {
     auto id = p.resolve_id(snapshot.persistence_id, true);
     if (!id)
       return std::move(id).error();
@@ -54,15 +51,7 @@ expected<void> sqlite_journal::save(const snapshot_record& snapshot) {
                                                    snapshot.persistence_id, snapshot.seq));
     }
     return p.run(sql_commit);
-  };
-  auto ok = body();
-  if (!ok) {
-    p.writer->rollback_if_open();
-    p.forget_provisional();
-    return ok;
-  }
-  p.keep_provisional();
-  return {};
+  });
 }
 
 expected<std::optional<snapshot_record>> sqlite_journal::load(const std::string& persistence_id,
@@ -100,10 +89,7 @@ expected<void> sqlite_journal::delete_matching(const std::string& persistence_id
   if (impl_->opts.read_only)
     return impl_->read_only_error();
   auto& p = *impl_;
-  std::lock_guard<std::mutex> guard{p.writer_mtx};
-  auto body = [&]() -> expected<void> {
-    if (auto ok = p.begin_write(); !ok)
-      return ok;
+  return p.in_write_transaction([&]() -> expected<void> {
     auto s = p.writer->prepare(sql_delete_snapshots);
     if (!s)
       return std::move(s).error();
@@ -115,11 +101,7 @@ expected<void> sqlite_journal::delete_matching(const std::string& persistence_id
                                    fmt::format("cannot delete snapshots of '{}'", persistence_id));
     }
     return p.run(sql_commit);
-  };
-  auto ok = body();
-  if (!ok)
-    p.writer->rollback_if_open();
-  return ok;
+  });
 }
 
 } // namespace troupe::persistence
