@@ -197,6 +197,29 @@ using table_ptr = std::shared_ptr<ask_table>;
 class table_registry {
 public:
   table_ptr of(caf::event_based_actor* self) {
+    // An actor asks in bursts (a handler that asks many entities, or each reply
+    // asking again), so the calling thread remembers the last table it used. An
+    // actor's address may be reused after it terminates: the key also holds its
+    // id and system, which no live actor shares with a dead one.
+    thread_local struct {
+      const void* actor = nullptr;
+      caf::actor_id id = 0;
+      const void* system = nullptr;
+      std::weak_ptr<ask_table> table;
+    } last;
+    if (last.actor == self && last.id == self->id() && last.system == &self->system())
+      if (auto t = last.table.lock())
+        return t;
+    auto t = lookup(self);
+    last.actor = self;
+    last.id = self->id();
+    last.system = &self->system();
+    last.table = t;
+    return t;
+  }
+
+private:
+  table_ptr lookup(caf::event_based_actor* self) {
     std::lock_guard<std::mutex> guard{mtx_};
     auto& t = tables_[self];
     if (!t) {
@@ -206,7 +229,6 @@ public:
     return t;
   }
 
-private:
   void forget(caf::event_based_actor* self) {
     table_ptr doomed;  // its continuations are destroyed outside the lock
     std::lock_guard<std::mutex> guard{mtx_};
@@ -264,10 +286,15 @@ void arm_probe(caf::event_based_actor* self, const table_ptr& table) {
 } // namespace
 
 ask_ticket begin_ask(caf::event_based_actor* self, duration timeout, ask_continuation k) {
+  return begin_ask(self, clock_type::now() + timeout, timeout, std::move(k));
+}
+
+ask_ticket begin_ask(caf::event_based_actor* self, time_point deadline, duration timeout,
+                     ask_continuation k) {
   auto table = registry().of(self);
-  auto id = table->add(clock_type::now() + timeout, timeout, std::move(k));
+  auto id = table->add(deadline, timeout, std::move(k));
   arm_probe(self, table);
-  return {table, id};
+  return {std::move(table), id};
 }
 
 void finish_ask(const ask_ticket& t, expected<reply_box> r) {
@@ -310,16 +337,17 @@ expected<reply_box> ask_entity(caf::actor_system& sys, const caf::actor& dest, d
 
 void ask_entity(caf::event_based_actor* self, const caf::actor& dest, duration timeout,
                 command_ptr cmd, std::function<void(expected<reply_box>)> done) {
-  ask_entity(self, dest, timeout, std::move(cmd), std::move(done), nullptr);
+  ask_entity(self, dest, clock_type::now() + timeout, timeout, std::move(cmd), std::move(done),
+             nullptr);
 }
 
-void ask_entity(caf::event_based_actor* self, const caf::actor& dest, duration timeout,
-                command_ptr cmd, ask_continuation done, bounce_fn bounced) {
+void ask_entity(caf::event_based_actor* self, const caf::actor& dest, time_point deadline,
+                duration timeout, command_ptr cmd, ask_continuation done, bounce_fn bounced) {
   if (!dest) {
     done(error{errc::actor_down, "ask to an invalid (null) entity handle"});
     return;
   }
-  auto ticket = begin_ask(self, timeout, std::move(done));
+  auto ticket = begin_ask(self, deadline, timeout, std::move(done));
   // Kept for a bounce only: the command is shared, not copied.
   auto resend = bounced ? cmd : nullptr;
   // No CAF timeout on the request itself: the table enforces the deadline.

@@ -107,7 +107,7 @@ void ask_sharded(caf::event_based_actor* self, const caf::actor& region,
   auto deadline = clock::now() + timeout;
   if (auto route = enter_route(cache)) {
     persistence::detail::ask_entity(
-      self, route->entity(), timeout, std::move(cmd), std::move(done),
+      self, route->entity(), deadline, timeout, std::move(cmd), std::move(done),
       [self, region, cache, route, id = std::move(id), deadline](command_ptr c,
                                                                  ask_continuation k) mutable {
         cache->forget(route);

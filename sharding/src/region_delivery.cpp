@@ -100,14 +100,15 @@ void deliver_local(region_self self, shard_id shard, pending p) {
   }
   slot.last_used = t;
   st.lru.move_to_front(&slot);
-  auto timeout = std::chrono::duration_cast<duration>(p.deadline - t);
+  auto p_deadline = p.deadline;
+  auto timeout = std::chrono::duration_cast<duration>(p_deadline - t);
   auto cmd = p.cmd;
   auto id = p.id;
   auto cache = std::move(p.cache);
   auto seq = p.seq;
   slot.asked_map().emplace(token, std::move(p));
   persistence::detail::ask_entity(
-    self, slot.actor, timeout, std::move(cmd),
+    self, slot.actor, p_deadline, timeout, std::move(cmd),
     [self, id, token](expected<reply_box> r) { answered(self, id, token, std::move(r)); },
     [self, id, token](command_ptr, persistence::detail::ask_continuation) {
       bounced(self, id, token);

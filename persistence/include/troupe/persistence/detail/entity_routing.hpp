@@ -35,8 +35,15 @@ struct ask_ticket {
   std::uint64_t id = 0;
 };
 
+using ask_clock = std::chrono::steady_clock;
+
 /// Registers an ask of `self` due after `timeout`; `k` runs on `self`, once.
 ask_ticket begin_ask(caf::event_based_actor* self, duration timeout, ask_continuation k);
+
+/// The same, due at `deadline` (a caller that already read the clock), which is
+/// `timeout` after the ask began (for the timeout error's message).
+ask_ticket begin_ask(caf::event_based_actor* self, ask_clock::time_point deadline,
+                     duration timeout, ask_continuation k);
 
 /// Completes the ask (a no-op if it already timed out).
 void finish_ask(const ask_ticket& t, expected<reply_box> r);
@@ -48,10 +55,12 @@ ask_continuation take_ask(const ask_ticket& t);
 /// Called with a command the entity never received, and the ask's continuation.
 using bounce_fn = std::function<void(command_ptr, ask_continuation)>;
 
-/// The in-actor ask (entity.hpp), except that a command bounced because the
-/// entity had ended goes to `bounced` (not null) instead of failing.
-void ask_entity(caf::event_based_actor* self, const caf::actor& dest, duration timeout,
-                command_ptr cmd, ask_continuation done, bounce_fn bounced);
+/// The in-actor ask (entity.hpp), due at `deadline` (`timeout` after it began),
+/// except that a command bounced because the entity had ended goes to `bounced`
+/// (not null) instead of failing.
+void ask_entity(caf::event_based_actor* self, const caf::actor& dest,
+                ask_clock::time_point deadline, duration timeout, command_ptr cmd,
+                ask_continuation done, bounce_fn bounced);
 
 /// The blocking ask, with `sent` called right after the command is enqueued, and
 /// `bounced` set (and the command not handled) if the entity had ended.
