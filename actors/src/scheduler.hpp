@@ -13,6 +13,10 @@
 // - a worker that ran out of work spins briefly (`spin_time`, stealing in between
 //   and yielding the core to other runnable threads), then sleeps on a condition
 //   variable; one that wakes from its idle timeout without work does not spin;
+// - while the process awaits a completion from another thread (a journal write's
+//   fsync: troupe/actors/detail/scheduler_hints.hpp) one spinning worker keeps
+//   spinning for up to `spin_time_awaiting`, so the acknowledgement finds a
+//   running worker;
 // - an enqueue from outside the scheduler (I/O thread, journal writer, a non-actor
 //   thread) goes to a spinning worker if there is one, else to a sleeping one,
 //   which it wakes;
@@ -35,7 +39,7 @@
 #include <caf/scheduler/abstract_coordinator.hpp>
 #include <caf/scheduler/coordinator.hpp>
 
-#include "scheduler_activity.hpp"
+#include "troupe/actors/detail/scheduler_hints.hpp"
 #include "scheduler_clock.hpp"
 
 #include <atomic>
@@ -56,6 +60,10 @@ public:
   /// enough to catch the reply to a request it just sent (a local one in a few
   /// microseconds, one from another process in a few tens) without a futex wake-up.
   static constexpr std::chrono::microseconds spin_time{30};
+  /// The same while a completion is awaited: longer than a one-event fsync (about
+  /// 100-200 µs), short enough that a worker idle beside a long batch commit soon
+  /// sleeps.
+  static constexpr std::chrono::microseconds spin_time_awaiting{400};
   static constexpr int steal_every = 4;
   static constexpr int yield_every = 8;
   /// How often a sleeping worker still looks for work to steal.
@@ -229,7 +237,7 @@ private:
     spinning_workers().fetch_add(1, std::memory_order_relaxed);
     d.spinning.store(true, std::memory_order_relaxed);
     caf::resumable* job = nullptr;
-    auto deadline = std::chrono::steady_clock::now() + spin_time;
+    auto start = std::chrono::steady_clock::now();
     for (int i = 1; job == nullptr; ++i) {
       job = d.queue.take_head();
       if (job == nullptr && i % steal_every == 0)
@@ -237,7 +245,13 @@ private:
       if (job != nullptr)
         break;
       if (i % yield_every == 0) {
-        if (std::chrono::steady_clock::now() >= deadline)
+        // Past spin_time only one worker keeps polling for an awaited completion:
+        // more would only take cores from the thread that completes it.
+        auto spun = std::chrono::steady_clock::now() - start;
+        if (spun >= spin_time
+            && (spun >= spin_time_awaiting
+                || awaited_completions().load(std::memory_order_relaxed) == 0
+                || shared.spinning.load(std::memory_order_relaxed) > 1))
           break;
         sched_yield();
       } else {

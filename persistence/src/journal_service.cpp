@@ -9,17 +9,21 @@
 // swaps them back in as the next round's queue.
 #include "troupe/persistence/journal_service.hpp"
 
+#include "troupe/actors/detail/scheduler_hints.hpp"
 #include "troupe/actors/log.hpp"
 #include "troupe/actors/metrics.hpp"
 
 #include <fmt/core.h>
 
 #include <chrono>
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <exception>
 #include <mutex>
 #include <thread>
+
+#include <sched.h>
 
 namespace troupe::persistence {
 
@@ -28,6 +32,13 @@ namespace {
 using steady = std::chrono::steady_clock;
 
 constexpr std::string_view component = "persistence/journal";
+
+/// How long the writer polls for the next write after a batch before it sleeps.
+/// With one command at a time the next write follows the acknowledgement within
+/// tens of microseconds; waking a sleeping thread can cost more than that on a VM
+/// (troupe/actors/detail/scheduler_hints.hpp). Only after a batch, so an idle
+/// journal costs one such poll after its last write.
+constexpr std::chrono::microseconds writer_poll_time{150};
 
 /// Work for a reader thread or the writer's side queue. Called exactly once:
 /// with `cancelled` true when the service stops before running it.
@@ -134,6 +145,9 @@ public:
         incoming_writes_.push_back(std::move(w));
         incoming_dones_.push_back(std::move(done));
         ++submitted_writes_;
+        // Subtracted once the write's callback ran (run_batch).
+        troupe::detail::awaited_completions().fetch_add(1, std::memory_order_relaxed);
+        has_incoming_.store(true, std::memory_order_relaxed);
         if (!writer_busy_)
           wcv_.notify_one();
         return;
@@ -267,6 +281,7 @@ private:
       writer_busy_ = true;
       auto events = take_batch(writes, dones);
       ops.swap(incoming_ops_);
+      has_incoming_.store(!incoming_writes_.empty(), std::memory_order_relaxed);
       lock.unlock();
       if (!writes.empty())
         run_batch(writes, dones, events);
@@ -277,6 +292,7 @@ private:
       auto done_count = writes.size();
       writes.clear();
       dones.clear();
+      poll_for_work();
       lock.lock();
       completed_writes_ += done_count;
       written_cv_.notify_all();
@@ -285,6 +301,24 @@ private:
         incoming_writes_.swap(writes);
         incoming_dones_.swap(dones);
       }
+    }
+  }
+
+  /// Returns once work was submitted or writer_poll_time passed. Submitters do
+  /// not notify meanwhile (writer_busy_ is still set); the caller then looks for
+  /// work under the lock as usual, so this only saves the sleep, never misses work.
+  void poll_for_work() {
+    auto start = steady::now();
+    for (int i = 1; !has_incoming_.load(std::memory_order_relaxed); ++i) {
+      if (i % 8 != 0) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+        continue;
+      }
+      if (steady::now() - start >= writer_poll_time)
+        return;
+      sched_yield();  // the thread about to submit may need this core
     }
   }
 
@@ -354,6 +388,8 @@ private:
     metrics_.writes_fenced.inc(fenced);
     for (std::size_t i = 0; i < writes.size(); ++i)
       invoke(dones[i], std::move(results[i]));
+    troupe::detail::awaited_completions().fetch_sub(static_cast<long>(writes.size()),
+                                                    std::memory_order_relaxed);
   }
 
   /// Logs the first failed batch of a run of failures (a full disk fails every
@@ -389,6 +425,7 @@ private:
       std::lock_guard<std::mutex> guard{wmtx_};
       if (!stopping_) {
         incoming_ops_.push_back(std::move(t));
+        has_incoming_.store(true, std::memory_order_relaxed);
         wcv_.notify_one();
         return;
       }
@@ -476,6 +513,9 @@ private:
   std::uint64_t submitted_writes_ = 0;
   std::uint64_t completed_writes_ = 0;
   bool writer_busy_ = false;  ///< no need to notify: the writer looks again
+  /// Work was queued since the writer last took it; read without the lock by
+  /// poll_for_work only (a hint: the queues themselves are read under wmtx_).
+  std::atomic<bool> has_incoming_{false};
   std::uint64_t failed_batches_ = 0;  ///< failed batches in a row; writer thread only
   bool stopping_ = false;
   std::thread writer_;

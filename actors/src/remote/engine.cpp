@@ -1,6 +1,6 @@
 // The engine's lifecycle, its peers, quarantine, and how connections end.
 #include "remote/engine_impl.hpp"
-#include "scheduler_activity.hpp"
+#include "troupe/actors/detail/scheduler_hints.hpp"
 
 #include <algorithm>
 #include <cmath>
