@@ -49,10 +49,10 @@ mutation synchronous-normal persistence/src/sqlite_schema.cpp persistence \
   'fmt::format("PRAGMA synchronous={};", to_string(opts.synchronous))' \
   'fmt::format("PRAGMA synchronous=NORMAL;{}", "")'
 
-mutation sqlite-duplicate-seq persistence/src/sqlite_schema.cpp persistence \
+mutation sqlite-duplicate-seq persistence/src/sqlite_journal_write.cpp persistence \
   "the SQLite journal stores a second event with the same (persistence id, seq)" \
-  'CREATE UNIQUE INDEX events_pid_seq ON events(pid, seq);' \
-  'CREATE INDEX events_pid_seq ON events(pid, seq);'
+  'if (*taken != 0)' \
+  'if (false)'
 
 mutation memory-duplicate-seq persistence/src/memory_journal.cpp persistence \
   "the memory journal stores a second event with the same (persistence id, seq)" \

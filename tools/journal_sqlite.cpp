@@ -46,11 +46,15 @@ private:
 };
 
 /// The highest seq per id: the max stored seq, or what was deleted (never lower).
-/// (A damaged seq that is not an integer does not count; verify reports it.)
+/// (A damaged seq that is not an integer does not count; verify reports it.) One
+/// pass over the events, grouped: since version 4 they have no (pid, seq) index,
+/// so a subquery per id would scan them once per id. The tool reads the events as
+/// stored, not through their keys, so version 3 and 4 files read alike.
 constexpr journal_dialect sqlite_dialect{
-  .ids = "SELECT p.name, (SELECT count(*) FROM events e WHERE e.pid = p.id), "
-         "max(coalesce((SELECT max(seq) FROM events e WHERE e.pid = p.id AND typeof(e.seq) = "
-         "'integer'), 0), p.deleted_to) FROM persistence_ids p ORDER BY p.name",
+  .ids = "SELECT p.name, coalesce(c.n, 0), max(coalesce(c.hi, 0), p.deleted_to) "
+         "FROM persistence_ids p LEFT JOIN (SELECT pid, count(*) AS n, "
+         "max(CASE WHEN typeof(seq) = 'integer' THEN seq END) AS hi FROM events GROUP BY pid) c "
+         "ON c.pid = p.id ORDER BY p.name",
   .ids_of_entity = "SELECT name FROM persistence_ids WHERE substr(name, instr(name, '|') + 1) = "
                    "?1 AND instr(name, '|') > 0 ORDER BY name",
   .tagged = "e.ordering IN (SELECT t.ordering FROM event_tags t JOIN tags g ON g.id = t.tag "
@@ -111,6 +115,15 @@ public:
   }
 
   expected<void> store_stats(json& j) override {
+    if (auto version = scalar(sqlite_dialect.schema_version); !version) {
+      return std::move(version).error();
+    } else if (*version >= 4) {
+      // The keys not merged yet (docs/persistence-storage.md, "The write path").
+      auto recent = scalar("SELECT count(*) FROM recent_keys");
+      if (!recent)
+        return std::move(recent).error();
+      j["recent_keys"] = *recent;
+    }
     for (auto name : {"page_size", "page_count", "freelist_count", "auto_vacuum"}) {
       auto v = scalar(fmt::format("PRAGMA {}", name));
       if (!v)
@@ -142,6 +155,8 @@ public:
               });
     if (!ok)
       return ok;
+    if (auto keys = key_checks(v); !keys)
+      return keys;
     return each(
       "SELECT t.tag, count(*), g.id IS NULL FROM event_tags t LEFT JOIN tags g ON g.id = t.tag "
       "WHERE g.id IS NULL OR NOT EXISTS (SELECT 1 FROM events e WHERE e.ordering = t.ordering) "
@@ -155,6 +170,61 @@ public:
 
 private:
   explicit sqlite_source(std::string path) : path_(std::move(path)) {}
+
+  /// Version 4: every event has exactly one key, in event_keys or recent_keys, and
+  /// every key names an event of its id and seq. Recovery and highest_sequence_nr
+  /// find events only through their keys.
+  expected<void> key_checks(verify_report& v) {
+    auto version = scalar(sqlite_dialect.schema_version);
+    if (!version)
+      return std::move(version).error();
+    if (*version < 4)
+      return {};
+    auto ok = each(
+      "SELECT p.name, e.seq, e.ordering, e.pid FROM events e LEFT JOIN persistence_ids p "
+      "ON p.id = e.pid WHERE NOT EXISTS (SELECT 1 FROM event_keys k WHERE k.pid = e.pid "
+      "AND k.seq = e.seq AND k.ordering = e.ordering) AND NOT EXISTS (SELECT 1 FROM "
+      "recent_keys k WHERE k.pid = e.pid AND k.seq = e.seq AND k.ordering = e.ordering) "
+      "ORDER BY e.ordering",
+      [&](const journal_row& r) {
+        v.problem("missing key: the event of {} seq {} (offset {}) has no key in event_keys or "
+                  "recent_keys: recovery does not see it",
+                  shown_id(r, 0, 3), r.shown(1), r.shown(2));
+      });
+    if (!ok)
+      return ok;
+    ok = each("SELECT p.name, k.seq, k.ordering, r.ordering, k.pid FROM event_keys k "
+              "JOIN recent_keys r ON r.pid = k.pid AND r.seq = k.seq "
+              "LEFT JOIN persistence_ids p ON p.id = k.pid ORDER BY k.pid, k.seq",
+              [&](const journal_row& r) {
+                v.problem("duplicate key: {} seq {} has a key in event_keys (offset {}) and one "
+                          "in recent_keys (offset {})",
+                          shown_id(r, 0, 4), r.shown(1), r.shown(2), r.shown(3));
+              });
+    if (!ok)
+      return ok;
+    return each(
+      "SELECT p.name, k.seq, k.ordering, k.pid, k.keys, e.ordering IS NULL, e.pid, e.seq "
+      "FROM (SELECT pid, seq, ordering, 'event_keys' AS keys FROM event_keys UNION ALL "
+      "SELECT pid, seq, ordering, 'recent_keys' FROM recent_keys) k "
+      "LEFT JOIN events e ON e.ordering = k.ordering LEFT JOIN persistence_ids p ON p.id = k.pid "
+      "WHERE e.ordering IS NULL OR e.pid IS NOT k.pid OR e.seq IS NOT k.seq "
+      "ORDER BY k.pid, k.seq",
+      [&](const journal_row& r) {
+        auto what = r.integer(5) != 0
+                      ? std::string{"which holds no event"}
+                      : fmt::format("whose event is persistence id row {} seq {}", r.shown(6),
+                                    r.shown(7));
+        v.problem("dangling key: {} seq {} (in {}) points to offset {}, {}", shown_id(r, 0, 3),
+                  r.shown(1), r.text(4), r.shown(2), what);
+      });
+  }
+
+  /// "'name'", or "persistence id row N" when the id's row is missing.
+  static std::string shown_id(const journal_row& r, int name, int pid) {
+    return r.is_null(name) ? fmt::format("persistence id row {}", r.shown(pid))
+                           : fmt::format("'{}'", r.shown(name));
+  }
 
   error fail(std::string_view what) const {
     return error{errc::journal_failure, fmt::format("journal '{}': {}: {}", path_, what,

@@ -80,7 +80,8 @@ struct verifier {
     auto expected_seq = previous == INT64_MAX ? INT64_MAX : previous + 1;
     if (seq > expected_seq)
       v.problem("gap: '{}' seq {}..{} missing (not deleted)", r.shown(0), expected_seq, seq - 1);
-    // Possible only where the (pid, seq) unique index was dropped.
+    // Possible only for rows written past troupe (a SQLite journal's keys, or
+    // PostgreSQL's unique index, refuse a second one).
     if (!r.is_null(2) && r.is_integer(2) && previous == seq)
       v.problem("duplicate event: {} is stored more than once (offsets {} and {})", row,
                 r.integer(12), offset);

@@ -226,7 +226,7 @@ void sqlite_journal::impl::keep_provisional() {
 }
 
 expected<sequence_nr> sqlite_journal::impl::highest_on(sq::connection& c, const std::string& name) {
-  auto s = c.prepare(sql_highest_seq);
+  auto s = c.prepare(reads->highest_seq);
   if (!s)
     return std::move(s).error();
   sq::use q{**s};
@@ -251,13 +251,21 @@ expected<std::shared_ptr<sqlite_journal>> sqlite_journal::open(sqlite_options op
   if (!c)
     return std::move(c).error();
   std::optional<sq::journal_identity> identity;
+  const key_reads* reads = &v4_reads;
   if (!opts.read_only) {
     auto id = sq::journal_identity::capture(**c);
     if (!id)
       return std::move(id).error();
     identity = std::move(*id);
+  } else {
+    // Read-only, an older file is read as it is (a writable open migrates it).
+    auto version = sq::stored_schema_version(**c);
+    if (!version)
+      return std::move(version).error();
+    if (*version < 4)
+      reads = &v3_reads;
   }
-  auto p = std::make_unique<impl>(std::move(opts), std::move(*c), std::move(identity));
+  auto p = std::make_unique<impl>(std::move(opts), std::move(*c), std::move(identity), reads);
   return std::shared_ptr<sqlite_journal>{new sqlite_journal(std::move(p))};
 }
 
@@ -289,7 +297,8 @@ expected<std::vector<event_record>> sqlite_journal::read_events(const std::strin
   if (to >= from)
     result.reserve(std::min<std::uint64_t>({max_events, to - from + 1, 4096}));
   auto ok = impl_->query(
-    sql_read_events, fmt::format("cannot read events of '{}' from seq {}", persistence_id, from),
+    impl_->reads->read_events,
+    fmt::format("cannot read events of '{}' from seq {}", persistence_id, from),
     [&](sq::statement& s) {
       s.bind(1, std::string_view{persistence_id});
       s.bind(2, to_db(from));
@@ -310,7 +319,7 @@ expected<sequence_nr> sqlite_journal::highest_sequence_nr(const std::string& per
   auto c = impl_->reader();
   if (!c)
     return std::move(c).error();
-  return impl::highest_on(*c->conn, persistence_id);
+  return impl_->highest_on(*c->conn, persistence_id);
 }
 
 expected<std::vector<event_record>> sqlite_journal::events_by_tag(const std::string& tag,
@@ -338,7 +347,7 @@ expected<std::vector<std::string>> sqlite_journal::persistence_ids(const std::st
                                                                    std::size_t max) {
   std::vector<std::string> result;
   auto ok = impl_->query(
-    sql_persistence_ids, "cannot list persistence ids",
+    impl_->reads->persistence_ids, "cannot list persistence ids",
     [&](sq::statement& s) {
       s.bind(1, std::string_view{after});
       s.bind(2, limit_of(max));

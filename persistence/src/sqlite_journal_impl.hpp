@@ -33,9 +33,6 @@ namespace troupe::persistence::sqlite {
 
 inline constexpr const char* sql_begin = "BEGIN IMMEDIATE";
 inline constexpr const char* sql_commit = "COMMIT";
-inline constexpr const char* sql_savepoint = "SAVEPOINT w";
-inline constexpr const char* sql_release = "RELEASE w";
-inline constexpr const char* sql_rollback_to = "ROLLBACK TO w";
 inline constexpr const char* sql_get_offset =
   "SELECT value FROM journal_meta WHERE key = 'highest_offset'";
 inline constexpr const char* sql_set_offset =
@@ -50,6 +47,16 @@ inline constexpr const char* sql_find_tag = "SELECT id FROM tags WHERE name = ?1
 inline constexpr const char* sql_insert_event =
   "INSERT INTO events(ordering, pid, seq, manifest, version, payload, tags, writer, timestamp_ms) "
   "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+inline constexpr const char* sql_insert_key =
+  "INSERT INTO recent_keys(pid, seq, ordering) VALUES(?1, ?2, ?3)";
+// The lowest seq of pid ?1 in ?2..?3 stored in either key table (NULL: none).
+inline constexpr const char* sql_taken_seq =
+  "SELECT (SELECT min(seq) FROM event_keys WHERE pid = ?1 AND seq >= ?2 AND seq <= ?3), "
+  "(SELECT min(seq) FROM recent_keys WHERE pid = ?1 AND seq >= ?2 AND seq <= ?3)";
+// The highest seq of pid ?1 in either key table (NULL: none).
+inline constexpr const char* sql_highest_key =
+  "SELECT (SELECT max(seq) FROM event_keys WHERE pid = ?1), "
+  "(SELECT max(seq) FROM recent_keys WHERE pid = ?1)";
 inline constexpr const char* sql_insert_event_tag =
   "INSERT INTO event_tags(tag, ordering) VALUES(?1, ?2)";
 inline constexpr const char* sql_get_fence = "SELECT epoch FROM fences WHERE key = ?1";
@@ -61,27 +68,78 @@ inline constexpr const char* sql_raise_fence =
 #define TROUPE_EVENT_COLUMNS \
   "e.seq, e.manifest, e.version, e.payload, e.tags, e.writer, e.timestamp_ms, e.ordering"
 
-inline constexpr const char* sql_read_events =
-  "SELECT " TROUPE_EVENT_COLUMNS " FROM events e "
-  "WHERE e.pid = (SELECT id FROM persistence_ids WHERE name = ?1) "
-  "AND e.seq >= ?2 AND e.seq <= ?3 ORDER BY e.seq LIMIT ?4";
 inline constexpr const char* sql_events_by_tag =
   "SELECT " TROUPE_EVENT_COLUMNS ", p.name FROM event_tags t "
   "JOIN events e ON e.ordering = t.ordering JOIN persistence_ids p ON p.id = e.pid "
   "WHERE t.tag = (SELECT id FROM tags WHERE name = ?1) AND t.ordering > ?2 "
   "ORDER BY t.ordering LIMIT ?3";
-inline constexpr const char* sql_highest_seq =
-  "SELECT max(coalesce((SELECT max(seq) FROM events WHERE pid = p.id), 0), p.deleted_to) "
-  "FROM persistence_ids p WHERE p.name = ?1";
-inline constexpr const char* sql_persistence_ids =
-  "SELECT p.name FROM persistence_ids p WHERE p.name > ?1 "
-  "AND (p.deleted_to > 0 OR EXISTS (SELECT 1 FROM events e WHERE e.pid = p.id)) "
-  "ORDER BY p.name LIMIT ?2";
+
+/// The reads that find an id's events by key. A writable open always has the
+/// current layout (it migrates the file); a read-only open of a version 3 file
+/// (the tools, replay) reads it with the version 3 statements.
+struct key_reads {
+  /// TROUPE_EVENT_COLUMNS of ?1's events with seq in ?2..?3, by seq, at most ?4.
+  const char* read_events;
+  /// ?1's highest seq: the highest stored or deleted_to, whichever is higher.
+  const char* highest_seq;
+  /// At most ?2 ids after ?1, by name, that have events or deleted some.
+  const char* persistence_ids;
+};
+
+// One key table's part of read_events: its keys of the id, joined to their events
+// by rowid (a key whose event belongs to another id is skipped, as a gap).
+#define TROUPE_KEYED_EVENTS(keys)                                                   \
+  "SELECT " TROUPE_EVENT_COLUMNS ", k.seq FROM " keys " k JOIN events e "          \
+  "ON e.ordering = k.ordering AND e.pid = k.pid "                                   \
+  "WHERE k.pid = (SELECT id FROM persistence_ids WHERE name = ?1) "                 \
+  "AND k.seq >= ?2 AND k.seq <= ?3"
+
+/// Version 4: both key tables. SQLite runs the compound as a merge of two
+/// co-routines, each walking its table's primary key in seq order, and stops at
+/// the LIMIT: a page is streamed, never materialized or sorted.
+inline constexpr key_reads v4_reads{
+  .read_events = TROUPE_KEYED_EVENTS("event_keys") " UNION ALL " TROUPE_KEYED_EVENTS(
+    "recent_keys") " ORDER BY 9 LIMIT ?4",
+  .highest_seq =
+    "SELECT max(coalesce((SELECT max(seq) FROM event_keys WHERE pid = p.id), 0), "
+    "coalesce((SELECT max(seq) FROM recent_keys WHERE pid = p.id), 0), p.deleted_to) "
+    "FROM persistence_ids p WHERE p.name = ?1",
+  .persistence_ids =
+    "SELECT p.name FROM persistence_ids p WHERE p.name > ?1 AND (p.deleted_to > 0 "
+    "OR EXISTS (SELECT 1 FROM event_keys k WHERE k.pid = p.id) "
+    "OR EXISTS (SELECT 1 FROM recent_keys k WHERE k.pid = p.id)) "
+    "ORDER BY p.name LIMIT ?2",
+};
+
+/// Versions 1 to 3: the unique index events_pid_seq.
+inline constexpr key_reads v3_reads{
+  .read_events = "SELECT " TROUPE_EVENT_COLUMNS " FROM events e "
+                 "WHERE e.pid = (SELECT id FROM persistence_ids WHERE name = ?1) "
+                 "AND e.seq >= ?2 AND e.seq <= ?3 ORDER BY e.seq LIMIT ?4",
+  .highest_seq =
+    "SELECT max(coalesce((SELECT max(seq) FROM events WHERE pid = p.id), 0), p.deleted_to) "
+    "FROM persistence_ids p WHERE p.name = ?1",
+  .persistence_ids = "SELECT p.name FROM persistence_ids p WHERE p.name > ?1 "
+                     "AND (p.deleted_to > 0 OR EXISTS (SELECT 1 FROM events e WHERE e.pid = p.id)) "
+                     "ORDER BY p.name LIMIT ?2",
+};
+
+// Deleting an id's events up to ?2: found through their keys (events has no
+// (pid, seq) index), deleted before the keys.
+#define TROUPE_KEYS_TO(column)                                                       \
+  "SELECT " column " FROM event_keys WHERE pid = ?1 AND seq <= ?2 UNION ALL SELECT " \
+  column " FROM recent_keys WHERE pid = ?1 AND seq <= ?2"
 inline constexpr const char* sql_tagged_to_delete =
-  "SELECT ordering, tags FROM events WHERE pid = ?1 AND seq <= ?2 AND tags IS NOT NULL";
+  "SELECT ordering, tags FROM events WHERE ordering IN (" TROUPE_KEYS_TO("ordering") ") "
+  "AND tags IS NOT NULL";
 inline constexpr const char* sql_delete_event_tag =
   "DELETE FROM event_tags WHERE tag = ?1 AND ordering = ?2";
-inline constexpr const char* sql_delete_events = "DELETE FROM events WHERE pid = ?1 AND seq <= ?2";
+inline constexpr const char* sql_delete_events =
+  "DELETE FROM events WHERE ordering IN (" TROUPE_KEYS_TO("ordering") ")";
+inline constexpr const char* sql_delete_merged_keys =
+  "DELETE FROM event_keys WHERE pid = ?1 AND seq <= ?2";
+inline constexpr const char* sql_delete_recent_keys =
+  "DELETE FROM recent_keys WHERE pid = ?1 AND seq <= ?2";
 inline constexpr const char* sql_set_deleted_to =
   "UPDATE persistence_ids SET deleted_to = ?2 WHERE id = ?1";
 inline constexpr const char* sql_save_snapshot =
@@ -104,12 +162,6 @@ inline std::int64_t to_db(std::uint64_t x) {
 /// A LIMIT value.
 inline std::int64_t limit_of(std::size_t n) {
   return static_cast<std::int64_t>(std::min<std::size_t>(n, INT64_MAX));
-}
-
-/// The unique (pid, seq) index refused the row. (A clash of the rowid, i.e. the
-/// offset, would mean a damaged journal_meta and is a failure, not a conflict.)
-inline bool is_conflict(int rc) {
-  return rc == SQLITE_CONSTRAINT_UNIQUE;
 }
 
 /// Joins tags with the separator into `out`; empty when there are none.
@@ -148,13 +200,15 @@ namespace sq = sqlite;
 /// connection and may run concurrently with each other and with a write.
 struct sqlite_journal::impl {
   impl(sqlite_options o, std::unique_ptr<sq::connection> w,
-       std::optional<sq::journal_identity> id)
-    : opts(std::move(o)), identity(std::move(id)), writer(std::move(w)) {
+       std::optional<sq::journal_identity> id, const sq::key_reads* r)
+    : opts(std::move(o)), identity(std::move(id)), reads(r), writer(std::move(w)) {
   }
 
   sqlite_options opts;
   /// The file opened and its journal id; none when opened read-only.
   const std::optional<sq::journal_identity> identity;
+  /// The key reads of the file's layout (v4_reads unless read-only on an older file).
+  const sq::key_reads* const reads;
 
   // -- lost: the file is no longer the journal (journal_identity.hpp) -------------------
   lost_state loss;
@@ -169,6 +223,11 @@ struct sqlite_journal::impl {
   struct id_info {
     std::int64_t id;
     sequence_nr deleted_to;
+    /// Every stored key of this id has a seq <= highest_key, as long as
+    /// keys_seen == key_view (see there). A write above it needs no lookup of its
+    /// seqs; one that rolls back leaves it higher than needed, never too low.
+    sequence_nr highest_key = 0;
+    std::uint64_t keys_seen = 0;
   };
   std::mutex writer_mtx;
   std::unique_ptr<sq::connection> writer;
@@ -185,6 +244,13 @@ struct sqlite_journal::impl {
     std::size_t index;  // in the batch
   };
   std::vector<planned_write> plan;  // reused: write_batch's storage order
+  /// The highest offset after this connection's last commit of events. Keys are
+  /// only ever added together with events, which raise the highest offset: while
+  /// a write transaction finds it unchanged, no other connection (process) has
+  /// stored keys since, and the ids' highest_key entries still hold. Otherwise
+  /// key_view moves on, which makes every entry unknown.
+  std::optional<offset_type> committed_offset;
+  std::uint64_t key_view = 1;
 
   // -- reader connections ---------------------------------------------------------------
   std::mutex pool_mtx;
@@ -248,25 +314,45 @@ struct sqlite_journal::impl {
   /// Keeps them: their transaction committed.
   void keep_provisional();
 
-  /// Inserts one event (and its tag rows) at `offset`. Returns the SQLite result
-  /// of the event insert (SQLITE_DONE on success), or an error for a failure that
-  /// dooms the whole transaction.
-  expected<int> insert_event(sq::statement& ins, std::int64_t pid, const std::string& name,
-                             const event_record& e, offset_type offset, std::int64_t ts);
+  /// Inserts one event, its key (into recent_keys) and its tag rows at `offset`.
+  /// Its seq is known to be free (store checked it), so any failure dooms the
+  /// whole transaction.
+  expected<void> insert_event(sq::statement& ins, sq::statement& key, std::int64_t pid,
+                              const std::string& name, const event_record& e,
+                              offset_type offset, std::int64_t ts);
 
-  /// The fence check, inside the open write transaction (of a write or of
-  /// advance_fence): refuses `f` with fenced when the key's stored epoch is newer,
-  /// else raises the stored epoch to f.epoch. `what` names the refused operation.
-  /// Returns the refusal as the inner result, or an error (the outer expected) that
-  /// dooms the transaction.
+  /// The fence check's read, inside the open write transaction (of a write or of
+  /// advance_fence): refuses `f` with fenced when the key's stored epoch is newer
+  /// (`what` names the refused operation); else sets `raise` when the stored
+  /// epoch is older than f.epoch (or none is stored), for raise_fence. Returns the
+  /// refusal as the inner result, or an error (the outer expected) that dooms the
+  /// transaction.
   template <class What>
-  expected<write_result> check_fence(const write_fence& f, What what);
+  expected<write_result> check_fence(const write_fence& f, What what, bool& raise);
+
+  /// Stores f.epoch as the key's epoch (check_fence said it is higher).
+  expected<void> raise_fence(const write_fence& f);
+
+  /// The lowest seq of `id` in first..last already taken (stored in either key
+  /// table), 0 when none is.
+  expected<sequence_nr> taken_seq(std::int64_t id, sequence_nr first, sequence_nr last);
+
+  /// Whether a key of `id` in first..last is stored; the id's highest_key answers
+  /// without a lookup when the write is above it. Returns the lowest taken seq, 0
+  /// when none is.
+  expected<sequence_nr> check_seqs(id_info& id, sequence_nr first, sequence_nr last);
 
   /// Stores one validated atomic write of the persistence id `id` inside the open
-  /// transaction. Returns the write's own result, or an error (as the outer
-  /// expected) that dooms the batch.
+  /// transaction. Every check (fence, deleted or stored seqs) runs before anything
+  /// is stored, so a refused write changes nothing and needs no savepoint. Returns
+  /// the write's own result, or an error (as the outer expected) that dooms the
+  /// batch.
   expected<write_result> store(const atomic_write& w, id_info* id, offset_type& offset,
                                std::int64_t ts);
+
+  /// One step of the incremental key merge (sqlite_merge.cpp), inside the open
+  /// write transaction of a batch that stored events.
+  expected<void> merge_keys();
 
   /// The highest offset stored, read inside the open write transaction.
   expected<offset_type> read_offset();
@@ -274,8 +360,8 @@ struct sqlite_journal::impl {
   expected<void> write_offset(offset_type offset);
 
   /// The order in which write_batch stores the batch's valid writes: by persistence
-  /// id row, then batch position. The (pid, seq) index is then updated in key order,
-  /// each insert next to the previous one in the b-tree (as a writer that goes round
+  /// id row, then batch position. recent_keys is then updated in key order, each
+  /// insert next to the previous one in the b-tree (as a writer that goes round
   /// its entities would), instead of at random. Offsets follow this order; the batch
   /// commits as a whole, so no reader can tell, and one id's writes keep their order.
   /// A batch with a fenced write keeps its submission order: a fence key spans many
@@ -304,7 +390,7 @@ struct sqlite_journal::impl {
   // -- read path ------------------------------------------------------------------------
 
   /// The highest sequence nr of `name` as seen on connection `c` (0 if unknown).
-  static expected<sequence_nr> highest_on(sq::connection& c, const std::string& name);
+  expected<sequence_nr> highest_on(sq::connection& c, const std::string& name);
 
   /// Runs a cached query on a reader connection; `bind` binds the parameters and
   /// `row` consumes each result row.

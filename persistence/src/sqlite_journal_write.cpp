@@ -1,6 +1,7 @@
 // The SQLite journal's write path: one group-commit batch per transaction, stored in
-// persistence id order, each write's fence checked in the transaction; offsets;
-// delete_events_to; advance_fence. (sqlite_journal.cpp has the rest.)
+// persistence id order, each write's fence and seqs checked in the transaction, its
+// keys into recent_keys (merged by sqlite_merge.cpp); offsets; delete_events_to;
+// advance_fence. (sqlite_journal.cpp has the rest.)
 #include "sqlite_journal_impl.hpp"
 
 #include <fmt/core.h>
@@ -9,19 +10,20 @@ namespace troupe::persistence {
 
 using namespace sqlite;
 
-expected<int> sqlite_journal::impl::insert_event(sq::statement& ins, std::int64_t pid,
-                                                 const std::string& name, const event_record& e,
-                                                 offset_type offset, std::int64_t ts) {
+expected<void> sqlite_journal::impl::insert_event(sq::statement& ins, sq::statement& key,
+                                                  std::int64_t pid, const std::string& name,
+                                                  const event_record& e, offset_type offset,
+                                                  std::int64_t ts) {
   join_tags(e.tags, tags_text);
-  int rc;
+  // Every parameter is bound below before each step; the text/blob bindings point
+  // into `e`, which outlives the statement's next reset.
+  struct resetter {
+    sq::statement& s;
+    ~resetter() { s.reset_keep_bindings(); }
+    sq::statement* operator->() { return &s; }
+  };
   {
-    // Every parameter is bound below; the text/blob bindings point into `e`,
-    // which outlives the statement's next reset.
-    struct resetter {
-      sq::statement& s;
-      ~resetter() { s.reset_keep_bindings(); }
-      sq::statement* operator->() { return &s; }
-    } q{ins};
+    resetter q{ins};
     q->bind(1, static_cast<std::int64_t>(offset));
     q->bind(2, pid);
     q->bind(3, to_db(e.seq));
@@ -34,10 +36,18 @@ expected<int> sqlite_journal::impl::insert_event(sq::statement& ins, std::int64_
       q->bind(7, std::string_view{tags_text});
     q->bind(8, std::string_view{e.writer});
     q->bind(9, e.timestamp_ms != 0 ? e.timestamp_ms : ts);
-    rc = q->step();
+    if (auto rc = q->step(); rc != SQLITE_DONE)
+      return writer->fail_from(rc, fmt::format("cannot store '{}' seq {}", name, e.seq));
   }
-  if (rc != SQLITE_DONE)
-    return rc;
+  {
+    resetter q{key};
+    q->bind(1, pid);
+    q->bind(2, to_db(e.seq));
+    q->bind(3, static_cast<std::int64_t>(offset));
+    if (auto rc = q->step(); rc != SQLITE_DONE)
+      return writer->fail_from(rc, fmt::format("cannot store the key of '{}' seq {}", name,
+                                               e.seq));
+  }
   for (auto& tag : e.tags) {
     auto tag_id = resolve_tag(tag);
     if (!tag_id)
@@ -51,11 +61,12 @@ expected<int> sqlite_journal::impl::insert_event(sq::statement& ins, std::int64_
     if (auto trc = q->step(); trc != SQLITE_DONE)
       return writer->fail_from(trc, fmt::format("cannot tag '{}' seq {}", name, e.seq));
   }
-  return rc;
+  return {};
 }
 
 template <class What>
-expected<write_result> sqlite_journal::impl::check_fence(const write_fence& f, What what) {
+expected<write_result> sqlite_journal::impl::check_fence(const write_fence& f, What what,
+                                                         bool& raise) {
   std::optional<std::int64_t> stored;
   {
     auto s = writer->prepare(sql_get_fence);
@@ -75,8 +86,11 @@ expected<write_result> sqlite_journal::impl::check_fence(const write_fence& f, W
   if (stored && static_cast<std::uint64_t>(*stored) > f.epoch)
     return write_result{fenced_error(fmt::format("journal '{}'", opts.path), what(), f.key,
                                      static_cast<std::uint64_t>(*stored), f.epoch)};
-  if (stored && static_cast<std::uint64_t>(*stored) == f.epoch)
-    return write_result{};
+  raise = !stored || static_cast<std::uint64_t>(*stored) < f.epoch;
+  return write_result{};
+}
+
+expected<void> sqlite_journal::impl::raise_fence(const write_fence& f) {
   auto s = writer->prepare(sql_raise_fence);
   if (!s)
     return std::move(s).error();
@@ -86,71 +100,99 @@ expected<write_result> sqlite_journal::impl::check_fence(const write_fence& f, W
   if (auto rc = q->step(); rc != SQLITE_DONE)
     return writer->fail_from(rc, fmt::format("cannot raise fence '{}' to epoch {}", f.key,
                                              f.epoch));
-  return write_result{};
+  return {};
+}
+
+expected<sequence_nr> sqlite_journal::impl::taken_seq(std::int64_t id, sequence_nr first,
+                                                      sequence_nr last) {
+  auto s = writer->prepare(sql_taken_seq);
+  if (!s)
+    return std::move(s).error();
+  sq::use q{**s};
+  q->bind(1, id);
+  q->bind(2, to_db(first));
+  q->bind(3, to_db(last));
+  if (auto rc = q->step(); rc != SQLITE_ROW)
+    return writer->fail_from(rc, fmt::format("cannot look up the stored seqs of persistence id "
+                                             "row {}",
+                                             id));
+  sequence_nr taken = 0;
+  for (int column : {0, 1})
+    if (!q->is_null(column) && (taken == 0 || q->uint64(column) < taken))
+      taken = q->uint64(column);
+  return taken;
+}
+
+expected<sequence_nr> sqlite_journal::impl::check_seqs(id_info& id, sequence_nr first,
+                                                       sequence_nr last) {
+  if (id.keys_seen != key_view) {
+    auto s = writer->prepare(sql_highest_key);
+    if (!s)
+      return std::move(s).error();
+    sq::use q{**s};
+    q->bind(1, id.id);
+    if (auto rc = q->step(); rc != SQLITE_ROW)
+      return writer->fail_from(rc, fmt::format("cannot look up the highest seq of persistence id "
+                                               "row {}",
+                                               id.id));
+    id.highest_key = 0;
+    for (int column : {0, 1}) {
+      if (q->is_null(column))
+        continue;
+      // A damaged key (not an integer) leaves every write to the range lookup.
+      auto seq = int_in(*q, column, 0, INT64_MAX);
+      id.highest_key = std::max<sequence_nr>(id.highest_key, seq ? *seq : max_sequence_nr);
+    }
+    id.keys_seen = key_view;
+  }
+  if (first > id.highest_key)
+    return sequence_nr{0};
+  return taken_seq(id.id, first, last);
 }
 
 expected<write_result> sqlite_journal::impl::store(const atomic_write& w, id_info* id,
                                                    offset_type& offset, std::int64_t ts) {
   auto first = w.events.front().seq;
+  auto last = w.events.back().seq;
   auto conflict = [&](sequence_nr seq) {
     return write_result{
       error{errc::sequence_conflict,
             fmt::format("journal '{}': '{}' seq {} already exists (another writer?)", opts.path,
                         w.persistence_id, seq)}};
   };
+  // The fence first: a fenced write is refused as fenced, whatever its seqs.
+  bool raise = false;
+  if (w.fence) {
+    auto fenced = check_fence(
+      *w.fence,
+      [&] { return fmt::format("the write of '{}' seq {}..{}", w.persistence_id, first, last); },
+      raise);
+    if (!fenced || !*fenced)
+      return fenced;
+  }
+  if (first <= id->deleted_to)
+    return conflict(first);
+  auto taken = check_seqs(*id, first, last);
+  if (!taken)
+    return std::move(taken).error();
+  if (*taken != 0)
+    return conflict(*taken);
+  // Nothing refuses the write from here on: a failure below dooms the batch.
+  if (raise)
+    if (auto ok = raise_fence(*w.fence); !ok)
+      return std::move(ok).error();
   auto ins = writer->prepare(sql_insert_event);
   if (!ins)
     return std::move(ins).error();
-  // A failing INSERT undoes itself; a savepoint is only needed to undo the
-  // earlier events of a multi-event write, or a fence raised for events that
-  // then conflict.
-  bool multi = w.events.size() > 1 || w.fence;
-  if (multi)
-    if (auto ok = run(sql_savepoint); !ok)
-      return std::move(ok).error();
-  auto undo = [&]() -> expected<void> {
-    if (!multi)
-      return {};
-    if (auto ok = run(sql_rollback_to); !ok)
-      return ok;
-    return run(sql_release);
-  };
-  if (w.fence) {
-    auto fenced = check_fence(*w.fence, [&] {
-      return fmt::format("the write of '{}' seq {}..{}", w.persistence_id, first,
-                         w.events.back().seq);
-    });
-    if (!fenced || !*fenced) {
-      if (auto ok = undo(); !ok)
-        return std::move(ok).error();
-      return fenced;
-    }
-  }
-  if (first <= id->deleted_to) {
-    if (auto ok = undo(); !ok)
-      return std::move(ok).error();
-    return conflict(first);
-  }
-  auto start = offset;
+  auto key = writer->prepare(sql_insert_key);
+  if (!key)
+    return std::move(key).error();
   for (auto& e : w.events) {
-    auto rc = insert_event(**ins, id->id, w.persistence_id, e, offset + 1, ts);
-    if (!rc)
-      return std::move(rc).error();
-    if (*rc == SQLITE_DONE) {
-      ++offset;
-      continue;
-    }
-    if (!is_conflict(*rc))
-      return writer->fail_from(*rc, fmt::format("cannot store '{}' seq {}", w.persistence_id,
-                                                e.seq));
-    offset = start;
-    if (auto ok = undo(); !ok)
+    if (auto ok = insert_event(**ins, **key, id->id, w.persistence_id, e, offset + 1, ts); !ok)
       return std::move(ok).error();
-    return conflict(e.seq);
+    ++offset;
   }
-  if (multi)
-    if (auto ok = run(sql_release); !ok)
-      return std::move(ok).error();
+  id->highest_key = std::max(id->highest_key, last);
   return write_result{};
 }
 
@@ -200,6 +242,8 @@ expected<void> sqlite_journal::impl::write_batch(std::span<const atomic_write> b
   auto offset = read_offset();
   if (!offset)
     return std::move(offset).error();
+  if (committed_offset != *offset)
+    ++key_view;  // another connection stored events (and keys) since our last commit
   if (auto ok = plan_batch(batch, results); !ok)
     return ok;
   auto next = *offset;
@@ -210,10 +254,16 @@ expected<void> sqlite_journal::impl::write_batch(std::span<const atomic_write> b
       return std::move(r).error();
     results[p.index] = std::move(*r);
   }
-  if (next != *offset)
+  if (next != *offset) {
     if (auto ok = write_offset(next); !ok)
       return ok;
-  return run(sql_commit);
+    if (auto ok = merge_keys(); !ok)
+      return ok;
+  }
+  if (auto ok = run(sql_commit); !ok)
+    return ok;
+  committed_offset = next;
+  return {};
 }
 
 std::vector<write_result> sqlite_journal::impl::write(std::span<const atomic_write> batch) {
@@ -288,7 +338,10 @@ expected<void> sqlite_journal::impl::delete_in_transaction(const std::string& na
         return writer->fail_from(rc, fmt::format("cannot delete events of '{}'", name));
     }
   }
-  for (auto [sql, value] : {std::pair{sql_delete_events, to}, std::pair{sql_set_deleted_to, deleted_to}}) {
+  // The events before their keys: the events are found through the keys.
+  for (auto [sql, value] : {std::pair{sql_delete_events, to}, std::pair{sql_delete_merged_keys, to},
+                            std::pair{sql_delete_recent_keys, to},
+                            std::pair{sql_set_deleted_to, deleted_to}}) {
     auto s = writer->prepare(sql);
     if (!s)
       return std::move(s).error();
@@ -310,11 +363,16 @@ expected<void> sqlite_journal::impl::advance_fence(const std::string& key, std::
   if (auto ok = validate_fence(key, epoch); !ok)
     return ok;
   return in_write_transaction([&]() -> expected<void> {
-    auto r = check_fence(write_fence{key, epoch}, [] { return std::string{"advance_fence"}; });
+    write_fence f{key, epoch};
+    bool raise = false;
+    auto r = check_fence(f, [] { return std::string{"advance_fence"}; }, raise);
     if (!r)
       return std::move(r).error();
     if (!*r)
       return std::move(*r).error();
+    if (raise)
+      if (auto ok = raise_fence(f); !ok)
+        return ok;
     return run(sql_commit);
   });
 }

@@ -69,8 +69,10 @@ namespace fs = std::filesystem;
 //
 // Why this layout: see docs/persistence-storage.md. In short, a rowid table whose
 // rowid is the global offset makes appends cheap (always at the end of the
-// table's b-tree), and the unique (pid INTEGER, seq) index gives conflict
-// detection and paged replay; an INTEGER pid keeps that index small.
+// table's b-tree). Since version 4 the (pid, seq) keys are kept out of it: a
+// write adds its keys to the small recent_keys table, and each write transaction
+// moves the keys of one range of pids into event_keys in one sorted pass
+// (sqlite_merge.cpp); both give conflict detection and paged replay.
 constexpr const char* migrations[] = {
   // 1: the initial schema.
   R"sql(
@@ -145,6 +147,28 @@ CREATE TABLE fences(
   epoch INTEGER NOT NULL
 ) WITHOUT ROWID;
 )sql",
+  // 4: the keys leave the events table (an append-only heap since): event_keys
+  // holds the merged (pid, seq) -> ordering keys, recent_keys those written since
+  // their range of pids was last merged (sqlite_merge.cpp); merge_next_pid is
+  // where the next merge starts. A version 3 file's keys all go to event_keys, in
+  // key order, in the migration's one transaction.
+  R"sql(
+CREATE TABLE event_keys(
+  pid INTEGER NOT NULL,
+  seq INTEGER NOT NULL,
+  ordering INTEGER NOT NULL,
+  PRIMARY KEY(pid, seq)
+) WITHOUT ROWID;
+CREATE TABLE recent_keys(
+  pid INTEGER NOT NULL,
+  seq INTEGER NOT NULL,
+  ordering INTEGER NOT NULL,
+  PRIMARY KEY(pid, seq)
+) WITHOUT ROWID;
+INSERT INTO event_keys(pid, seq, ordering) SELECT pid, seq, ordering FROM events ORDER BY pid, seq;
+DROP INDEX events_pid_seq;
+INSERT INTO journal_meta(key, value) VALUES('merge_next_pid', 1);
+)sql",
 };
 static_assert(std::size(migrations) == sqlite_schema_version);
 
@@ -193,7 +217,10 @@ error no_journal(const sqlite_options& opts, std::string_view what) {
                            opts.path, what)};
 }
 
-expected<void> migrate(connection& c, const sqlite_options& opts) {
+/// Creates the schema, or lifts it to version `target` (sqlite_schema_version but
+/// in tests), in one transaction.
+expected<void> migrate(connection& c, const sqlite_options& opts,
+                       int target = sqlite_schema_version) {
   if (auto ok = c.exec("BEGIN IMMEDIATE"); !ok)
     return ok;
   auto fail = [&](error e) -> expected<void> {
@@ -214,13 +241,13 @@ expected<void> migrate(connection& c, const sqlite_options& opts) {
   if (*version == 0)
     if (auto ok = c.exec("CREATE TABLE schema_version(version INTEGER NOT NULL)"); !ok)
       return fail(std::move(ok).error());
-  for (auto v = *version + 1; v <= sqlite_schema_version; ++v) {
+  for (auto v = *version + 1; v <= target; ++v) {
     if (auto ok = c.exec(migrations[v - 1]); !ok)
       return fail(std::move(ok).error());
   }
-  if (*version < sqlite_schema_version) {
+  if (*version < target) {
     auto sql = fmt::format("DELETE FROM schema_version; INSERT INTO schema_version VALUES({})",
-                           sqlite_schema_version);
+                           target);
     if (sqlite3_exec(c.handle(), sql.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK)
       return fail(c.fail(errc::journal_failure, "cannot record the schema version"));
   }
@@ -332,6 +359,19 @@ expected<std::unique_ptr<connection>> open_read_only(sqlite_options& opts) {
 }
 
 } // namespace
+
+expected<int> stored_schema_version(connection& c) {
+  return current_version(c);
+}
+
+expected<void> create_older_schema(connection& c, int version) {
+  if (version < 1 || version > sqlite_schema_version)
+    return error{errc::invalid_argument, fmt::format("no schema version {}", version)};
+  sqlite_options opts;
+  opts.path = c.path();
+  opts.create_if_missing = true;
+  return migrate(c, opts, version);
+}
 
 expected<std::unique_ptr<connection>> open_secondary(const sqlite_options& opts) {
   auto c = connection::open(opts.path, open_flags(opts), opts.busy_timeout,

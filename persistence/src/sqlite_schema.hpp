@@ -16,6 +16,14 @@ namespace troupe::persistence::sqlite {
 /// the path.
 expected<std::unique_ptr<connection>> open_primary(sqlite_options& opts);
 
+/// The schema version stored in a file open_primary() accepted (read-only, it may
+/// be older than sqlite_schema_version: a read-only open never migrates).
+expected<int> stored_schema_version(connection& c);
+
+/// Creates the schema of an older `version` (1..sqlite_schema_version) in an empty
+/// database, as a build that knew only that version did (tests of migrations).
+expected<void> create_older_schema(connection& c, int version);
+
 /// Opens a further connection to a file open_primary() already prepared.
 expected<std::unique_ptr<connection>> open_secondary(const sqlite_options& opts);
 

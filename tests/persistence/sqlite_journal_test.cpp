@@ -401,36 +401,6 @@ TEST_CASE("sqlite journal: two processes write concurrently to one journal file"
     }
 }
 
-TEST_CASE("sqlite journal: a version 2 file is migrated to version 3 (fences), keeping its events") {
-  temp_dir dir;
-  auto path = dir.file("journal.db");
-  {
-    auto j = sqlite_journal::open(options_for(path));
-    REQUIRE(j);
-    REQUIRE(write_all(**j, {make_write("a", 1, 2)})[0]);
-  }
-  // What a build that knew only version 2 left behind.
-  raw_exec(path, "DROP TABLE fences");
-  raw_exec(path, "UPDATE schema_version SET version = 2");
-  auto j = sqlite_journal::open(options_for(path));
-  REQUIRE(j);
-  CHECK(raw_query(path, "SELECT version FROM schema_version") == "3");
-  CHECK(*(*j)->highest_sequence_nr("a") == 2);
-  CHECK(*(*j)->fence_epoch("shard-1") == 0);
-  REQUIRE((*j)->advance_fence("shard-1", 3));
-  auto w = make_write("a", 3, 3);
-  w.fence = write_fence{"shard-1", 2};
-  auto r = write_all(**j, {w});
-  REQUIRE_FALSE(r[0]);
-  CHECK(r[0].error().code() == errc::fenced);
-  // A build that knows only version 2 would refuse the file, saying why.
-  raw_exec(path, "UPDATE schema_version SET version = 4");
-  auto newer = sqlite_journal::open(options_for(path));
-  REQUIRE_FALSE(newer);
-  CHECK(newer.error().code() == errc::unsupported_version);
-  CHECK(mentions(newer.error(), "newer troupe"));
-}
-
 TEST_CASE("sqlite journal: a damaged fence epoch is an error naming the key, never a guess") {
   temp_dir dir;
   auto path = dir.file("journal.db");

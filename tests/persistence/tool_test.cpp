@@ -98,7 +98,9 @@ TEST_CASE("troupe journal verify: reports each planted problem and exits non-zer
           "duplicate snapshot: 'acct|b' seq 3 stored 2 times",
           // The gap's event was tagged: its tag row now points nowhere.
           "orphaned tag rows: 1 event_tags row(s) of tag row 1 point to missing events",
-          "verify: 6 problem(s)",
+          // And its key.
+          "dangling key: 'acct|a' seq 4 (in event_keys) points to offset 4, which holds no event",
+          "verify: 7 problem(s)",
         })
         == "");
   // The original is untouched and still healthy.

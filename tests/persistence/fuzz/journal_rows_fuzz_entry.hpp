@@ -205,7 +205,8 @@ private:
 };
 
 inline void fill(scratch_journal& j, cursor& in) {
-  j.exec("BEGIN; DELETE FROM events; DELETE FROM event_tags; DELETE FROM tags; "
+  j.exec("BEGIN; DELETE FROM events; DELETE FROM event_keys; DELETE FROM recent_keys; "
+         "DELETE FROM event_tags; DELETE FROM tags; "
          "DELETE FROM snapshots; DELETE FROM persistence_ids; DELETE FROM schema_version;"
          "DELETE FROM journal_meta");
   j.insert("INSERT INTO schema_version VALUES(?1)", 1, in);
@@ -219,6 +220,9 @@ inline void fill(scratch_journal& j, cursor& in) {
              "timestamp_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
              8, in);
     j.exec("INSERT OR IGNORE INTO event_tags SELECT 1, max(ordering) FROM events");
+    // Its key, as the journal writes it (a row of a seq already keyed has none).
+    j.exec("INSERT OR IGNORE INTO event_keys SELECT pid, seq, ordering FROM events "
+           "WHERE ordering = (SELECT max(ordering) FROM events)");
   }
   j.exec("COMMIT");
 }

@@ -23,13 +23,14 @@
 //
 // Layout (docs/persistence-storage.md has the measurements behind it):
 //   events(ordering INTEGER PRIMARY KEY = the offset, pid INTEGER, seq, manifest,
-//          version, payload BLOB, tags, writer, timestamp_ms)
-//          + UNIQUE INDEX (pid, seq)
+//          version, payload BLOB, tags, writer, timestamp_ms), append-only
+//   event_keys(pid, seq, ordering), recent_keys(pid, seq, ordering) WITHOUT ROWID,
+//          PK (pid, seq): every event's key is in exactly one of them (version 4)
 //   persistence_ids(id INTEGER PRIMARY KEY, name UNIQUE, deleted_to)
 //   tags(id, name UNIQUE), event_tags(tag, ordering) WITHOUT ROWID
 //   snapshots(pid, seq, timestamp_ms, manifest, version, payload), PK (pid, seq)
 //   projection_offsets(projection, key, offset, last_updated_ms)
-//   journal_meta(key, value): highest_offset, journal_id
+//   journal_meta(key, value): highest_offset, journal_id, merge_next_pid
 //   fences(key TEXT PRIMARY KEY, epoch INTEGER) WITHOUT ROWID (schema version 3)
 //
 // Thread-safety: every member may be called concurrently.
@@ -99,7 +100,7 @@ std::string immutable_uri(const std::string& path);
 std::string immutable_mode_note(const std::string& path);
 
 /// The schema version this build creates and reads.
-inline constexpr int sqlite_schema_version = 3;
+inline constexpr int sqlite_schema_version = 4;
 
 class sqlite_journal final : public journal_backend, public snapshot_backend {
 public:
