@@ -292,6 +292,7 @@ std::vector<result> persist(const options& opts) {
   r.extra["event_bytes"] = payload_bytes();
   r.extra["synchronous"] = "full";
   r.extra["baseline_batch_rows"] = best_batch;
+  r.extra["baseline_merge_every_rows"] = raw_event_writer::merge_every_rows;
   r.extra["scheduler_threads"] = scheduler_threads();
   r.extra["config"] = "defaults";
   return {r};

@@ -65,6 +65,7 @@ std::vector<result> journal_write(const options& opts) {
   r.extra["payload_bytes"] = payload_size;
   r.extra["synchronous"] = "full";
   r.extra["baseline_batch_rows"] = raw_batch;
+  r.extra["baseline_merge_every_rows"] = raw_event_writer::merge_every_rows;
   r.extra["config"] = "defaults";
   return {r};
 }

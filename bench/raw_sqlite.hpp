@@ -1,7 +1,10 @@
 // What the raw-SQLite baselines of the persistence benchmarks share: a connection
 // with the journal's durability settings, prepared inserts of events into the
-// journal's schema, and the SELECT that reads one id's events back. A baseline
-// does the storage work troupe does, with nothing on top.
+// journal's schema (version 4: the events, their keys into recent_keys, a lookup
+// of each key in event_keys for conflicts, and the keys merged into event_keys in
+// one sorted pass every 100,000 rows), and the SELECT that reads one id's events
+// back through both key tables. A baseline does the storage work troupe does, with
+// nothing on top (troupe merges one range of ids per transaction instead).
 #pragma once
 
 #include "harness.hpp"
@@ -69,6 +72,10 @@ struct raw_event_shape {
 /// SQLite backend writes them.
 class raw_event_writer {
 public:
+  /// The keys move from recent_keys to event_keys, all at once, in the first
+  /// transaction that ends at least this many rows after the last move.
+  static constexpr std::int64_t merge_every_rows = 100'000;
+
   raw_event_writer(const std::string& path, const std::vector<std::string>& ids,
                    raw_event_shape shape)
     : db_{path}, shape_{std::move(shape)}, next_seq_(ids.size(), 1) {
@@ -85,6 +92,8 @@ public:
     insert_ = db_.prepare(
       "INSERT INTO events(ordering, pid, seq, manifest, version, payload, tags, writer, "
       "timestamp_ms) VALUES(?1, ?2, ?3, ?4, 1, ?5, NULL, ?6, ?7)");
+    key_ = db_.prepare("INSERT INTO recent_keys(pid, seq, ordering) VALUES(?1, ?2, ?3)");
+    taken_ = db_.prepare("SELECT 1 FROM event_keys WHERE pid = ?1 AND seq = ?2");
   }
 
   /// One durable transaction of `rows` inserts.
@@ -104,6 +113,22 @@ public:
       if (sqlite3_step(insert_) != SQLITE_DONE)
         die(sqlite3_errmsg(db_.db));
       sqlite3_reset(insert_);
+      sqlite3_bind_int64(taken_, 1, static_cast<std::int64_t>(i) + 1);
+      sqlite3_bind_int64(taken_, 2, next_seq_[i] - 1);
+      if (sqlite3_step(taken_) != SQLITE_DONE)
+        die("raw writer: a seq is taken");
+      sqlite3_reset(taken_);
+      sqlite3_bind_int64(key_, 1, static_cast<std::int64_t>(i) + 1);
+      sqlite3_bind_int64(key_, 2, next_seq_[i] - 1);
+      sqlite3_bind_int64(key_, 3, ordering_);
+      if (sqlite3_step(key_) != SQLITE_DONE)
+        die(sqlite3_errmsg(db_.db));
+      sqlite3_reset(key_);
+    }
+    if ((unmerged_ += rows) >= merge_every_rows) {
+      db_.exec("INSERT INTO event_keys(pid, seq, ordering) SELECT pid, seq, ordering FROM "
+               "recent_keys ORDER BY pid, seq; DELETE FROM recent_keys;");
+      unmerged_ = 0;
     }
     db_.exec("COMMIT");
   }
@@ -112,13 +137,17 @@ private:
   raw_db db_;
   raw_event_shape shape_;
   sqlite3_stmt* insert_ = nullptr;
+  sqlite3_stmt* key_ = nullptr;
+  sqlite3_stmt* taken_ = nullptr;
   std::vector<std::int64_t> next_seq_;
   std::size_t cursor_ = 0;
   std::int64_t ordering_ = 0;
+  std::int64_t unmerged_ = 0;
 };
 
-/// Reads one id's events in seq order with one SELECT, touching every column a
-/// replay returns.
+/// Reads one id's events in seq order with one SELECT (its keys from both key
+/// tables, merged by seq, the events by rowid), touching every column a replay
+/// returns.
 class raw_event_reader {
 public:
   struct totals {
@@ -130,8 +159,13 @@ public:
     : db_{path},
       select_{db_.prepare(
         "SELECT e.seq, e.manifest, e.version, e.payload, e.tags, e.writer, e.timestamp_ms, "
-        "e.ordering FROM events e WHERE e.pid = (SELECT id FROM persistence_ids WHERE name = "
-        "?1) ORDER BY e.seq")} {}
+        "e.ordering, k.seq FROM event_keys k JOIN events e ON e.ordering = k.ordering "
+        "AND e.pid = k.pid WHERE k.pid = (SELECT id FROM persistence_ids WHERE name = ?1) "
+        "UNION ALL "
+        "SELECT e.seq, e.manifest, e.version, e.payload, e.tags, e.writer, e.timestamp_ms, "
+        "e.ordering, k.seq FROM recent_keys k JOIN events e ON e.ordering = k.ordering "
+        "AND e.pid = k.pid WHERE k.pid = (SELECT id FROM persistence_ids WHERE name = ?1) "
+        "ORDER BY 9")} {}
 
   totals read(const std::string& persistence_id) {
     totals t;
