@@ -174,7 +174,7 @@ expected<int> stats(journal_source& d, const output& o) {
     {"snapshots", "SELECT count(*) FROM snapshots"},
     {"event_payload_bytes", "SELECT coalesce(sum(length(payload)), 0) FROM events"},
     {"snapshot_payload_bytes", "SELECT coalesce(sum(length(payload)), 0) FROM snapshots"},
-    {"highest_offset", "SELECT value FROM journal_meta WHERE key = 'highest_offset'"},
+    {"highest_offset", d.dialect().highest_offset},
     {"journal_id", "SELECT value FROM journal_meta WHERE key = 'journal_id'"},
   };
   for (auto [name, sql] : scalars) {

@@ -80,6 +80,9 @@ constexpr journal_dialect postgres_dialect{
   .tagged = "e.ordering IN (SELECT t.ordering FROM event_tags t WHERE t.tag = ?1)",
   .tag_counts = "SELECT tag, count(*) FROM event_tags GROUP BY tag ORDER BY tag",
   .schema_version = "SELECT max(version) FROM troupe_schema_version",
+  .highest_offset = "SELECT value FROM journal_meta WHERE key = 'highest_offset'",
+  .offsets_beyond_highest = "SELECT count(*) FROM events WHERE ordering > "
+                            "(SELECT value FROM journal_meta WHERE key = 'highest_offset')",
 };
 
 // The tags an event lists (events.tags, joined by \x1f) and its event_tags rows

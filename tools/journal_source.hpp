@@ -62,6 +62,11 @@ struct journal_dialect {
   const char* tag_counts;
   /// The schema version.
   const char* schema_version;
+  /// The highest offset used (by a stored or a deleted event).
+  const char* highest_offset;
+  /// The number of events above the recorded highest offset (a new event could
+  /// reuse one), or null where the store records no such bound.
+  const char* offsets_beyond_highest = nullptr;
 };
 
 class verify_report;

@@ -62,6 +62,11 @@ constexpr journal_dialect sqlite_dialect{
   .tag_counts = "SELECT g.name, count(*) FROM event_tags t JOIN tags g ON g.id = t.tag "
                 "GROUP BY g.name ORDER BY g.name",
   .schema_version = "SELECT max(version) FROM schema_version",
+  // journal_meta's highest_offset is the floor deletes leave; the newest event's
+  // offset counts too (docs/persistence-storage.md, "Offsets"). A version 3 file
+  // kept the whole highest offset there, which the same statement reads.
+  .highest_offset = "SELECT max((SELECT value FROM journal_meta WHERE key = 'highest_offset'), "
+                    "coalesce((SELECT max(ordering) FROM events), 0))",
 };
 
 class sqlite_source final : public journal_source {

@@ -27,10 +27,6 @@ constexpr const char* sql_duplicate_snapshots =
   "SELECT p.name, s.seq, count(*) FROM snapshots s JOIN persistence_ids p ON p.id = s.pid "
   "GROUP BY p.name, s.seq HAVING count(*) > 1";
 
-constexpr const char* sql_offsets_beyond_highest =
-  "SELECT count(*) FROM events WHERE ordering > "
-  "(SELECT value FROM journal_meta WHERE key = 'highest_offset')";
-
 struct verifier {
   journal_source& s;
   verify_report& v;
@@ -139,7 +135,10 @@ struct verifier {
   }
 
   expected<void> offsets() {
-    auto beyond = s.scalar(sql_offsets_beyond_highest);
+    auto sql = s.dialect().offsets_beyond_highest;
+    if (sql == nullptr)
+      return {};
+    auto beyond = s.scalar(sql);
     if (!beyond)
       return std::move(beyond).error();
     if (*beyond > 0)

@@ -33,10 +33,17 @@ namespace troupe::persistence::sqlite {
 
 inline constexpr const char* sql_begin = "BEGIN IMMEDIATE";
 inline constexpr const char* sql_commit = "COMMIT";
+/// The highest offset ever used: the newest event's, or higher where deletes took
+/// the newest events away (journal_meta 'highest_offset' keeps that floor; a write
+/// does not update it, so a commit dirties one page fewer).
 inline constexpr const char* sql_get_offset =
-  "SELECT value FROM journal_meta WHERE key = 'highest_offset'";
-inline constexpr const char* sql_set_offset =
-  "UPDATE journal_meta SET value = ?1 WHERE key = 'highest_offset'";
+  "SELECT max((SELECT value FROM journal_meta WHERE key = 'highest_offset'), "
+  "coalesce((SELECT max(ordering) FROM events), 0))";
+/// Before a delete: the floor rises to the newest event's offset, so deleting the
+/// newest events never lets a later write reuse their offsets.
+inline constexpr const char* sql_keep_offset =
+  "UPDATE journal_meta SET value = max(value, coalesce((SELECT max(ordering) FROM events), 0)) "
+  "WHERE key = 'highest_offset'";
 inline constexpr const char* sql_add_id =
   "INSERT INTO persistence_ids(name) VALUES(?1) ON CONFLICT(name) DO NOTHING";
 inline constexpr const char* sql_find_id =
@@ -244,6 +251,8 @@ struct sqlite_journal::impl {
     std::size_t index;  // in the batch
   };
   std::vector<planned_write> plan;  // reused: write_batch's storage order
+  /// The step of the round the next key merge takes (sqlite_merge.cpp).
+  std::int64_t merge_next = 0;
   /// The highest offset after this connection's last commit of events. Keys are
   /// only ever added together with events, which raise the highest offset: while
   /// a write transaction finds it unchanged, no other connection (process) has
@@ -354,10 +363,8 @@ struct sqlite_journal::impl {
   /// write transaction of a batch that stored events.
   expected<void> merge_keys();
 
-  /// The highest offset stored, read inside the open write transaction.
+  /// The highest offset used, read inside the open write transaction.
   expected<offset_type> read_offset();
-
-  expected<void> write_offset(offset_type offset);
 
   /// The order in which write_batch stores the batch's valid writes: by persistence
   /// id row, then batch position. recent_keys is then updated in key order, each

@@ -206,17 +206,6 @@ expected<offset_type> sqlite_journal::impl::read_offset() {
   return q->uint64(0);
 }
 
-expected<void> sqlite_journal::impl::write_offset(offset_type offset) {
-  auto s = writer->prepare(sql_set_offset);
-  if (!s)
-    return std::move(s).error();
-  sq::use q{**s};
-  q->bind(1, static_cast<std::int64_t>(offset));
-  if (auto rc = q->step(); rc != SQLITE_DONE)
-    return writer->fail_from(rc, "cannot record the highest offset");
-  return {};
-}
-
 expected<void> sqlite_journal::impl::plan_batch(std::span<const atomic_write> batch,
                                                 const std::vector<write_result>& results) {
   plan.clear();
@@ -254,12 +243,9 @@ expected<void> sqlite_journal::impl::write_batch(std::span<const atomic_write> b
       return std::move(r).error();
     results[p.index] = std::move(*r);
   }
-  if (next != *offset) {
-    if (auto ok = write_offset(next); !ok)
-      return ok;
+  if (next != *offset)
     if (auto ok = merge_keys(); !ok)
       return ok;
-  }
   if (auto ok = run(sql_commit); !ok)
     return ok;
   committed_offset = next;
@@ -338,6 +324,8 @@ expected<void> sqlite_journal::impl::delete_in_transaction(const std::string& na
         return writer->fail_from(rc, fmt::format("cannot delete events of '{}'", name));
     }
   }
+  if (auto ok = run(sql_keep_offset); !ok)
+    return ok;
   // The events before their keys: the events are found through the keys.
   for (auto [sql, value] : {std::pair{sql_delete_events, to}, std::pair{sql_delete_merged_keys, to},
                             std::pair{sql_delete_recent_keys, to},

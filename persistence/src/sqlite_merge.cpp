@@ -10,12 +10,16 @@
 // many batches for those ids land on the same few event_keys leaves at once.
 //
 // The ranges go round the id rows 1..max(id) in `merge_ranges` steps (each
-// ceil(max(id) / merge_ranges) rows wide); the next range's start is stored in
-// journal_meta ('merge_next_pid'), in the same transaction, so every process
-// writing the file continues the same round. A key therefore stays in recent_keys
-// for at most merge_ranges + 1 event-writing transactions of the file, whichever
-// process runs them (while max(id) does not grow): recent_keys holds at most the
-// keys of that many batches, and each batch moves about one merge_ranges-th of it.
+// ceil(max(id) / merge_ranges) rows wide; with fewer rows than steps, the later
+// steps have none). Each writing connection keeps its own place in the round, in
+// memory: storing it in the file would dirty one more page
+// per commit, which a one-event commit pays in fsync time. A key therefore stays
+// in recent_keys for at most merge_ranges + 1 event-writing transactions of the
+// connection that follows (while max(id) does not grow; a transaction that rolls
+// back still moves the place on): with one writing process, recent_keys holds at
+// most the keys of that many batches, and each batch moves about one
+// merge_ranges-th of it. With several processes writing the file, each one's
+// transactions go round all ranges, so the bound holds for each of them.
 //
 // Everything runs inside the batch's write transaction, under SQLite's write lock:
 // it commits or rolls back with the batch, and another process's keys are merged
@@ -35,40 +39,37 @@ namespace {
 /// measured in docs/persistence-storage.md.
 constexpr std::int64_t merge_ranges = 32;
 
-constexpr const char* sql_merge_next =
-  "SELECT (SELECT value FROM journal_meta WHERE key = 'merge_next_pid'), "
-  "(SELECT max(id) FROM persistence_ids)";
+constexpr const char* sql_top_id = "SELECT max(id) FROM persistence_ids";
 constexpr const char* sql_merge_range =
   "INSERT INTO event_keys(pid, seq, ordering) SELECT pid, seq, ordering FROM recent_keys "
   "WHERE pid >= ?1 AND pid < ?2 ORDER BY pid, seq";
 constexpr const char* sql_drop_merged_range =
   "DELETE FROM recent_keys WHERE pid >= ?1 AND pid < ?2";
-constexpr const char* sql_set_merge_next =
-  "INSERT INTO journal_meta(key, value) VALUES('merge_next_pid', ?1) "
-  "ON CONFLICT(key) DO UPDATE SET value = excluded.value";
 
 } // namespace
 
 expected<void> sqlite_journal::impl::merge_keys() {
-  std::int64_t from = 1;
   std::int64_t top = 0;
   {
-    auto s = writer->prepare(sql_merge_next);
+    auto s = writer->prepare(sql_top_id);
     if (!s)
       return std::move(s).error();
     sq::use q{**s};
     if (auto rc = q->step(); rc != SQLITE_ROW)
-      return writer->fail_from(rc, "cannot read where the key merge continues");
-    // The cursor is troupe's own bookkeeping: a missing or damaged value only
-    // restarts the round.
-    if (auto next = int_in(*q, 0, 1, INT64_MAX))
-      from = *next;
-    top = q->int64(1);
+      return writer->fail_from(rc, "cannot read the persistence id rows to merge");
+    top = q->int64(0);
   }
-  if (from > top)
-    from = 1;
+  // Step k of the round covers the rows [1 + k * width, 1 + (k + 1) * width). With
+  // fewer than merge_ranges rows the later steps are empty, so a journal of a few
+  // entities does not move every commit's keys right away (a one-event commit would
+  // dirty an event_keys page more).
+  auto step = merge_next;
+  merge_next = (merge_next + 1) % merge_ranges;
   auto width = std::max<std::int64_t>(1, (top + merge_ranges - 1) / merge_ranges);
-  auto to = top - from < width ? top + 1 : from + width;
+  auto from = 1 + step * width;
+  if (from > top)
+    return {};
+  auto to = std::min(top + 1, from + width);  // merge_ranges * width >= top
   for (auto sql : {sql_merge_range, sql_drop_merged_range}) {
     auto s = writer->prepare(sql);
     if (!s)
@@ -85,13 +86,6 @@ expected<void> sqlite_journal::impl::merge_keys() {
                             from, to - 1)
               : fmt::format("cannot merge the keys of persistence id rows {}..{}", from, to - 1));
   }
-  auto s = writer->prepare(sql_set_merge_next);
-  if (!s)
-    return std::move(s).error();
-  sq::use q{**s};
-  q->bind(1, to > top ? std::int64_t{1} : to);
-  if (auto rc = q->step(); rc != SQLITE_DONE)
-    return writer->fail_from(rc, "cannot record where the key merge continues");
   return {};
 }
 

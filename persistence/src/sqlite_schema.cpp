@@ -149,9 +149,11 @@ CREATE TABLE fences(
 )sql",
   // 4: the keys leave the events table (an append-only heap since): event_keys
   // holds the merged (pid, seq) -> ordering keys, recent_keys those written since
-  // their range of pids was last merged (sqlite_merge.cpp); merge_next_pid is
-  // where the next merge starts. A version 3 file's keys all go to event_keys, in
-  // key order, in the migration's one transaction.
+  // their range of pids was last merged (sqlite_merge.cpp). journal_meta's
+  // highest_offset is from now on the floor that deletes leave (the highest offset
+  // is the greater of it and the newest event's); a version 3 file's value is
+  // already that. Its keys all go to event_keys, in key order, in the migration's
+  // one transaction.
   R"sql(
 CREATE TABLE event_keys(
   pid INTEGER NOT NULL,
@@ -167,7 +169,6 @@ CREATE TABLE recent_keys(
 ) WITHOUT ROWID;
 INSERT INTO event_keys(pid, seq, ordering) SELECT pid, seq, ordering FROM events ORDER BY pid, seq;
 DROP INDEX events_pid_seq;
-INSERT INTO journal_meta(key, value) VALUES('merge_next_pid', 1);
 )sql",
 };
 static_assert(std::size(migrations) == sqlite_schema_version);

@@ -194,10 +194,13 @@ TEST_CASE_TEMPLATE("conformance: delete_events_to never lowers the highest seque
   auto tagged = j.events_by_tag("tag", 0, 100);
   REQUIRE(tagged);
   CHECK(seqs_of(*tagged) == std::vector<sequence_nr>{4, 5});
-  // Deleting everything (and beyond) keeps the highest at 5 and the id listed.
+  // Deleting everything (and beyond) keeps the highest at 5 and the id listed, and
+  // the deleted newest events' offsets stay used.
+  auto highest_offset = *j.highest_offset();
   REQUIRE(j.delete_events_to("d", max_sequence_nr));
   CHECK(read_all(j, "d").empty());
   CHECK(*j.highest_sequence_nr("d") == 5);
+  CHECK(*j.highest_offset() == highest_offset);
   auto ids = j.persistence_ids("", 10);
   REQUIRE(ids);
   CHECK(*ids == std::vector<std::string>{"d"});
@@ -207,6 +210,9 @@ TEST_CASE_TEMPLATE("conformance: delete_events_to never lowers the highest seque
   CHECK(r[0].error().code() == errc::sequence_conflict);
   CHECK(r[1]);
   CHECK(*j.highest_sequence_nr("d") == 6);
+  auto after = read_all(j, "d");
+  REQUIRE(after.size() == 1);
+  CHECK(after[0].offset > highest_offset);
 }
 
 TEST_CASE_TEMPLATE("conformance: offsets increase strictly in commit order", B,

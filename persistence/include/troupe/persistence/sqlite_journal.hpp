@@ -30,7 +30,7 @@
 //   tags(id, name UNIQUE), event_tags(tag, ordering) WITHOUT ROWID
 //   snapshots(pid, seq, timestamp_ms, manifest, version, payload), PK (pid, seq)
 //   projection_offsets(projection, key, offset, last_updated_ms)
-//   journal_meta(key, value): highest_offset, journal_id, merge_next_pid
+//   journal_meta(key, value): highest_offset (the floor deletes leave), journal_id
 //   fences(key TEXT PRIMARY KEY, epoch INTEGER) WITHOUT ROWID (schema version 3)
 //
 // Thread-safety: every member may be called concurrently.
