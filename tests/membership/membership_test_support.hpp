@@ -11,12 +11,13 @@
 namespace troupe::membership::test {
 
 /// 127.0.0.1:(7000+i), incarnation `inc` (1 unless given).
-inline node_identity node(int i, std::uint64_t inc = 1) {
+inline node_identity node_id(int i, std::uint64_t inc = 1) {
   return node_identity{node_address{"127.0.0.1", static_cast<std::uint16_t>(7000 + i)}, inc};
 }
 
 inline member up(int i, std::uint32_t up_number = 0) {
-  return member{node(i), member_status::up, up_number == 0 ? static_cast<std::uint32_t>(i + 1) : up_number,
+  return member{node_id(i), member_status::up,
+                up_number == 0 ? static_cast<std::uint32_t>(i + 1) : up_number,
                 {}, "1.0"};
 }
 

@@ -29,29 +29,29 @@ envelope round_trip(const envelope& e) {
 
 TEST_CASE("membership protocol: every message survives encoding") {
   auto g = state_of({up(0), up(1), with_status(2, member_status::joining)});
-  g.overview.mark_unreachable(node(0), node(1));
-  g.remove(node(3, 9), std::chrono::seconds{42});
-  g.find(node(1))->roles = {"a", "b"};
+  g.overview.mark_unreachable(node_id(0), node_id(1));
+  g.remove(node_id(3, 9), std::chrono::seconds{42});
+  g.find(node_id(1))->roles = {"a", "b"};
   auto shared = std::make_shared<const gossip>(g);
-  auto back = round_trip(envelope{node(0), node(1), gossip_state{shared}});
+  auto back = round_trip(envelope{node_id(0), node_id(1), gossip_state{shared}});
   CHECK(*std::get<gossip_state>(back.message).state == g);
-  round_trip(envelope{node(0), node(1), welcome{shared}});
-  auto j = std::get<join_request>(round_trip(envelope{node(0), node(1),
+  round_trip(envelope{node_id(0), node_id(1), welcome{shared}});
+  auto j = std::get<join_request>(round_trip(envelope{node_id(0), node_id(1),
                                                       join_request{"c", {"r"}, "2.0", {{"k", "v"}}}})
                                     .message);
   CHECK(j.compatibility == std::vector<std::pair<std::string, std::string>>{{"k", "v"}});
-  auto any_incarnation = node(1, 0);
+  auto any_incarnation = node_id(1, 0);
   CHECK(std::get<init_join>(
-          round_trip(envelope{node(0), any_incarnation, init_join{"c", true}}).message)
+          round_trip(envelope{node_id(0), any_incarnation, init_join{"c", true}}).message)
           .from_member);
-  CHECK(std::get<init_join_ack>(round_trip(envelope{node(0), node(1), init_join_ack{3}}).message)
+  CHECK(std::get<init_join_ack>(round_trip(envelope{node_id(0), node_id(1), init_join_ack{3}}).message)
           .seed_rank == 3);
-  round_trip(envelope{node(0), node(1), init_join_nack{}});
-  round_trip(envelope{node(0), node(1), join_refused{"why"}});
-  round_trip(envelope{node(0), node(1), gossip_status{g.version, g.seen}});
-  CHECK(std::get<heartbeat>(round_trip(envelope{node(0), node(1), heartbeat{7}}).message).sequence
+  round_trip(envelope{node_id(0), node_id(1), init_join_nack{}});
+  round_trip(envelope{node_id(0), node_id(1), join_refused{"why"}});
+  round_trip(envelope{node_id(0), node_id(1), gossip_status{g.version, g.seen}});
+  CHECK(std::get<heartbeat>(round_trip(envelope{node_id(0), node_id(1), heartbeat{7}}).message).sequence
         == 7);
-  round_trip(envelope{node(0), node(1), heartbeat_response{7}});
+  round_trip(envelope{node_id(0), node_id(1), heartbeat_response{7}});
 }
 
 TEST_CASE("membership protocol: malformed bytes are a decode_failed error, never a crash") {
@@ -59,7 +59,7 @@ TEST_CASE("membership protocol: malformed bytes are a decode_failed error, never
   auto r = decode_envelope(garbage.data(), garbage.size());
   REQUIRE_FALSE(r);
   CHECK(r.error().code() == errc::decode_failed);
-  auto bytes = encode(envelope{node(0), node(1), heartbeat{1}});
+  auto bytes = encode(envelope{node_id(0), node_id(1), heartbeat{1}});
   for (std::size_t cut = 0; cut < bytes.size(); ++cut)
     CHECK_FALSE(decode_envelope(bytes.data(), cut));
   auto unknown = nlohmann::json::to_cbor(

@@ -33,84 +33,84 @@ TEST_CASE("member status: only the allowed transitions, and nothing leaves remov
 
 TEST_CASE("vector clock: descent, concurrency and merge") {
   vector_clock a;
-  a.increment(node(1));
+  a.increment(node_id(1));
   auto b = a;
-  b.increment(node(2));
+  b.increment(node_id(2));
   CHECK(a.compare(b) == vector_clock::ordering::before);
   CHECK(b.compare(a) == vector_clock::ordering::after);
   CHECK(a.compare(a) == vector_clock::ordering::same);
   auto c = a;
-  c.increment(node(3));
+  c.increment(node_id(3));
   CHECK(b.compare(c) == vector_clock::ordering::concurrent);
   auto m = b.merge(c);
   CHECK(m.compare(b) == vector_clock::ordering::after);
   CHECK(m.compare(c) == vector_clock::ordering::after);
   CHECK(m == c.merge(b));
-  m.prune(node(3));
-  CHECK(m.at(node(3)) == 0);
-  CHECK(m.at(node(1)) == 1);
+  m.prune(node_id(3));
+  CHECK(m.at(node_id(3)) == 0);
+  CHECK(m.at(node_id(1)) == 1);
 }
 
 TEST_CASE("reachability: one observer spreads unreachability, all must lift it") {
   reachability r;
-  CHECK(r.mark_unreachable(node(1), node(3)));
-  CHECK_FALSE(r.mark_unreachable(node(1), node(3)));
-  CHECK(r.mark_unreachable(node(2), node(3)));
-  CHECK_FALSE(r.is_reachable(node(3)));
-  CHECK(r.mark_reachable(node(1), node(3)));
-  CHECK_FALSE(r.is_reachable(node(3)));  // node 2 still cannot reach it
-  CHECK(r.mark_reachable(node(2), node(3)));
-  CHECK(r.is_reachable(node(3)));
+  CHECK(r.mark_unreachable(node_id(1), node_id(3)));
+  CHECK_FALSE(r.mark_unreachable(node_id(1), node_id(3)));
+  CHECK(r.mark_unreachable(node_id(2), node_id(3)));
+  CHECK_FALSE(r.is_reachable(node_id(3)));
+  CHECK(r.mark_reachable(node_id(1), node_id(3)));
+  CHECK_FALSE(r.is_reachable(node_id(3)));  // node 2 still cannot reach it
+  CHECK(r.mark_reachable(node_id(2), node_id(3)));
+  CHECK(r.is_reachable(node_id(3)));
 }
 
 TEST_CASE("reachability: merge keeps each observer's newer row, in either order") {
   reachability older;
-  older.mark_unreachable(node(1), node(3));
+  older.mark_unreachable(node_id(1), node_id(3));
   auto newer = older;
-  newer.mark_reachable(node(1), node(3));  // version 2
+  newer.mark_reachable(node_id(1), node_id(3));  // version 2
   reachability other;
-  other.mark_unreachable(node(2), node(4));
+  other.mark_unreachable(node_id(2), node_id(4));
   auto ab = reachability::merge(reachability::merge(older, newer), other);
   auto ba = reachability::merge(other, reachability::merge(newer, older));
   CHECK(ab == ba);
-  CHECK(ab.is_reachable(node(3)));
-  CHECK_FALSE(ab.is_reachable(node(4)));
+  CHECK(ab.is_reachable(node_id(3)));
+  CHECK_FALSE(ab.is_reachable(node_id(4)));
 }
 
 TEST_CASE("gossip merge: the later status wins, tombstones win, and order does not matter") {
   auto base = state_of({up(0), up(1), with_status(2, ms::joining)});
   auto a = base;
-  a.find(node(1))->status = ms::leaving;
-  a.changed_by(node(0));
+  a.find(node_id(1))->status = ms::leaving;
+  a.changed_by(node_id(0));
   auto b = base;
-  b.find(node(2))->status = ms::up;
-  b.find(node(2))->up_number = 4;
-  b.remove(node(1), std::chrono::seconds{5});
-  b.changed_by(node(2));
+  b.find(node_id(2))->status = ms::up;
+  b.find(node_id(2))->up_number = 4;
+  b.remove(node_id(1), std::chrono::seconds{5});
+  b.changed_by(node_id(2));
   auto ab = gossip::merge(a, b);
   auto ba = gossip::merge(b, a);
   CHECK(ab == ba);
-  CHECK(ab.find(node(1)) == nullptr);  // removed beats leaving
-  CHECK(ab.is_tombstoned(node(1)));
-  CHECK(ab.find(node(2))->status == ms::up);
-  CHECK(ab.find(node(2))->up_number == 4);
-  CHECK(ab.version.at(node(1)) == 0);  // a removed node's clock entry is pruned
+  CHECK(ab.find(node_id(1)) == nullptr);  // removed beats leaving
+  CHECK(ab.is_tombstoned(node_id(1)));
+  CHECK(ab.find(node_id(2))->status == ms::up);
+  CHECK(ab.find(node_id(2))->up_number == 4);
+  CHECK(ab.version.at(node_id(1)) == 0);  // a removed node's clock entry is pruned
   CHECK(ab.seen.empty());
 }
 
 TEST_CASE("gossip: convergence needs every up member's view, and unreachable ones down") {
   auto g = state_of({up(0), up(1), up(2), with_status(3, ms::joining)});
-  g.seen = {node(0), node(1), node(2)};  // the joining member need not have seen it
+  g.seen = {node_id(0), node_id(1), node_id(2)};  // the joining member need not have seen it
   CHECK(g.converged());
-  g.seen = {node(0), node(1)};
+  g.seen = {node_id(0), node_id(1)};
   CHECK_FALSE(g.converged());
-  g.mark_seen(node(2));
-  g.overview.mark_unreachable(node(0), node(2));
+  g.mark_seen(node_id(2));
+  g.overview.mark_unreachable(node_id(0), node_id(2));
   CHECK_FALSE(g.converged());
-  g.find(node(2))->status = ms::down;
+  g.find(node_id(2))->status = ms::down;
   CHECK(g.converged());
   // A down observer's observations do not count.
-  g.overview.mark_unreachable(node(2), node(1));
+  g.overview.mark_unreachable(node_id(2), node_id(1));
   CHECK(g.converged());
 }
 
@@ -119,27 +119,27 @@ TEST_CASE("gossip: while no member is up, convergence needs every joining member
   // the other must not let that state converge, or each could lead its own view.
   auto g = state_of({with_status(0, ms::joining), with_status(1, ms::joining),
                      with_status(2, ms::weakly_up)});
-  g.seen = {node(0), node(2)};
+  g.seen = {node_id(0), node_id(2)};
   CHECK_FALSE(g.converged());
-  g.mark_seen(node(1));
+  g.mark_seen(node_id(1));
   CHECK(g.converged());
   // Once one member is up, joining ones no longer hold convergence back.
-  g.find(node(0))->status = ms::up;
-  g.seen = {node(0)};
+  g.find(node_id(0))->status = ms::up;
+  g.seen = {node_id(0)};
   CHECK(g.converged());
 }
 
 TEST_CASE("gossip: the leader is the first reachable up member by address, and the oldest has the "
           "smallest up number") {
   auto g = state_of({up(0, 3), up(1, 1), up(2, 2), with_status(3, ms::joining)});
-  CHECK(g.leader(node(2)) == node(0));
-  CHECK(g.oldest()->node == node(1));
-  g.overview.mark_unreachable(node(2), node(0));
-  CHECK(g.leader(node(2)) == node(1));
-  CHECK(g.leader(node(0)) == node(0));  // a node always counts itself reachable
+  CHECK(g.leader(node_id(2)) == node_id(0));
+  CHECK(g.oldest()->node == node_id(1));
+  g.overview.mark_unreachable(node_id(2), node_id(0));
+  CHECK(g.leader(node_id(2)) == node_id(1));
+  CHECK(g.leader(node_id(0)) == node_id(0));  // a node always counts itself reachable
   auto only_joining = state_of({with_status(4, ms::joining), with_status(3, ms::joining)});
-  CHECK(only_joining.leader(node(4)) == node(3));
-  g.find(node(1))->roles = {"backend"};
-  CHECK(g.oldest("backend")->node == node(1));
+  CHECK(only_joining.leader(node_id(4)) == node_id(3));
+  g.find(node_id(1))->roles = {"backend"};
+  CHECK(g.oldest("backend")->node == node_id(1));
   CHECK(g.oldest("frontend") == nullptr);
 }

@@ -5,6 +5,7 @@
 // its type to TROUPE_CONFORMANCE_BACKENDS.
 #pragma once
 
+#include "troupe/actors/log.hpp"
 #include "troupe/persistence/journal.hpp"
 #include "troupe/persistence/memory_journal.hpp"
 #include "troupe/persistence/postgres_journal.hpp"
@@ -124,6 +125,25 @@ inline persistence::atomic_write make_write(const std::string& id, persistence::
   for (auto s = from; s <= to; ++s)
     w.events.push_back(make_event(id, s, static_cast<std::int64_t>(s), tags));
   return w;
+}
+
+/// How many events of `id` the journal holds.
+inline std::size_t stored(persistence::journal_backend& j, const std::string& id) {
+  auto r = j.read_events(id, 1, persistence::max_sequence_nr, 100000);
+  REQUIRE(r);
+  return r->size();
+}
+
+/// Whether the error's message contains `text`.
+inline bool mentions(const error& e, std::string_view text) {
+  return e.message().find(text) != std::string::npos;
+}
+
+/// A logger that writes only errors (for tests that provoke warnings).
+inline std::shared_ptr<logger> quiet_logger() {
+  logger::options opts;
+  opts.level = log_level::error;
+  return *logger::make(opts);
 }
 
 } // namespace troupe::test

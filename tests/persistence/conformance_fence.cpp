@@ -20,16 +20,6 @@ atomic_write fenced_write(const std::string& id, sequence_nr from, sequence_nr t
   return w;
 }
 
-std::size_t stored(journal_backend& j, const std::string& id) {
-  auto r = j.read_events(id, 1, max_sequence_nr, 1000);
-  REQUIRE(r);
-  return r->size();
-}
-
-bool mentions(const error& e, std::string_view text) {
-  return e.message().find(text) != std::string::npos;
-}
-
 } // namespace
 
 TEST_CASE_TEMPLATE("conformance: a write under a stale epoch is fenced, equal and newer are stored",

@@ -22,12 +22,6 @@ using namespace troupe::test;
 
 namespace {
 
-std::shared_ptr<logger> quiet_logger() {
-  logger::options opts;
-  opts.level = log_level::error;
-  return *logger::make(opts);
-}
-
 template <class T>
 expected<T> await(std::function<void(callback<T>)> call) {
   std::promise<expected<T>> p;

@@ -25,16 +25,6 @@ using namespace troupe::persistence;
 using namespace troupe::test;
 using namespace std::chrono_literals;
 
-namespace {
-
-std::shared_ptr<logger> quiet_logger() {
-  logger::options opts;
-  opts.level = log_level::error;
-  return *logger::make(opts);
-}
-
-} // namespace
-
 TEST_CASE("postgres journal: an unreachable server, wrong credentials and a newer schema are "
           "clear errors") {
   auto base = pg_uri();

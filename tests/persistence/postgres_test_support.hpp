@@ -16,10 +16,6 @@
 
 namespace troupe::test {
 
-inline bool mentions(const error& e, std::string_view text) {
-  return e.message().find(text) != std::string::npos;
-}
-
 inline std::shared_ptr<persistence::postgres_journal>
 open_journal(persistence::postgres_options opts) {
   auto j = persistence::postgres_journal::open(opts);
@@ -31,12 +27,6 @@ inline std::shared_ptr<persistence::postgres_journal> open_journal(const std::st
   persistence::postgres_options opts;
   opts.uri = uri;
   return open_journal(opts);
-}
-
-inline std::size_t stored(persistence::journal_backend& j, const std::string& id) {
-  auto r = j.read_events(id, 1, persistence::max_sequence_nr, 100000);
-  REQUIRE(r);
-  return r->size();
 }
 
 /// Waits until the session sees a backend matching the pg_stat_activity condition

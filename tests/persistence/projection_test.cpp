@@ -53,7 +53,7 @@ struct journal_file {
   }
 };
 
-projection_options options_for(std::size_t batch = 4) {
+projection_options projection_options_for(std::size_t batch = 4) {
   projection_options o;
   o.name = "read-model";
   o.tag = "proj";
@@ -104,7 +104,7 @@ TEST_CASE("projection: exactly-once commits the handler's writes with the offset
   auto events = f.write_events("acct", 10);
   std::atomic<int> calls{0};
   // Batches of 4 events per transaction: 1-4 commit, 5-8 fail at 6 and roll back.
-  auto p = run_exactly_once(f.journal, f.opts, options_for(4), insert_row(calls, 6));
+  auto p = run_exactly_once(f.journal, f.opts, projection_options_for(4), insert_row(calls, 6));
   REQUIRE(p);
   REQUIRE(wait_until([&] { return (*p)->failure().has_value(); }));
   CHECK_FALSE((*p)->running());
@@ -117,7 +117,7 @@ TEST_CASE("projection: exactly-once commits the handler's writes with the offset
 
   // Restart with a working handler: resumes after event 4, each event once.
   std::atomic<int> calls2{0};
-  auto again = run_exactly_once(f.journal, f.opts, options_for(4), insert_row(calls2));
+  auto again = run_exactly_once(f.journal, f.opts, projection_options_for(4), insert_row(calls2));
   REQUIRE(again);
   REQUIRE(wait_until([&] { return (*again)->offset() == events.back().offset; }));
   (*again)->stop();
@@ -131,7 +131,7 @@ TEST_CASE("projection: exactly-once follows events written while it runs") {
   journal_file f;
   f.write_events("a", 3);
   std::atomic<int> calls{0};
-  auto p = run_exactly_once(f.journal, f.opts, options_for(2), insert_row(calls));
+  auto p = run_exactly_once(f.journal, f.opts, projection_options_for(2), insert_row(calls));
   REQUIRE(p);
   REQUIRE(wait_until([&] { return calls.load() == 3; }));
   std::vector<atomic_write> more{make_write("b", 1, 5, {"proj"})};
@@ -146,7 +146,7 @@ TEST_CASE("projection: at-least-once saves offsets in batches and resumes from t
   journal_file f;
   auto events = f.write_events("acct", 30);
   auto store = *sqlite_offset_store::open(f.opts);
-  auto opts = options_for(8);
+  auto opts = projection_options_for(8);
   opts.save_every = 10;
   opts.save_interval = 1h;  // only the count triggers saves here
   std::mutex mtx;

@@ -38,10 +38,6 @@ sqlite_options options_for(const std::string& path) {
   return o;
 }
 
-bool mentions(const error& e, const std::string& what) {
-  return e.message().find(what) != std::string::npos;
-}
-
 /// Makes a file immutable (read-only even for root) while alive, if the file
 /// system and our privileges allow it.
 class immutable_file {

@@ -20,7 +20,7 @@ namespace {
 /// ids takes this many event-writing transactions.
 constexpr int merge_ranges = 32;
 
-sqlite_options options_for(const std::string& path) {
+sqlite_options unsynced_options(const std::string& path) {
   sqlite_options o;
   o.path = path;
   o.create_if_missing = true;
@@ -32,7 +32,7 @@ std::int64_t count(const std::string& path, const std::string& sql) {
   return std::stoll(raw_query(path, sql));
 }
 
-std::vector<sequence_nr> seqs_of(journal_backend& j, const std::string& id) {
+std::vector<sequence_nr> stored_seqs(journal_backend& j, const std::string& id) {
   auto events = j.read_events(id, 1, max_sequence_nr, 1000);
   REQUIRE(events);
   std::vector<sequence_nr> seqs;
@@ -54,7 +54,7 @@ TEST_CASE("sqlite layout: recent_keys holds at most the keys of the last merge_r
           "batches, and every event stays readable") {
   temp_dir dir;
   auto path = dir.file("journal.db");
-  auto j = sqlite_journal::open(options_for(path));
+  auto j = sqlite_journal::open(unsynced_options(path));
   REQUIRE(j);
   constexpr int ids = 300;
   constexpr int batches = 3 * merge_ranges;
@@ -86,7 +86,7 @@ TEST_CASE("sqlite layout: recent_keys holds at most the keys of the last merge_r
   for (int i : {0, 1, 2, 150, 299}) {
     INFO("id " << i);
     auto expected = range(1, next[i] - 1);
-    CHECK(seqs_of(**j, id_of("id-", i)) == expected);
+    CHECK(stored_seqs(**j, id_of("id-", i)) == expected);
     auto page = (*j)->read_events(id_of("id-", i), expected[3], max_sequence_nr, 5);
     REQUIRE(page);
     REQUIRE(page->size() == 5);
@@ -105,7 +105,7 @@ TEST_CASE("sqlite layout: recent_keys holds at most the keys of the last merge_r
 TEST_CASE("sqlite layout: a seq stored in either key table is a conflict for that write only") {
   temp_dir dir;
   auto path = dir.file("journal.db");
-  auto j = sqlite_journal::open(options_for(path));
+  auto j = sqlite_journal::open(unsynced_options(path));
   REQUIRE(j);
   // With 65 ids, each batch merges the keys of 3 id rows, starting at 1: the first
   // batch moves a's (row 1) keys into event_keys, the second leaves a's new keys
@@ -130,7 +130,7 @@ TEST_CASE("sqlite layout: a seq stored in either key table is a conflict for tha
   CHECK(r[2].error().message().find("'a' seq 3 already exists") != std::string::npos);
   CHECK(r[3]);
   CHECK(r[4]);
-  CHECK(seqs_of(**j, "a") == range(1, 6));
+  CHECK(stored_seqs(**j, "a") == range(1, 6));
   // A deleted prefix stays taken, and its keys are gone from both tables.
   REQUIRE((*j)->delete_events_to("a", 4));
   CHECK(count(path, "SELECT count(*) FROM event_keys WHERE pid = 1")
@@ -139,7 +139,7 @@ TEST_CASE("sqlite layout: a seq stored in either key table is a conflict for tha
   auto again = write_all(**j, {make_write("a", 3, 3)});
   REQUIRE_FALSE(again[0]);
   CHECK(again[0].error().code() == errc::sequence_conflict);
-  CHECK(seqs_of(**j, "a") == range(5, 6));
+  CHECK(stored_seqs(**j, "a") == range(5, 6));
   CHECK(*(*j)->highest_sequence_nr("a") == 6);
 }
 
@@ -148,8 +148,8 @@ TEST_CASE("sqlite layout: a connection sees the keys another one stored since it
   // Two journals on one file: SQLite treats them like two processes.
   temp_dir dir;
   auto path = dir.file("journal.db");
-  auto first = sqlite_journal::open(options_for(path));
-  auto second = sqlite_journal::open(options_for(path));
+  auto first = sqlite_journal::open(unsynced_options(path));
+  auto second = sqlite_journal::open(unsynced_options(path));
   REQUIRE(first);
   REQUIRE(second);
   REQUIRE(write_all(**first, {make_write("a", 1, 3)})[0]);
@@ -162,7 +162,7 @@ TEST_CASE("sqlite layout: a connection sees the keys another one stored since it
   r = write_all(**second, {make_write("a", 5, 5)});
   REQUIRE_FALSE(r[0]);
   CHECK(r[0].error().code() == errc::sequence_conflict);
-  CHECK(seqs_of(**second, "a") == range(1, 5));
+  CHECK(stored_seqs(**second, "a") == range(1, 5));
 }
 
 TEST_CASE("sqlite layout: a version 3 file is read as it is, and migrated to version 4 when a "
@@ -174,7 +174,7 @@ TEST_CASE("sqlite layout: a version 3 file is read as it is, and migrated to ver
     // Read-only (the tools, replay): read in place, never migrated.
     auto ro = sqlite_journal::open({.path = path, .read_only = true});
     REQUIRE(ro);
-    CHECK(seqs_of(**ro, "acct|a") == range(3, 5));
+    CHECK(stored_seqs(**ro, "acct|a") == range(3, 5));
     CHECK(*(*ro)->highest_sequence_nr("acct|a") == 5);
     CHECK(*(*ro)->highest_sequence_nr("acct|b") == 3);
     CHECK(*(*ro)->persistence_ids("", 10) == std::vector<std::string>{"acct|a", "acct|b"});
@@ -187,13 +187,13 @@ TEST_CASE("sqlite layout: a version 3 file is read as it is, and migrated to ver
   CHECK(verified.has("verify: ok (6 events, 2 persistence ids, 2 snapshots)"));
   CHECK(raw_query(path, "SELECT version FROM schema_version") == "3");
 
-  auto j = sqlite_journal::open(options_for(path));
+  auto j = sqlite_journal::open(unsynced_options(path));
   REQUIRE(j);
   CHECK(raw_query(path, "SELECT version FROM schema_version") == "4");
   CHECK(count(path, "SELECT count(*) FROM sqlite_master WHERE name = 'events_pid_seq'") == 0);
   CHECK(count(path, "SELECT count(*) FROM event_keys") == 6);
   CHECK(count(path, "SELECT count(*) FROM recent_keys") == 0);
-  CHECK(seqs_of(**j, "acct|a") == range(3, 5));
+  CHECK(stored_seqs(**j, "acct|a") == range(3, 5));
   CHECK(*(*j)->highest_sequence_nr("acct|a") == 5);
   // The migrated keys refuse stored and deleted seqs; fences, tags and snapshots
   // are as they were.
@@ -217,7 +217,7 @@ TEST_CASE("sqlite layout: a version 3 file is read as it is, and migrated to ver
   REQUIRE(*snapshot);
   CHECK((*snapshot)->seq == 4);
   REQUIRE((*j)->delete_events_to("acct|b", 2));
-  CHECK(seqs_of(**j, "acct|b") == range(3, 4));
+  CHECK(stored_seqs(**j, "acct|b") == range(3, 4));
   CHECK(*(*j)->highest_offset() == 9);
   verified = troupe_journal({"verify", "--db", path});
   INFO(verified.text());
@@ -226,7 +226,7 @@ TEST_CASE("sqlite layout: a version 3 file is read as it is, and migrated to ver
 
   // A build that knows only version 4 refuses a newer file, saying why.
   raw_exec(path, fmt::format("UPDATE schema_version SET version = {}", sqlite_schema_version + 1));
-  auto newer = sqlite_journal::open(options_for(path));
+  auto newer = sqlite_journal::open(unsynced_options(path));
   REQUIRE_FALSE(newer);
   CHECK(newer.error().code() == errc::unsupported_version);
   CHECK(newer.error().message().find("newer troupe") != std::string::npos);
@@ -238,7 +238,7 @@ TEST_CASE("sqlite layout: a version 2 file is migrated through version 3 (fences
   write_version_3_journal(path);
   // What a build that knew only version 2 left behind.
   raw_exec(path, "DROP TABLE fences; UPDATE schema_version SET version = 2");
-  auto j = sqlite_journal::open(options_for(path));
+  auto j = sqlite_journal::open(unsynced_options(path));
   REQUIRE(j);
   CHECK(raw_query(path, "SELECT version FROM schema_version")
         == std::to_string(sqlite_schema_version));
@@ -256,7 +256,7 @@ TEST_CASE("troupe journal verify: every event has exactly one key, and every key
   temp_dir dir;
   auto path = dir.file("journal.db");
   {
-    auto j = sqlite_journal::open(options_for(path));
+    auto j = sqlite_journal::open(unsynced_options(path));
     REQUIRE(j);
     REQUIRE(write_all(**j, {make_write("a", 1, 4)})[0]);
   }
@@ -279,7 +279,7 @@ TEST_CASE("troupe journal verify: every event has exactly one key, and every key
         })
         == "");
   // The journal refuses to merge a key stored twice rather than drop one.
-  auto j = sqlite_journal::open(options_for(path));
+  auto j = sqlite_journal::open(unsynced_options(path));
   REQUIRE(j);
   auto w = write_all(**j, {make_write("a", 10, 10)});
   REQUIRE_FALSE(w[0]);

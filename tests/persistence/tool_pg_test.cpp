@@ -18,7 +18,7 @@ namespace {
 
 /// tool_test.cpp's healthy journal, on PostgreSQL: two ids with tagged events
 /// (offsets 1..8), one deleted prefix, snapshots.
-void healthy_journal(const std::string& uri) {
+void healthy_pg_journal(const std::string& uri) {
   auto j = postgres_journal::open(postgres_options{.uri = uri, .pool_size = 1});
   REQUIRE_MESSAGE(j, (j ? std::string{} : j.error().to_string()));
   std::vector<atomic_write> batch{make_write("acct|a", 1, 5, {"acct"}), make_write("acct|b", 1, 3)};
@@ -52,7 +52,7 @@ std::string with_password(const std::string& uri, const std::string& password) {
 TEST_CASE("troupe journal on PostgreSQL: list, events, verify and stats render a journal the "
           "backend wrote") {
   pg_schema schema;
-  healthy_journal(schema.uri());
+  healthy_pg_journal(schema.uri());
   auto& uri = schema.uri();
 
   auto list = troupe_journal({"list", "--db", uri});
@@ -113,7 +113,7 @@ TEST_CASE("troupe journal on PostgreSQL: list, events, verify and stats render a
 
 TEST_CASE("troupe journal verify on PostgreSQL: reports each damaged row and exits 1") {
   pg_schema schema;
-  healthy_journal(schema.uri());
+  healthy_pg_journal(schema.uri());
   pg_session db{schema.uri()};
   auto pid = [&](const char* name) {
     return db.sql(fmt::format("SELECT id FROM persistence_ids WHERE name = '{}'", name));
@@ -182,7 +182,7 @@ TEST_CASE("troupe journal verify on PostgreSQL: reports each damaged row and exi
 TEST_CASE("troupe journal on PostgreSQL reads in a read-only transaction: even a write it were "
           "asked to make is refused") {
   pg_schema schema;
-  healthy_journal(schema.uri());
+  healthy_pg_journal(schema.uri());
   pg_session{schema.uri()}.sql(
     "CREATE FUNCTION sneaky_write() RETURNS int LANGUAGE sql AS "
     "$$ INSERT INTO fences VALUES ('sneaky', 1) RETURNING 1 $$");
@@ -226,7 +226,7 @@ TEST_CASE("troupe journal on PostgreSQL: an unreachable server, wrong credential
     tables = "1";
   }
   SUBCASE("a newer troupe's schema is refused, not guessed at") {
-    healthy_journal(schema.uri());
+    healthy_pg_journal(schema.uri());
     pg_session{schema.uri()}.sql("UPDATE troupe_schema_version SET version = 99");
     uri = schema.uri();
     expected = {"schema version 99", "this troupe knows up to 1"};

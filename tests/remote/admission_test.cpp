@@ -19,15 +19,6 @@ double gauge(node& n, std::string_view name) {
   return n.metrics().gauge_value(name).value_or(-1);
 }
 
-/// The node still answers a well-behaved peer.
-void serves_a_good_peer(remote_node& target, std::vector<std::string> settings = {}) {
-  settings.push_back("node.name=good");
-  remote_node good{settings};
-  auto r = ask<pong>(good.sys(), good.t->actor_for(target.address(), "echo"), 10s, ping{1, "ok"});
-  REQUIRE(r);
-  CHECK(r->text == "ok");
-}
-
 /// Plays a peer's handshake from `source`; the connection if the node took it,
 /// else the reason it gave.
 struct attempt {
@@ -49,7 +40,7 @@ attempt handshake_from(remote_node& target, const std::string& source = {},
 }
 
 /// `n` connections that completed their handshakes with `target`.
-std::vector<raw_socket> handshaken(remote_node& target, int n) {
+std::vector<raw_socket> handshaken_sockets(remote_node& target, int n) {
   std::vector<raw_socket> all;
   for (int i = 0; i < n; ++i) {
     auto h = handshake_from(target);
@@ -78,7 +69,7 @@ constexpr std::size_t memory_bound_kib(std::size_t mib) {
 TEST_CASE("frame buffers grow as bytes arrive: 100 headers declaring 4 MiB frames cost little memory") {
   remote_node a{{"node.name=a"}};
   a.serve("echo", echo_actor);
-  auto peers = handshaken(a, 100);
+  auto peers = handshaken_sockets(a, 100);
   auto before = rss_kib();
   auto received = counter(*a.n, "troupe_transport_bytes_received_total");
   // Six bytes each: a header declaring a message frame of 4 MiB, and one byte of it.
@@ -96,7 +87,7 @@ TEST_CASE("a thousand idle connections cost little memory") {
   remote_node a{{"node.name=a", "transport.max-connections-per-address=2000"}};
   a.serve("echo", echo_actor);
   auto before = rss_kib();
-  auto idle = handshaken(a, 1000);
+  auto idle = handshaken_sockets(a, 1000);
   // They took 192 MB when every connection reserved a 256 KiB read buffer; now
   // about 10 KB each.
   CHECK(rss_kib() < before + memory_bound_kib(32));

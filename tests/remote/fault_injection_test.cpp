@@ -62,13 +62,6 @@ private:
   std::uint64_t n_ = 0;
 };
 
-sink_stats stats_of(caf::actor_system& sys, const caf::actor& sink) {
-  auto s = ask<sink_stats>(sys, sink, 10s, sink_stats_request{});
-  REQUIRE(s);
-  return *s;
-}
-
-
 const auto fast_detection = with({"transport.heartbeat-interval=20ms",
                                   "transport.failure-timeout=300ms"},
                                  quick_backoff);

@@ -17,14 +17,6 @@ namespace wire = troupe::remote::wire;
 
 namespace {
 
-/// The node still answers a well-behaved peer.
-void serves_a_good_peer(remote_node& target) {
-  remote_node good{{"node.name=good"}};
-  auto r = ask<pong>(good.sys(), good.t->actor_for(target.address(), "echo"), 10s, ping{1, "ok"});
-  REQUIRE(r);
-  CHECK(r->text == "ok");
-}
-
 wire::bytes hello_frame(std::uint16_t version, std::string cluster) {
   wire::hello_msg h{.version = version, .incarnation = 0x5151, .max_frame = 65536, .port = 9,
                     .host = "127.0.0.1", .cluster = std::move(cluster)};

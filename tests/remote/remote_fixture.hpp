@@ -9,6 +9,8 @@
 #include "support/node_fixture.hpp"
 #include "support/wait.hpp"
 
+#include "troupe/actors/ask.hpp"
+
 #include <doctest/doctest.h>
 
 #include <fstream>
@@ -172,6 +174,23 @@ inline std::vector<std::string> with(std::vector<std::string> a, const std::vect
 /// Reconnects within milliseconds (tests of losses and restarts).
 inline const std::vector<std::string> quick_backoff{"transport.reconnect-backoff-min=10ms",
                                                     "transport.reconnect-backoff-max=50ms"};
+
+/// What a sink (test_actors.hpp: sink) has received.
+inline sink_stats stats_of(caf::actor_system& sys, const caf::actor& sink) {
+  auto s = ask<sink_stats>(sys, sink, std::chrono::seconds{10}, sink_stats_request{});
+  REQUIRE(s);
+  return *s;
+}
+
+/// The node still answers a well-behaved peer (a new node with `settings`).
+inline void serves_a_good_peer(remote_node& target, std::vector<std::string> settings = {}) {
+  settings.push_back("node.name=good");
+  remote_node good{settings};
+  auto r = ask<pong>(good.sys(), good.t->actor_for(target.address(), "echo"),
+                     std::chrono::seconds{10}, ping{1, "ok"});
+  REQUIRE(r);
+  CHECK(r->text == "ok");
+}
 
 /// Resident set size of this process in KiB (Linux).
 inline std::size_t rss_kib() {

@@ -45,12 +45,6 @@ caf::behavior numbered_sender(caf::event_based_actor* self, caf::actor dest, std
   return {[=](std::uint64_t from) { send_from(from); }};
 }
 
-sink_stats stats_of(caf::actor_system& sys, const caf::actor& sink) {
-  auto s = ask<sink_stats>(sys, sink, 10s, sink_stats_request{});
-  REQUIRE(s);
-  return *s;
-}
-
 } // namespace
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(unregistered_msg)

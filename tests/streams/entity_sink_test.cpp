@@ -25,16 +25,16 @@ namespace {
 
 constexpr std::uint32_t shards = 12;
 
-struct item {
+struct tally_item {
   std::string id;
   std::int64_t value = 0;
 };
 
-std::string id_of(const item& x) {
+std::string id_of(const tally_item& x) {
   return x.id;
 }
 
-tally::append command_of(const item& x) {
+tally::append command_of(const tally_item& x) {
   return tally::append{x.value};
 }
 
@@ -45,8 +45,9 @@ struct flight_log {
   std::atomic<int> acked{0};
 };
 
-ts::ask_fn<item, done> counted(ts::ask_fn<item, done> inner, std::shared_ptr<flight_log> log) {
-  return [inner, log](caf::event_based_actor* self, const item& x, duration timeout,
+ts::ask_fn<tally_item, done> counted(ts::ask_fn<tally_item, done> inner,
+                                    std::shared_ptr<flight_log> log) {
+  return [inner, log](caf::event_based_actor* self, const tally_item& x, duration timeout,
                       ts::reply_fn<done> reply) {
     auto now = log->in_flight.fetch_add(1) + 1;
     auto seen = log->max_in_flight.load();
@@ -100,9 +101,9 @@ TEST_CASE("entity sink: a stream into sharded entities on three nodes loses and 
     60s));
 
   auto log = std::make_shared<flight_log>();
-  auto ask = counted(ts::ask_sharded_entity<tally::entity, item>(*c[0].n, id_of, command_of), log);
-  auto [src, queue] = ts::queue_source<item>(64);
-  auto finished = src.via(ts::ask_flow<item, done>(id_of, ask, {.parallelism = parallelism,
+  auto ask = counted(ts::ask_sharded_entity<tally::entity, tally_item>(*c[0].n, id_of, command_of), log);
+  auto [src, queue] = ts::queue_source<tally_item>(64);
+  auto finished = src.via(ts::ask_flow<tally_item, done>(id_of, ask, {.parallelism = parallelism,
                                                                .timeout = 60s}))
                     .to(ts::ignore<done>())
                     .run(*c[0].n, {.name = "into-tallies"});
@@ -113,7 +114,7 @@ TEST_CASE("entity sink: a stream into sharded entities on three nodes loses and 
   std::atomic<std::int64_t> offered{0};
   std::thread producer{[&] {
     for (std::int64_t v = 1; !stop.load(); ++v) {
-      item x{ids[static_cast<std::size_t>(v % entities)], v};
+      tally_item x{ids[static_cast<std::size_t>(v % entities)], v};
       if (!test::wait_until([&] { return queue.offer(x) == ts::offer_result::enqueued; }, 30s))
         break;
       offered.store(v);
@@ -167,9 +168,9 @@ TEST_CASE("entity sink: a full region buffer slows the stream instead of failing
   opts.ask.backoff = {.min = 1ms, .max = 50ms};
   auto finished = ts::from_range(1, count + 1)
                     .via(ts::map([&ids](int v) {
-                      return item{ids[static_cast<std::size_t>(v % entities)], v};
+                      return tally_item{ids[static_cast<std::size_t>(v % entities)], v};
                     }))
-                    .to(ts::to_entities<tally::entity, item>(*c[0].n, id_of, command_of, opts))
+                    .to(ts::to_entities<tally::entity, tally_item>(*c[0].n, id_of, command_of, opts))
                     .run(*c[0].n);
   REQUIRE(finished);
   auto r = finished->wait(60s);
@@ -193,8 +194,8 @@ TEST_CASE("entity sink: without a shard region of the type on the node, the stre
           "the type") {
   auto node = test::make_node({});
   auto finished = ts::from_range(1, 10)
-                    .via(ts::map([](int v) { return item{"x", v}; }))
-                    .to(ts::to_entities<tally::entity, item>(*node, id_of, command_of))
+                    .via(ts::map([](int v) { return tally_item{"x", v}; }))
+                    .to(ts::to_entities<tally::entity, tally_item>(*node, id_of, command_of))
                     .run(*node);
   REQUIRE(finished);
   auto r = finished->wait(10s);
@@ -237,9 +238,9 @@ TEST_CASE("entity sink: commands for entities on another node travel many to a p
   opts.ask.timeout = 60s;
   auto finished = ts::from_range(1, count + 1)
                     .via(ts::map([&remote_ids](int v) {
-                      return item{remote_ids[static_cast<std::size_t>(v) % remote_ids.size()], v};
+                      return tally_item{remote_ids[static_cast<std::size_t>(v) % remote_ids.size()], v};
                     }))
-                    .to(ts::to_entities<tally::entity, item>(*c[0].n, id_of, command_of, opts))
+                    .to(ts::to_entities<tally::entity, tally_item>(*c[0].n, id_of, command_of, opts))
                     .run(*c[0].n);
   REQUIRE(finished);
   auto r = finished->wait(120s);

@@ -1,6 +1,7 @@
 // Fan-out: broadcast and balance (elements, completion, failure, cancellation
 // under both policies), sink::async, and the memory bound with a slow output
 // (asserted as element counts, never as time).
+#include "support/int_range.hpp"
 #include "support/node_fixture.hpp"
 #include "support/wait.hpp"
 
@@ -13,7 +14,6 @@
 #include <algorithm>
 #include <atomic>
 #include <mutex>
-#include <numeric>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -24,6 +24,7 @@ using namespace std::chrono_literals;
 namespace ts = troupe::streams;
 using troupe::test::gate_record;
 using troupe::test::gated_recorder;
+using troupe::test::int_range;
 using troupe::test::release_msg;
 
 namespace {
@@ -40,12 +41,6 @@ void completes(const ts::completion& f) {
   auto v = f.wait(30s);
   INFO((v ? std::string{} : v.error().to_string()));
   REQUIRE(v);
-}
-
-std::vector<int> iota(int first, int last) {
-  std::vector<int> v(static_cast<std::size_t>(last - first));
-  std::iota(v.begin(), v.end(), first);
-  return v;
 }
 
 /// 0, 1, 2, ... forever: an endless source whose elements say where they came from.
@@ -103,7 +98,7 @@ TEST_CASE("fan-out: broadcast gives every element to every output in order") {
              .run(*node);
   REQUIRE(r);
   auto& [plain, doubled, sum] = *r;
-  CHECK(value_of(plain) == iota(0, 10'000));
+  CHECK(value_of(plain) == int_range(0, 10'000));
   auto d = value_of(doubled);
   REQUIRE(d.size() == 10'000);
   CHECK(d[4'999] == 9'998);
@@ -117,16 +112,16 @@ TEST_CASE("fan-out: broadcast gives every element to every output in order") {
                                    identity().async(4).to(ts::collect_all<int>()), ts::collect_all<int>()))
                  .run(*node, {.name = "apart", .buffer_size = 16});
   REQUIRE(apart);
-  CHECK(value_of(std::get<0>(*apart)) == iota(0, 20'000));
-  CHECK(value_of(std::get<1>(*apart)) == iota(0, 20'000));
-  CHECK(value_of(std::get<2>(*apart)) == iota(0, 20'000));
-  CHECK(value_of(std::get<3>(*apart)) == iota(0, 20'000));
+  CHECK(value_of(std::get<0>(*apart)) == int_range(0, 20'000));
+  CHECK(value_of(std::get<1>(*apart)) == int_range(0, 20'000));
+  CHECK(value_of(std::get<2>(*apart)) == int_range(0, 20'000));
+  CHECK(value_of(std::get<3>(*apart)) == int_range(0, 20'000));
 
   auto n = ts::from_range(0, 500).to(ts::broadcast(3, [](std::size_t) { return ts::collect_all<int>(); })).run(*node);
   REQUIRE(n);
   REQUIRE(n->size() == 3);
   for (auto& f : *n)
-    CHECK(value_of(f) == iota(0, 500));
+    CHECK(value_of(f) == int_range(0, 500));
 }
 
 TEST_CASE("fan-out: balance gives each element to exactly one output") {
@@ -136,7 +131,7 @@ TEST_CASE("fan-out: balance gives each element to exactly one output") {
              .run(*node);
   REQUIRE(r);
   auto outs = std::apply([](auto&... f) { return std::vector<std::vector<int>>{value_of(f)...}; }, *r);
-  CHECK(split_exactly(outs, iota(0, 100'000)));
+  CHECK(split_exactly(outs, int_range(0, 100'000)));
   for (auto& out : outs)
     CHECK_FALSE(out.empty());  // fused outputs take turns
 
@@ -147,7 +142,7 @@ TEST_CASE("fan-out: balance gives each element to exactly one output") {
   std::vector<std::vector<int>> got;
   for (auto& f : *workers)
     got.push_back(value_of(f));
-  CHECK(split_exactly(got, iota(0, 50'000)));
+  CHECK(split_exactly(got, int_range(0, 50'000)));
 }
 
 TEST_CASE("fan-out: a slow balance output gets fewer elements") {
@@ -181,7 +176,7 @@ TEST_CASE("fan-out: a slow balance output gets fewer elements") {
   CHECK(fast->size() >= 20'000);
   auto fast_values = fast->copy();
   auto total = static_cast<int>(fast_values.size() + slow_values.size());
-  CHECK(split_exactly({fast_values, slow_values}, iota(0, total)));
+  CHECK(split_exactly({fast_values, slow_values}, int_range(0, total)));
 }
 
 TEST_CASE("fan-out: broadcast with a slow output holds at most its buffers") {
@@ -253,10 +248,10 @@ TEST_CASE("fan-out: completion and failure of the upstream reach every output") 
     }
     // The failure comes after the elements taken before it.
     if (bcast) {
-      CHECK(a->copy() == iota(0, 5));
-      CHECK(b->copy() == iota(0, 5));
+      CHECK(a->copy() == int_range(0, 5));
+      CHECK(b->copy() == int_range(0, 5));
     } else {
-      CHECK(split_exactly({a->copy(), b->copy()}, iota(0, 5)));
+      CHECK(split_exactly({a->copy(), b->copy()}, int_range(0, 5)));
     }
   }
   auto empty = ts::empty<int>().to(ts::broadcast(ts::collect_all<int>(), ts::ignore<int>().async())).run(*node);
@@ -270,13 +265,13 @@ TEST_CASE("fan-out: a cancelled output leaves the others running until the last 
   auto take = [](int n) { return ts::flow<int, int>{ts::take(static_cast<std::uint64_t>(n))}.to(ts::collect_all<int>()); };
   auto r = ts::from_range(0, 1'000).to(ts::broadcast(take(3), ts::collect_all<int>())).run(*node);
   REQUIRE(r);
-  CHECK(value_of(std::get<0>(*r)) == iota(0, 3));
-  CHECK(value_of(std::get<1>(*r)) == iota(0, 1'000));
+  CHECK(value_of(std::get<0>(*r)) == int_range(0, 3));
+  CHECK(value_of(std::get<1>(*r)) == int_range(0, 1'000));
   // An endless upstream ends once every output has cancelled.
   auto both = counting().to(ts::broadcast(take(3), take(500).async(8))).run(*node);
   REQUIRE(both);
-  CHECK(value_of(std::get<0>(*both)) == iota(0, 3));
-  CHECK(value_of(std::get<1>(*both)) == iota(0, 500));
+  CHECK(value_of(std::get<0>(*both)) == int_range(0, 3));
+  CHECK(value_of(std::get<1>(*both)) == int_range(0, 500));
   auto split = counting().to(ts::balance(take(30), take(700).async(8))).run(*node);
   REQUIRE(split);
   auto first = value_of(std::get<0>(*split));
@@ -295,17 +290,17 @@ TEST_CASE("fan-out: with eager_cancel one cancelled output cancels the upstream 
   ts::fan_out_options eager{.buffer = 32, .eager_cancel = true};
   auto r = counting().to(ts::broadcast(eager, take3, ts::collect_all<int>())).run(*node);
   REQUIRE(r);
-  CHECK(value_of(std::get<0>(*r)) == iota(0, 3));
+  CHECK(value_of(std::get<0>(*r)) == int_range(0, 3));
   // The other output got the elements taken before the cancel, then completed.
   auto rest = value_of(std::get<1>(*r));
   CHECK(rest.size() >= 3);
   CHECK(rest.size() <= 32);
-  CHECK(rest == iota(0, static_cast<int>(rest.size())));
+  CHECK(rest == int_range(0, static_cast<int>(rest.size())));
   auto apart = counting().to(ts::broadcast(eager, take3, ts::collect_all<int>().async(8))).run(*node);
   REQUIRE(apart);
-  CHECK(value_of(std::get<0>(*apart)) == iota(0, 3));
+  CHECK(value_of(std::get<0>(*apart)) == int_range(0, 3));
   auto far = value_of(std::get<1>(*apart));
-  CHECK(far == iota(0, static_cast<int>(far.size())));
+  CHECK(far == int_range(0, static_cast<int>(far.size())));
   auto balanced = counting().to(ts::balance(eager, take3, ts::collect_all<int>().async(8))).run(*node);
   REQUIRE(balanced);
   CHECK(value_of(std::get<0>(*balanced)).size() == 3);
@@ -324,7 +319,7 @@ TEST_CASE("fan-out: a failing output fails its own value and the others go on") 
   REQUIRE_FALSE(failed);
   CHECK(failed.error().message().find("stream 'one-fails': stage 'for_each#") != std::string::npos);
   CHECK(failed.error().message().find("output broke at 10") != std::string::npos);
-  CHECK(value_of(std::get<1>(*r)) == iota(0, 1'000));
+  CHECK(value_of(std::get<1>(*r)) == int_range(0, 1'000));
 }
 
 TEST_CASE("fan-out: async outputs stop with the stream and every island ends") {

@@ -31,10 +31,10 @@ using persistence::offset_type;
 
 namespace {
 
-struct release_msg {};
+struct release_held_msg {};
 
 /// Answers each offset with itself at once, except: offsets in `held` wait for a
-/// release_msg, offsets in `refused` fail (invalid_argument, not retried).
+/// release_held_msg, offsets in `refused` fail (invalid_argument, not retried).
 struct held_target_state {
   std::vector<std::pair<caf::response_promise, std::int64_t>> held_promises;
 };
@@ -57,7 +57,7 @@ caf::behavior held_target(caf::stateful_actor<held_target_state>* self, target_s
       }
       return o;
     },
-    [self](release_msg) {
+    [self](release_held_msg) {
       for (auto& [p, o] : self->state.held_promises)
         p.deliver(o);
       self->state.held_promises.clear();
@@ -132,7 +132,7 @@ void check_fails_with(const expected<ts::completion>& done, errc code,
 
 } // namespace
 
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(release_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(release_held_msg)
 
 TEST_CASE("offset commits: the committed offset is the contiguous acknowledged watermark, nothing "
           "is committed past an element in flight, and the window bounds the offsets held") {
@@ -155,7 +155,7 @@ TEST_CASE("offset commits: the committed offset is the contiguous acknowledged w
     std::lock_guard<std::mutex> lock{seen.mtx};
     CHECK(std::all_of(seen.watermarks.begin(), seen.watermarks.end(), [](offset_type w) { return w == 0; }));
   }
-  caf::anon_send(target, release_msg{});
+  caf::anon_send(target, release_held_msg{});
   auto r = done->wait(30s);
   INFO((r ? std::string{"ok"} : r.error().to_string()));
   REQUIRE(r);

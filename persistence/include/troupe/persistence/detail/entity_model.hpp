@@ -66,7 +66,7 @@ using command_ptr = std::shared_ptr<command_box>;
 template <class Entity>
 class typed_command final : public command_box {
 public:
-  explicit typed_command(typename Entity::command c) : value(std::move(c)) {}
+  explicit typed_command(typename Entity::command&& c) : value(std::move(c)) {}
   std::string name() const override {
     return std::visit([](const auto& c) { return type_name(typeid(c)); }, value);
   }
