@@ -191,12 +191,6 @@ private:
 #endif
   }
 
-  static void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
-  }
-
   static void wake(worker_data& d) {
     {
       std::lock_guard<std::mutex> guard{d.mtx};

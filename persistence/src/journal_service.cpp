@@ -311,9 +311,7 @@ private:
     auto start = steady::now();
     for (int i = 1; !has_incoming_.load(std::memory_order_relaxed); ++i) {
       if (i % 8 != 0) {
-#if defined(__x86_64__) || defined(__i386__)
-        __builtin_ia32_pause();
-#endif
+        troupe::detail::cpu_relax();
         continue;
       }
       if (steady::now() - start >= writer_poll_time)

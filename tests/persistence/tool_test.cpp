@@ -146,6 +146,36 @@ TEST_CASE("troupe journal list, events and stats render any journal without its 
   CHECK(doc["page_size"].get<int>() > 0);
 }
 
+TEST_CASE("troupe journal stats: the highest offset is the newest event's, and stays after "
+          "deleting the newest events") {
+  temp_dir dir;
+  auto path = dir.file("offsets.db");
+  sqlite_options o;
+  o.path = path;
+  o.create_if_missing = true;
+  auto highest_offset = [&] {
+    auto stats = troupe_journal({"stats", "--db", path});
+    REQUIRE(stats.status == 0);
+    std::string text;
+    for (auto& l : stats.lines)
+      text += l;
+    return nlohmann::json::parse(text)["highest_offset"].get<std::int64_t>();
+  };
+  {
+    auto j = *sqlite_journal::open(o);
+    std::vector<atomic_write> batch{make_write("a", 1, 4)};
+    for (auto& r : j->write(std::span<const atomic_write>{batch}))
+      REQUIRE(r);
+  }
+  // No write records it in journal_meta: stats reads it from the events.
+  CHECK(highest_offset() == 4);
+  {
+    auto j = *sqlite_journal::open(o);
+    REQUIRE(j->delete_events_to("a", 4));
+  }
+  CHECK(highest_offset() == 4);
+}
+
 TEST_CASE("troupe journal: a missing file or a non-journal is a clear error") {
   temp_dir dir;
   auto missing = dir.file("nope.db");

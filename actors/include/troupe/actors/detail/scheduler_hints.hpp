@@ -37,4 +37,13 @@ inline std::atomic<long>& awaited_completions() noexcept {
   return n;
 }
 
+/// One pause of a polling loop (those threads poll between these hints' checks):
+/// tells the core this is a spin-wait, so it saves power and lets its sibling
+/// hyperthread run.
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
 } // namespace troupe::detail
