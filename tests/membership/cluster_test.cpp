@@ -9,6 +9,7 @@
 #include "troupe/membership/management_endpoint.hpp"
 #include "troupe/membership/singleton.hpp"
 
+#include <boost/asio/ip/tcp.hpp>
 #include <caf/all.hpp>
 
 using namespace std::chrono_literals;
@@ -114,6 +115,21 @@ TEST_CASE("management endpoint: ready only while the node is up and no layer rep
   REQUIRE(r);
   CHECK(r->status == 200);
   (*http)->stop();
+}
+
+TEST_CASE("management client: an endpoint that accepts the connection and never answers (a "
+          "stopped or hung node) is an io_error within the call's timeout") {
+  // Listening but never accepting: the kernel completes the connection and takes
+  // the request, as it does for a SIGSTOPped node; no answer ever comes.
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::acceptor silent{
+    io, {boost::asio::ip::make_address("127.0.0.1"), 0}};
+  remote::node_address at{"127.0.0.1", silent.local_endpoint().port()};
+  auto r = membership::management_call(at, "GET", "/cluster/members", {}, 300ms);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code() == errc::io_error);
+  CHECK(r.error().message().find(at.to_string()) != std::string::npos);
+  CHECK(r.error().message().find("no answer within 300 ms") != std::string::npos);
 }
 
 TEST_CASE("cluster shell: node shutdown leaves the cluster before the actors stop") {
