@@ -263,3 +263,30 @@ TRANSPORT_TEST_CASE("a hung (SIGSTOPped) peer is declared lost after the failure
   CHECK(r.error().code() == errc::node_unreachable);
   peer.proc->signal(SIGCONT);
 }
+
+TRANSPORT_TEST_CASE("a peer woken after SIGSTOP reads what was sent to it meanwhile before it "
+                    "judges the silence") {
+  // Both sides give up on silence after 300 ms; the peer stays stopped longer (this
+  // side declares it lost first), so when it wakes every one of its heartbeat
+  // checks is overdue while the pings sit unread in its socket.
+  std::vector<std::string> fast{"--transport.heartbeat-interval=50ms",
+                                "--transport.failure-timeout=300ms"};
+  peer_process peer{fast};
+  remote_node a{{"node.name=a", "transport.heartbeat-interval=50ms",
+                 "transport.failure-timeout=300ms"}};
+  event_log events{*a.t};
+  auto hole = a.t->actor_for(peer.address(), "blackhole");
+  caf::anon_send(hole, ping{0, ""});
+  REQUIRE(peer.proc->wait_for_line("BLACKHOLE 1", 30s));
+  peer.proc->signal(SIGSTOP);
+  REQUIRE(wait_until([&] { return peer.proc->stopped(); }, 10s));
+  constexpr int sent_while_stopped = 5;
+  for (int i = 1; i <= sent_while_stopped; ++i)
+    caf::anon_send(hole, ping{i, ""});
+  REQUIRE(events.wait_for(peer_event::kind::lost, nullptr, 30s));
+  peer.proc->signal(SIGCONT);
+  // Read before judged: every ping reaches the blackhole.
+  auto last = "BLACKHOLE " + std::to_string(1 + sent_while_stopped);
+  CHECK_MESSAGE(peer.proc->wait_for_line(last, 30s),
+                "the woken peer dropped the connection before reading what it held");
+}

@@ -293,7 +293,8 @@ private:
   void close_after_writing(connection& c, const error& reason);
   void protocol_failure(connection& c, std::string_view kind, const error& why);
   void arm_heartbeat(const std::shared_ptr<connection>& c);
-  void on_heartbeat(connection& c);
+  /// `late`: how long after it was due the check runs (real time).
+  void on_heartbeat(connection& c, std::chrono::steady_clock::duration late);
   bool samples_heartbeats(const connection& c) const;
 
   // -- connecting and accepting (engine_accept.cpp) --

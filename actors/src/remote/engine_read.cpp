@@ -429,12 +429,12 @@ void engine_impl::arm_heartbeat(const std::shared_ptr<connection>& c) {
   c->timer.async_wait([this, c](const boost::system::error_code& ec) {
     if (ec || c->closed)
       return;
-    on_heartbeat(*c);
+    on_heartbeat(*c, std::chrono::steady_clock::now() - c->timer.expiry());
     arm_heartbeat(c);
   });
 }
 
-void engine_impl::on_heartbeat(connection& c) {
+void engine_impl::on_heartbeat(connection& c, std::chrono::steady_clock::duration late) {
   // Liveness is what arrives from the peer: both sides send heartbeats on every
   // connection, independently of their queues, so a live peer is heard even while
   // our own writes to it are backed up (and a stopped one is not, even while the
@@ -442,6 +442,13 @@ void engine_impl::on_heartbeat(connection& c) {
   auto now = clock_->now();
   if (c.read_paused)
     c.last_heard = now;  // not reading by choice: nothing to judge
+  // A check that runs more than an interval late means this process did not run
+  // (stopped with SIGSTOP, swapped out, its VM paused): what the peer sent
+  // meanwhile is unread in the socket, and the silence was ours. The time we were
+  // away does not count, so the reads come first and a woken node does not drop
+  // every connection (and the messages in them) at once.
+  if (late > settings_.heartbeat_interval)
+    c.last_heard = std::min(now, c.last_heard + std::chrono::duration_cast<duration>(late));
   auto silent = now - c.last_heard;
   if (settings_.failure_timeout > duration{0} && silent > settings_.failure_timeout) {
     count_connection_error("heartbeat_timeout");
