@@ -94,6 +94,13 @@ void write_next(self_ptr self) {
   });
 }
 
+/// The hosting regions this node's coordinator knows (0 once it stops): what a
+/// caller waits on before it relies on shards spreading over every node.
+gauge_metric& regions_gauge(coordinator_state& st) {
+  return st.ctx->metrics().gauge("troupe_sharding_coordinator_regions", {{"type", st.spec->name}},
+                                 "Hosting regions registered with this node's coordinator.");
+}
+
 void apply(self_ptr self) {
   auto& st = *self->state;
   auto fx = std::move(st.fx);
@@ -107,6 +114,7 @@ void apply(self_ptr self) {
   for (auto& e : fx.persist)
     st.unwritten.push_back(std::move(e));
   auto& metrics = st.ctx->metrics();
+  regions_gauge(st).set(static_cast<double>(st.core->registered().size()));
   for (auto& h : fx.hand_offs) {
     metrics
       .counter("troupe_sharding_hand_offs_total",
@@ -273,6 +281,8 @@ caf::behavior coordinator_actor(caf::stateful_actor<std::shared_ptr<coordinator_
   st.cluster->subscribe(caf::actor_cast<caf::actor>(self));
   self->attach_functor([self, shared = self->state] {
     auto& s = *shared;
+    // Another node's coordinator counts the regions from here on.
+    regions_gauge(s).set(0);
     s.transport->unsubscribe(s.packets);
     s.cluster->unsubscribe(caf::actor_cast<caf::actor>(self));
   });

@@ -4,6 +4,8 @@
 #include <csignal>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <stdexcept>
 
 #include <fcntl.h>
@@ -106,6 +108,24 @@ std::optional<std::string> child_process::wait_for_line(const std::string& prefi
 void child_process::signal(int sig) {
   if (pid_ > 0 && !status_)
     ::kill(pid_, sig);
+}
+
+bool child_process::stopped() const {
+  if (pid_ <= 0 || status_)
+    return false;
+  std::error_code ec;
+  bool any = false;
+  for (auto& task :
+       std::filesystem::directory_iterator("/proc/" + std::to_string(pid_) + "/task", ec)) {
+    std::ifstream in{task.path() / "stat"};
+    std::string stat{std::istreambuf_iterator<char>{in}, std::istreambuf_iterator<char>{}};
+    // "<tid> (<name>) <state> ...": the name may hold spaces and parentheses.
+    auto paren = stat.rfind(')');
+    if (paren == std::string::npos || paren + 2 >= stat.size() || stat[paren + 2] != 'T')
+      return false;
+    any = true;
+  }
+  return any;
 }
 
 std::optional<int> child_process::wait(std::chrono::milliseconds timeout) {

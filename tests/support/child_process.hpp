@@ -31,11 +31,18 @@ public:
   /// The next complete stdout line (without '\n'), or nullopt at EOF or timeout.
   std::optional<std::string> read_line(std::chrono::milliseconds timeout = std::chrono::seconds{10});
 
+  /// Whether more output may come: false once the child's stdout reached its end
+  /// and every line of it was read.
+  bool output_open() const { return out_fd_ >= 0 || !buffer_.empty(); }
+
   /// Reads lines until one starts with `prefix`; returns it (or nullopt).
   std::optional<std::string> wait_for_line(const std::string& prefix,
                                            std::chrono::milliseconds timeout = std::chrono::seconds{10});
 
   void signal(int sig);
+  /// Whether every thread of the child is stopped (after SIGSTOP: the stop
+  /// reaches each thread on its own, after kill() returned).
+  bool stopped() const;
   void kill() { signal(9); }
 
   /// Waits for the child to exit; returns its exit status (128 + signal when
