@@ -16,6 +16,11 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = boost::asio::ip::tcp;
 
+error unreachable(const remote::node_address& at, const std::string& why) {
+  return error{errc::io_error,
+               fmt::format("cannot reach the management endpoint at {}: {}", at.to_string(), why)};
+}
+
 /// One call's steps, each asynchronous: Beast's stream timeout bounds only
 /// asynchronous operations, and a synchronous read from a node that accepted the
 /// connection but does not run (SIGSTOP, a hung process) would never return.
@@ -42,9 +47,7 @@ public:
       resolver_.cancel();
       beast::error_code ignored;
       stream_.socket().close(ignored);
-      outcome_ = error{errc::io_error, fmt::format("cannot reach the management endpoint at {}: "
-                                                   "no answer within {} ms",
-                                                   at_.to_string(), millis())};
+      outcome_ = unreachable(at_, no_answer());
     }
     return std::move(*outcome_);
   }
@@ -66,14 +69,14 @@ private:
   }
 
   void fail(const char* step, const beast::error_code& ec) {
-    auto why = ec == beast::error::timeout ? fmt::format("no answer within {} ms", millis())
-                                           : fmt::format("{}: {}", step, ec.message());
-    outcome_ = error{errc::io_error, fmt::format("cannot reach the management endpoint at {}: {}",
-                                                 at_.to_string(), why)};
+    outcome_ = unreachable(at_, ec == beast::error::timeout
+                                  ? no_answer()
+                                  : fmt::format("{}: {}", step, ec.message()));
   }
 
-  long long millis() const {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(timeout_).count();
+  std::string no_answer() const {
+    return fmt::format("no answer within {} ms",
+                       std::chrono::duration_cast<std::chrono::milliseconds>(timeout_).count());
   }
 
   remote::node_address at_;
@@ -104,8 +107,7 @@ expected<http_response> management_call(const remote::node_address& at, const st
   try {
     return call{at, std::move(req), timeout}.run();
   } catch (const std::exception& ex) {
-    return error{errc::io_error, fmt::format("cannot reach the management endpoint at {}: {}",
-                                             at.to_string(), ex.what())};
+    return unreachable(at, ex.what());
   }
 }
 

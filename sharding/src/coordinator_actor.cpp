@@ -72,6 +72,10 @@ struct coordinator_state {
   std::size_t writing = 0;  ///< events of the write in flight (front of unwritten)
   std::optional<cluster_snapshot> snapshot;  ///< the last one the core got
   std::uint64_t ticks = 0;
+  /// troupe_sharding_coordinator_regions: the hosting regions the core knows (0
+  /// once this coordinator stops), what a caller waits on before it relies on
+  /// shards spreading over every node. Registered once, at start.
+  gauge_metric* regions = nullptr;
 };
 
 namespace {
@@ -94,13 +98,6 @@ void write_next(self_ptr self) {
   });
 }
 
-/// The hosting regions this node's coordinator knows (0 once it stops): what a
-/// caller waits on before it relies on shards spreading over every node.
-gauge_metric& regions_gauge(coordinator_state& st) {
-  return st.ctx->metrics().gauge("troupe_sharding_coordinator_regions", {{"type", st.spec->name}},
-                                 "Hosting regions registered with this node's coordinator.");
-}
-
 void apply(self_ptr self) {
   auto& st = *self->state;
   auto fx = std::move(st.fx);
@@ -114,7 +111,7 @@ void apply(self_ptr self) {
   for (auto& e : fx.persist)
     st.unwritten.push_back(std::move(e));
   auto& metrics = st.ctx->metrics();
-  regions_gauge(st).set(static_cast<double>(st.core->registered().size()));
+  st.regions->set(static_cast<double>(st.core->registered().size()));
   for (auto& h : fx.hand_offs) {
     metrics
       .counter("troupe_sharding_hand_offs_total",
@@ -276,13 +273,16 @@ caf::behavior coordinator_actor(caf::stateful_actor<std::shared_ptr<coordinator_
   cs.hand_off_timeout = spec->settings.hand_off_timeout;
   cs.allocate_released_at_once = spec->settings.remember_entities;
   st.core = std::make_unique<coordinator_core>(st.transport->identity(), cs);
+  st.regions = &st.ctx->metrics().gauge("troupe_sharding_coordinator_regions",
+                                        {{"type", spec->name}},
+                                        "Hosting regions registered with this node's coordinator.");
   st.packets = st.transport->subscribe_packets(coordinator_channel(spec->name),
                                                caf::actor_cast<caf::actor>(self));
   st.cluster->subscribe(caf::actor_cast<caf::actor>(self));
   self->attach_functor([self, shared = self->state] {
     auto& s = *shared;
     // Another node's coordinator counts the regions from here on.
-    regions_gauge(s).set(0);
+    s.regions->set(0);
     s.transport->unsubscribe(s.packets);
     s.cluster->unsubscribe(caf::actor_cast<caf::actor>(self));
   });

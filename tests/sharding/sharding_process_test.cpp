@@ -443,6 +443,8 @@ TEST_CASE("sharding processes: the coordinator's node killed with SIGKILL, the n
       return true;
     },
     60s));
+  // The next coordinator counts the two surviving regions (troupe_sharding_coordinator_regions).
+  CHECK(wait_until([&] { return c.coordinator_regions() == 2; }, 30s));
   auto after = c.allocations();
   for (auto& [s, a] : before) {
     INFO("shard " << s);
