@@ -1,7 +1,9 @@
 #include "journal_identity.hpp"
 
+#include <fcntl.h>
 #include <fmt/core.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 
 #include <cerrno>
 #include <cstring>
@@ -11,6 +13,33 @@ namespace troupe::persistence::sqlite {
 namespace {
 
 constexpr const char* sql_journal_id = "SELECT value FROM journal_meta WHERE key = 'journal_id'";
+
+/// The device and inode `path` names (errno set on failure).
+///
+/// Asks for the inode only. On Linux 6.13 and later (multigrain timestamps), a
+/// stat() that returns a file's ctime/mtime flags the inode so that its next
+/// write stores a fine-grained timestamp, which dirties the inode: the next
+/// fdatasync then also commits the file system's journal. Stat'ing the -wal file
+/// in every write transaction made each durable one-event commit about 60 us
+/// slower (1-row commits: 130 -> 190 us at the median on ext4; statx without
+/// STATX_CTIME/STATX_MTIME: 131 us). stat() is the fallback where statx is
+/// unavailable (kernels before 4.11, some seccomp filters).
+bool identity_of(const std::string& path, dev_t& dev, ino_t& ino) {
+  struct statx sx{};
+  if (::statx(AT_FDCWD, path.c_str(), 0, STATX_INO, &sx) == 0 && (sx.stx_mask & STATX_INO)) {
+    dev = makedev(sx.stx_dev_major, sx.stx_dev_minor);
+    ino = static_cast<ino_t>(sx.stx_ino);
+    return true;
+  }
+  if (errno != ENOSYS && errno != EPERM && errno != EINVAL)
+    return false;
+  struct stat st{};
+  if (::stat(path.c_str(), &st) != 0)
+    return false;
+  dev = st.st_dev;
+  ino = st.st_ino;
+  return true;
+}
 
 } // namespace
 
@@ -30,15 +59,16 @@ expected<std::optional<std::int64_t>> read_journal_id(connection& c) {
 expected<journal_identity> journal_identity::capture(connection& c) {
   std::vector<file> files;
   auto add = [&](std::string path, const char* role, bool holds_commits) -> expected<void> {
-    struct stat st{};
-    if (::stat(path.c_str(), &st) != 0)
+    dev_t dev{};
+    ino_t ino{};
+    if (!identity_of(path, dev, ino))
       return error{errc::io_error,
                    role ? fmt::format("journal '{}': cannot stat its {} '{}' right after "
                                       "opening it: {}",
                                       c.path(), role, path, std::strerror(errno))
                         : fmt::format("journal '{}': cannot stat the file: {}", c.path(),
                                       std::strerror(errno))};
-    files.push_back(file{std::move(path), role, holds_commits, st.st_dev, st.st_ino});
+    files.push_back(file{std::move(path), role, holds_commits, dev, ino});
     return {};
   };
   if (auto ok = add(c.path(), nullptr, true); !ok)
@@ -77,8 +107,9 @@ error journal_identity::lost(std::string_view what, const file& f) const {
 }
 
 expected<void> journal_identity::check_file(const file& f, bool* lost_now) const {
-  struct stat st{};
-  if (::stat(f.path.c_str(), &st) != 0) {
+  dev_t dev{};
+  ino_t ino{};
+  if (!identity_of(f.path, dev, ino)) {
     if (errno == ENOENT || errno == ENOTDIR)
       return lost(f.role ? fmt::format("its {} '{}' was deleted or renamed while open", f.role,
                                        f.path)
@@ -91,7 +122,7 @@ expected<void> journal_identity::check_file(const file& f, bool* lost_now) const
                         : fmt::format("journal '{}': cannot check the file: {}", f.path,
                                       std::strerror(errno))};
   }
-  if (st.st_dev != f.dev || st.st_ino != f.ino)
+  if (dev != f.dev || ino != f.ino)
     return lost(f.role ? fmt::format("its {} '{}' now names another file (it was replaced "
                                      "while open)",
                                      f.role, f.path)

@@ -25,7 +25,8 @@
 // journal comes and goes with every transaction: only the main file is checked.
 //
 // The write path calls check() inside every write transaction, after it took the
-// write lock: one stat() per file (three in WAL mode) and one indexed read of the
+// write lock: one statx() per file (three in WAL mode; the inode only, see
+// identity_of in the .cpp for why not stat()) and one indexed read of the
 // id, a few microseconds per group commit. Kept apart from the write path on
 // purpose: a redesigned write path (or layout) calls the same check per batch.
 //
