@@ -108,9 +108,9 @@ std::size_t payload_bytes() {
   return n;
 }
 
-/// What the node runs with (the default: one worker per core).
+/// What the node runs with (the default).
 unsigned scheduler_threads() {
-  return std::max(1u, std::thread::hardware_concurrency());
+  return default_scheduler_threads();
 }
 
 /// A node with the SQLite journal at `path` (WAL + synchronous=FULL).

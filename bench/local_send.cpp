@@ -55,7 +55,7 @@ double median(std::vector<double> xs) {
 }
 
 std::vector<troupe::bench::result> run(const troupe::bench::options& opts) {
-  // troupe, with the defaults a user gets (scheduler.threads 0: one per core)
+  // troupe, with the defaults a user gets (scheduler.threads 0: one per core but one)
   troupe::config cfg{troupe::node_config_keys()};
   (void) cfg.set_text("log.level", "warn");
   auto node = std::move(*troupe::node::start(std::move(cfg)));
@@ -67,7 +67,7 @@ std::vector<troupe::bench::result> run(const troupe::bench::options& opts) {
   auto handle = *troupe::child_handle(node->system(), sup, "counter", 5s);
   // raw CAF, with as many workers as troupe's default (CAF's own default is 4 or
   // more, which is slower on 2 cores)
-  auto threads = std::max(1u, std::thread::hardware_concurrency());
+  auto threads = troupe::default_scheduler_threads();
   caf::actor_system_config raw_cfg;
   raw_cfg.set("scheduler.max-threads", static_cast<size_t>(threads));
   caf::actor_system raw_sys{raw_cfg};

@@ -127,9 +127,9 @@ std::vector<troupe::bench::result> async_boundary(const troupe::bench::options&)
   constexpr std::int64_t n = 5'000'000;
   auto node = bench_node();
   caf::actor_system_config raw_cfg;
-  // As many workers as troupe's default (one per core).
+  // As many workers as troupe's default.
   raw_cfg.set("scheduler.max-threads",
-              static_cast<std::size_t>(std::max(1u, std::thread::hardware_concurrency())));
+              static_cast<std::size_t>(troupe::default_scheduler_threads()));
   caf::actor_system raw_sys{raw_cfg};
   auto progress = std::make_shared<counter_progress>();
   auto counter = raw_sys.spawn(raw_counter, progress);

@@ -198,13 +198,12 @@ void serve_actor(const std::string& name, F fun) {
 }
 
 /// CAF's own configuration for the remoting baseline: the middleman, the message
-/// type, and as many scheduler threads as troupe's default (one per core).
+/// type, and as many scheduler threads as troupe's default.
 struct caf_bench_config : caf::actor_system_config {
   caf_bench_config() {
     load<caf::io::middleman>();
     add_message_type<bench_msg>("bench_msg");
-    set("scheduler.max-threads",
-        static_cast<size_t>(std::max(1u, std::thread::hardware_concurrency())));
+    set("scheduler.max-threads", static_cast<size_t>(troupe::default_scheduler_threads()));
   }
 };
 

@@ -154,7 +154,8 @@ config_schema node_config_keys() {
         "Load CAF's own remoting (io::middleman). troupe's transport does not need it; "
         "benchmarks and interop tests do.");
   s.add("scheduler.threads", config_type::integer, std::int64_t{0},
-        "CAF scheduler worker threads; 0 means one per hardware thread.",
+        "CAF scheduler worker threads; 0 means one per hardware thread but one (at least "
+        "one): the last core runs the journal's writer and the transport's I/O thread.",
         config_range::of(0, 256));
   s.add("log.level", config_type::string, std::string{"info"},
         "Lowest level written: trace, debug, info, warn, error or off.",

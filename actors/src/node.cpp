@@ -89,6 +89,11 @@ constexpr auto guardian_request_timeout = std::chrono::seconds{10};
 
 } // namespace
 
+unsigned default_scheduler_threads() noexcept {
+  auto cores = std::thread::hardware_concurrency();  // 0: unknown
+  return cores > 1 ? cores - 1 : 1;
+}
+
 expected<std::unique_ptr<node>> node::start(troupe::config cfg, options opts) {
   auto level = parse_log_level(cfg.get_string("log.level"));
   if (!level)
@@ -110,7 +115,7 @@ expected<std::unique_ptr<node>> node::start(troupe::config cfg, options opts) {
   auto caf_cfg = std::make_unique<detail::node_caf_config>();
   caf_cfg->context = ctx;
   caf_cfg->add_error_category(troupe_error_category(), render_caf_troupe_error);
-  auto n = threads > 0 ? threads : std::max<std::int64_t>(1, std::thread::hardware_concurrency());
+  auto n = threads > 0 ? threads : std::int64_t{default_scheduler_threads()};
   caf_cfg->set("scheduler.max-threads", static_cast<size_t>(n));
   // Idle workers sleep until work arrives instead of polling, and timers do not
   // wake a thread each (scheduler.hpp).

@@ -10,6 +10,8 @@
 #include <caf/io/all.hpp>
 
 #include <mutex>
+#include <thread>
+#include <utility>
 
 using namespace std::chrono_literals;
 using troupe::errc;
@@ -60,6 +62,23 @@ TEST_CASE("a node spawns troupe actors and answers asks") {
   REQUIRE(r);
   CHECK(*r == 21);
   CHECK(n->shutdown().clean);
+}
+
+TEST_CASE("scheduler.threads 0 runs one worker per hardware thread but one (at least one), "
+          "and a number runs that many") {
+  auto cores = std::thread::hardware_concurrency();
+  CHECK(troupe::default_scheduler_threads() == (cores > 1 ? cores - 1 : 1u));
+  for (auto [setting, workers] : {std::pair{"0", troupe::default_scheduler_threads()},
+                                   std::pair{"3", 3u}}) {
+    CAPTURE(setting);
+    troupe::config cfg{troupe::node_config_keys()};
+    REQUIRE(cfg.set_text("log.level", "warn"));
+    REQUIRE(cfg.set_text("scheduler.threads", setting));
+    auto n = troupe::node::start(std::move(cfg));
+    REQUIRE(n);
+    CHECK((*n)->system().scheduler().num_workers() == workers);
+    CHECK((*n)->shutdown().clean);
+  }
 }
 
 TEST_CASE("shutdown stops top-level actors in reverse start order") {

@@ -54,6 +54,13 @@ namespace detail {
 struct node_caf_config;
 } // namespace detail
 
+/// The scheduler workers a node runs with `scheduler.threads = 0` (the default):
+/// one per hardware thread but one, at least one. The core left over runs the
+/// threads outside the scheduler that carry the load next to the actors: the
+/// journal's writer (SQLite, fsync), the transport's I/O thread, the clock.
+/// docs/architecture.md, "Threads", has the measurements behind it.
+unsigned default_scheduler_threads() noexcept;
+
 class node {
 public:
   struct options {
