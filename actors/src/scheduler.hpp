@@ -38,6 +38,7 @@
 #include <caf/resumable.hpp>
 #include <caf/scheduler/abstract_coordinator.hpp>
 #include <caf/scheduler/coordinator.hpp>
+#include <caf/scheduler/worker.hpp>
 
 #include "troupe/actors/detail/scheduler_hints.hpp"
 #include "scheduler_clock.hpp"
@@ -308,6 +309,49 @@ private:
     return nullptr;
   }
 };
+
+} // namespace troupe::detail
+
+// CAF's worker loop for wake_policy, as caf/scheduler/worker.hpp has it minus one
+// line. Debian's CAF 0.17.6 is built with CAF_LOG_LEVEL defined (QUIET), so its loop
+// runs CAF_PUSH_AID_FROM_PTR(dynamic_cast<abstract_actor*>(job)) for every job it
+// resumes: a cross-cast from resumable to abstract_actor, which libstdc++ resolves
+// by walking the actor's class hierarchy with string compares of type names. That
+// only feeds CAF's logger (the actor id of the running thread), which a QUIET
+// build never prints; it was 7-8% of the worker's time in the persist benchmark
+// (perf, 2026-12-03: __dynamic_cast, __do_dyncast and strcmp under worker::run).
+template <>
+inline void caf::scheduler::worker<troupe::detail::wake_policy>::run() {
+  CAF_SET_LOGGER_SYS(&system());
+  for (;;) {
+    auto job = policy_.dequeue(this);
+    CAF_ASSERT(job != nullptr);
+    CAF_ASSERT(job->subtype() != resumable::io_actor);
+    policy_.before_resume(this, job);
+    auto res = job->resume(this, max_throughput_);
+    policy_.after_resume(this, job);
+    switch (res) {
+      case resumable::resume_later:
+        // It stays in the loop: keep the reference.
+        policy_.resume_job_later(this, job);
+        break;
+      case resumable::done:
+        policy_.after_completion(this, job);
+        intrusive_ptr_release(job);
+        break;
+      case resumable::awaiting_message:
+        // It may be enqueued again later: drop the reference for now.
+        intrusive_ptr_release(job);
+        break;
+      case resumable::shutdown_execution_unit:
+        policy_.after_completion(this, job);
+        policy_.before_shutdown(this);
+        return;
+    }
+  }
+}
+
+namespace troupe::detail {
 
 /// The scheduler of a troupe node: CAF's coordinator with wake_policy and
 /// scheduler_clock. Load it with `cfg.load<troupe::detail::scheduler>()`.

@@ -2,12 +2,14 @@
 // of reader threads. See journal_service.hpp for the contract.
 //
 // The write path is the hot one. A submitter moves its atomic_write and callback
-// into two parallel vectors under one mutex (no allocation once the vectors have
-// grown; the payload bytes are never copied). The writer swaps both vectors out in
-// O(1), hands the writes to the backend as one span (one transaction), runs each
-// callback with its own result, clears the vectors (keeping their capacity) and
-// swaps them back in as the next round's queue.
+// into two parallel vectors under one mutex (the payload bytes are never copied).
+// The writer swaps both vectors out in O(1), hands the writes to the backend as one
+// span (one transaction), and hands the batch with its results to the completion
+// runner (completion_runner.hpp), which runs each callback with its own result and
+// frees the batch while the writer starts the next one.
 #include "troupe/persistence/journal_service.hpp"
+
+#include "completion_runner.hpp"
 
 #include "troupe/actors/detail/scheduler_hints.hpp"
 #include "troupe/actors/log.hpp"
@@ -39,6 +41,10 @@ constexpr std::string_view component = "persistence/journal";
 /// (troupe/actors/detail/scheduler_hints.hpp). Only after a batch, so an idle
 /// journal costs one such poll after its last write.
 constexpr std::chrono::microseconds writer_poll_time{150};
+
+/// A batch of fewer writes than this is acknowledged on the writer thread when no
+/// earlier completion is pending (no thread hop for one command at a time).
+constexpr std::size_t inline_completions_below = 16;
 
 /// Work for a reader thread or the writer's side queue. Called exactly once:
 /// with `cancelled` true when the service stops before running it.
@@ -95,7 +101,8 @@ public:
       max_batch_events_(std::max<std::size_t>(opts.max_batch_events, 1)),
       max_queued_writes_(std::max<std::size_t>(opts.max_queued_writes, 1)),
       log_(log),
-      metrics_(metrics) {
+      metrics_(metrics),
+      completions_(inline_completions_below) {
     writer_ = std::thread{[this] { writer_loop(); }};
     auto n = std::max<std::size_t>(opts.reader_threads, 1);
     for (std::size_t i = 0; i < n; ++i)
@@ -128,6 +135,7 @@ public:
     }
     wcv_.notify_all();
     writer_.join();
+    completions_.stop();  // after the writer: it runs what the writer handed it
     for (auto& t : readers_)
       t.join();
     stopped_ = true;
@@ -283,15 +291,14 @@ private:
       ops.swap(incoming_ops_);
       has_incoming_.store(!incoming_writes_.empty(), std::memory_order_relaxed);
       lock.unlock();
+      auto done_count = writes.size();
       if (!writes.empty())
-        run_batch(writes, dones, events);
+        run_batch(writes, dones, events);  // moves them to the completion runner
+      writes.clear();
+      dones.clear();
       for (auto& op : ops)
         op(false);
       ops.clear();
-      // Destroy the batch (payloads, callbacks) outside the lock.
-      auto done_count = writes.size();
-      writes.clear();
-      dones.clear();
       poll_for_work();
       lock.lock();
       completed_writes_ += done_count;
@@ -384,10 +391,17 @@ private:
     metrics_.writes_rejected.inc(rejected);
     metrics_.writes_failed.inc(failed);
     metrics_.writes_fenced.inc(fenced);
-    for (std::size_t i = 0; i < writes.size(); ++i)
-      invoke(dones[i], std::move(results[i]));
-    troupe::detail::awaited_completions().fetch_sub(static_cast<long>(writes.size()),
-                                                    std::memory_order_relaxed);
+    auto n = writes.size();
+    // The batch goes along: it is freed after its callbacks, off this thread.
+    completions_.run(
+      [this, dones = std::move(dones), results = std::move(results),
+       batch = std::move(writes)]() mutable {
+        for (std::size_t i = 0; i < dones.size(); ++i)
+          invoke(dones[i], std::move(results[i]));
+        troupe::detail::awaited_completions().fetch_sub(static_cast<long>(dones.size()),
+                                                        std::memory_order_relaxed);
+      },
+      n);
   }
 
   /// Logs the first failed batch of a run of failures (a full disk fails every
@@ -416,8 +430,18 @@ private:
 
   template <class T, class F>
   void submit_writer_op(callback<T> done, const char* what, F fn) {
+    // Run by the writer; the callback goes through the completion runner, after
+    // the callbacks of the batches committed before it.
     task t = [this, done = std::move(done), what, fn = std::move(fn)](bool cancelled) mutable {
-      finish<T>(done, cancelled, what, fn);
+      if (cancelled) {
+        invoke(done, expected<T>{not_run(what)});
+        return;
+      }
+      completions_.run(
+        [this, done = std::move(done), r = attempt<T>(what, fn)]() mutable {
+          invoke(done, std::move(r));
+        },
+        1);
     };
     {
       std::lock_guard<std::mutex> guard{wmtx_};
@@ -455,12 +479,18 @@ private:
       invoke(done, expected<T>{not_run(what)});
       return;
     }
+    invoke(done, attempt<T>(what, fn));
+  }
+
+  /// Runs a read or writer op; a failure is counted and logged at debug.
+  template <class T, class F>
+  expected<T> attempt(const char* what, F& fn) {
     expected<T> r = fn();
     if (!r) {
       metrics_.read_failures.inc();
       log_.debug(component, "{} failed: {}", what, r.error().to_string());
     }
-    invoke(done, std::move(r));
+    return r;
   }
 
   void reader_loop() {
@@ -527,6 +557,10 @@ private:
 
   std::mutex stop_mtx_;
   bool stopped_ = false;
+
+  /// Runs the writer's callbacks; declared last so that it stops (and runs what
+  /// is pending) before anything it uses is destroyed.
+  detail::completion_runner completions_;
 };
 
 } // namespace

@@ -11,6 +11,9 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <mutex>
+#include <string>
+#include <vector>
 #include <thread>
 
 using namespace troupe;
@@ -140,6 +143,67 @@ TEST_CASE("journal_service: stop() drains queued writes and fails queued reads")
   CHECK(shutting_down.load() == 5);     // queued reads were failed
   CHECK(reads_done.value() == 6);       // and the running read finished
   CHECK(*f.backend->highest_sequence_nr("w20") == 1);
+}
+
+TEST_CASE("journal_service: callbacks run once each in commit order, a writer op's after "
+          "those of the batches before it, while the writer commits the next batch") {
+  service_fixture f;
+  std::mutex mtx;
+  std::vector<std::string> order;
+  auto record = [&](std::string what) {
+    std::lock_guard<std::mutex> guard{mtx};
+    order.push_back(std::move(what));
+  };
+  event_counter done;
+  std::atomic<bool> later_committed_meanwhile{false};
+  event_counter slow_started;
+  // Hold the writer in the first commit while 100 writes and an op queue up.
+  f.backend->delay(journal_op::write, 1h, "first", 1);
+  f.svc->write(make_write("first", 1, 1), [&](expected<void> r) {
+    CHECK(r);
+    record("first");
+    done.add();
+  });
+  REQUIRE(wait_until([&] { return f.backend->calls(journal_op::write) == 1; }));
+  for (int i = 0; i < 100; ++i) {
+    auto id = id_of("id-", i);
+    f.svc->write(make_write(id, 1, 1), [&, id, i](expected<void> r) {
+      CHECK(r);
+      if (i == 0) {
+        // A slow callback of a large batch: the writer goes on meanwhile, and
+        // commits the write submitted after this callback started.
+        slow_started.add();
+        later_committed_meanwhile = wait_until([&] {
+          auto h = f.backend->highest_sequence_nr("later");
+          return h && *h == 1;
+        });
+      }
+      record(id);
+      done.add();
+    });
+  }
+  f.svc->advance_fence("shard-1", 7, [&](expected<void> r) {
+    CHECK(r);
+    record("fence");
+    done.add();
+  });
+  f.backend->clear_faults();
+  REQUIRE(slow_started.wait_for(1));
+  f.svc->write(make_write("later", 1, 1), [&](expected<void> r) {
+    CHECK(r);
+    record("later");
+    done.add();
+  });
+  REQUIRE(done.wait_for(103));
+  CHECK(later_committed_meanwhile.load());
+  std::vector<std::string> expected_order{"first"};
+  for (int i = 0; i < 100; ++i)
+    expected_order.push_back(id_of("id-", i));
+  expected_order.push_back("fence");
+  expected_order.push_back("later");
+  f.svc->stop();
+  std::lock_guard<std::mutex> guard{mtx};
+  CHECK(order == expected_order);  // and nothing ran twice
 }
 
 TEST_CASE("journal_service: a throwing callback does not stop the writer") {

@@ -3,7 +3,10 @@
 // - Writes go to one dedicated writer thread (outside CAF's scheduler). It takes
 //   every write queued since its last round (up to max_batch events) and hands them
 //   to the backend as one batch, i.e. one durable transaction: group commit. Each
-//   write's callback runs after that commit, with its own result.
+//   write's callback runs after that commit, with its own result, in commit order,
+//   on the service's completion thread while the writer starts the next batch (a
+//   batch of a few writes is acknowledged on the writer thread itself when no
+//   earlier callback is pending: no thread hop for one write at a time).
 // - Reads (replay pages, highest sequence nr, snapshots, queries) run on reader
 //   threads and never wait behind a write batch.
 // - Callbacks run on the service's threads: they must be short and must not block
@@ -14,7 +17,8 @@
 //   completed, so a restarted entity never reuses a sequence nr of a write that was
 //   still in flight. Read the highest sequence nr first, then replay up to it.
 // - Snapshot saves/deletes and delete_events_to run on the writer thread between
-//   batches; loads and queries run on the reader threads.
+//   batches (their callbacks after those of the batches before them); loads and
+//   queries run on the reader threads.
 //
 // Writes of one persistence id are stored in the order they were submitted. An
 // entity submits its next write only after the previous one was acknowledged.
