@@ -26,13 +26,15 @@ constexpr const char* sql_journal_id = "SELECT value FROM journal_meta WHERE key
 /// unavailable (kernels before 4.11, some seccomp filters).
 bool identity_of(const std::string& path, dev_t& dev, ino_t& ino) {
   struct statx sx{};
-  if (::statx(AT_FDCWD, path.c_str(), 0, STATX_INO, &sx) == 0 && (sx.stx_mask & STATX_INO)) {
+  auto rc = ::statx(AT_FDCWD, path.c_str(), 0, STATX_INO, &sx);
+  if (rc == 0 && (sx.stx_mask & STATX_INO)) {
     dev = makedev(sx.stx_dev_major, sx.stx_dev_minor);
     ino = static_cast<ino_t>(sx.stx_ino);
     return true;
   }
-  if (errno != ENOSYS && errno != EPERM && errno != EINVAL)
-    return false;
+  if (rc != 0 && errno != ENOSYS && errno != EPERM && errno != EINVAL)
+    return false;  // e.g. ENOENT: the caller reads errno
+  // No statx, or a file system that did not report the inode.
   struct stat st{};
   if (::stat(path.c_str(), &st) != 0)
     return false;
