@@ -108,11 +108,6 @@ std::size_t payload_bytes() {
   return n;
 }
 
-/// What the node runs with (the default).
-unsigned scheduler_threads() {
-  return default_scheduler_threads();
-}
-
 /// A node with the SQLite journal at `path` (WAL + synchronous=FULL).
 std::unique_ptr<node> start_node(const std::string& path) {
   auto schema = node_config_keys();
@@ -293,7 +288,7 @@ std::vector<result> persist(const options& opts) {
   r.extra["synchronous"] = "full";
   r.extra["baseline_batch_rows"] = best_batch;
   r.extra["baseline_merge_every_rows"] = raw_event_writer::merge_every_rows;
-  r.extra["scheduler_threads"] = scheduler_threads();
+  r.extra["scheduler_threads"] = default_scheduler_threads();
   r.extra["config"] = "defaults";
   return {r};
 }
@@ -366,7 +361,7 @@ std::vector<result> replay(const options& opts) {
   r.baseline = static_cast<double>(passes * replay_events) / raw_busy;
   r.extra["passes"] = passes;
   r.extra["page_size"] = 2000;
-  r.extra["scheduler_threads"] = scheduler_threads();
+  r.extra["scheduler_threads"] = default_scheduler_threads();
   r.extra["config"] = "defaults";
   n->shutdown();
   r.extra["events"] = replay_events;
@@ -452,7 +447,7 @@ std::vector<result> persist_latency(const options& opts) {
     r.extra["samples"] = troupe_us.size();
     r.extra["baseline_samples"] = raw_us.size();
     r.extra["synchronous"] = "full";
-    r.extra["scheduler_threads"] = scheduler_threads();
+    r.extra["scheduler_threads"] = default_scheduler_threads();
     r.extra["config"] = "defaults";
     out.push_back(r);
   }

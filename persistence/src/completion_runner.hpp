@@ -46,7 +46,7 @@ public:
     {
       std::unique_lock<std::mutex> lock{mtx_};
       bool idle = jobs_.empty() && !running_;
-      if (!stopped_ && !(idle && weight < inline_below_)) {
+      if (!stopping_ && !(idle && weight < inline_below_)) {
         jobs_.push_back(std::move(j));
         lock.unlock();
         cv_.notify_one();
@@ -54,7 +54,8 @@ public:
       }
     }
     // Nothing earlier is pending, and only this thread hands jobs in: running it
-    // here keeps the order. (After stop() the thread is gone.)
+    // here keeps the order. (After stop() the thread is gone; run() is never
+    // called while stop() runs.)
     j();
   }
 
@@ -68,8 +69,6 @@ public:
     }
     cv_.notify_one();
     thread_.join();
-    std::lock_guard<std::mutex> guard{mtx_};
-    stopped_ = true;
   }
 
 private:
@@ -95,8 +94,7 @@ private:
   std::condition_variable cv_;
   std::deque<job> jobs_;  ///< guarded by mtx_
   bool running_ = false;  ///< guarded by mtx_: the thread runs a job
-  bool stopping_ = false; ///< guarded by mtx_
-  bool stopped_ = false;  ///< guarded by mtx_: the thread ended
+  bool stopping_ = false; ///< guarded by mtx_: stop() began; jobs run inline
   std::thread thread_;    ///< last: starts once the members above exist
 };
 

@@ -87,15 +87,10 @@ public:
     // Its ports are bound before anything else starts: the free ports were only
     // free when picked, and a later ephemeral port (the client's, a connection's)
     // could take one first ("Address already in use").
-    auto listening = fmt::format("troupe-bank-node bank{} listening", i);
     std::string seen;
-    bool up = false;
-    while (auto line = nodes_[i]->read_line(30s)) {
-      if ((up = line->rfind(listening, 0) == 0))
-        break;
-      seen += *line + "\n";
-    }
-    REQUIRE_MESSAGE(up, "bank" << i << " did not start listening:\n" << seen);
+    auto up = nodes_[i]->wait_for_line(fmt::format("troupe-bank-node bank{} listening", i), 30s,
+                                       &seen);
+    REQUIRE_MESSAGE(up.has_value(), "bank" << i << " did not start listening:\n" << seen);
   }
 
   child_process& node(std::size_t i) { return *nodes_[i]; }

@@ -90,7 +90,8 @@ std::optional<std::string> child_process::read_line(std::chrono::milliseconds ti
 }
 
 std::optional<std::string> child_process::wait_for_line(const std::string& prefix,
-                                                        std::chrono::milliseconds timeout) {
+                                                        std::chrono::milliseconds timeout,
+                                                        std::string* skipped) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -102,6 +103,8 @@ std::optional<std::string> child_process::wait_for_line(const std::string& prefi
       return std::nullopt;
     if (line->rfind(prefix, 0) == 0)
       return line;
+    if (skipped)
+      *skipped += *line + "\n";
   }
 }
 

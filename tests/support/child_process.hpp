@@ -35,9 +35,11 @@ public:
   /// and every line of it was read.
   bool output_open() const { return out_fd_ >= 0 || !buffer_.empty(); }
 
-  /// Reads lines until one starts with `prefix`; returns it (or nullopt).
+  /// Reads lines until one starts with `prefix`; returns it (or nullopt). The lines
+  /// read before it are appended to `*skipped` (if given), one per line.
   std::optional<std::string> wait_for_line(const std::string& prefix,
-                                           std::chrono::milliseconds timeout = std::chrono::seconds{10});
+                                           std::chrono::milliseconds timeout = std::chrono::seconds{10},
+                                           std::string* skipped = nullptr);
 
   void signal(int sig);
   /// Whether every thread of the child is stopped (after SIGSTOP: the stop
