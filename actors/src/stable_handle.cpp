@@ -29,7 +29,7 @@ void stable_handle::enqueue(caf::mailbox_element_ptr what, caf::execution_unit* 
     // The child's enqueue runs under the lock: copying the target out would cost
     // two atomic operations on the child's reference count, a cache line its
     // worker touches too. Only senders to this handle ever wait on the lock.
-    std::lock_guard<std::mutex> guard{mtx_};
+    std::lock_guard<spin_lock> guard{mtx_};
     if (target_ && failing_ && failing_->load(std::memory_order_acquire))
       target_ = nullptr;  // dying: hold what follows for the next incarnation
     if (target_) {
@@ -54,7 +54,7 @@ void stable_handle::enqueue(caf::mailbox_element_ptr what, caf::execution_unit* 
 }
 
 void stable_handle::route_to(const caf::actor& target, failing_flag failing) {
-  std::lock_guard<std::mutex> guard{mtx_};
+  std::lock_guard<spin_lock> guard{mtx_};
   target_ = caf::actor_cast<caf::strong_actor_ptr>(target);
   failing_ = std::move(failing);
   // Under the lock: nothing sent from now on overtakes what was held.
@@ -65,14 +65,14 @@ void stable_handle::route_to(const caf::actor& target, failing_flag failing) {
 }
 
 void stable_handle::hold() {
-  std::lock_guard<std::mutex> guard{mtx_};
+  std::lock_guard<spin_lock> guard{mtx_};
   target_ = nullptr;
 }
 
 void stable_handle::close(const caf::error& reason) {
   std::deque<caf::mailbox_element_ptr> doomed;
   {
-    std::lock_guard<std::mutex> guard{mtx_};
+    std::lock_guard<spin_lock> guard{mtx_};
     target_ = nullptr;
     if (!closed_) {  // the first reason stays
       closed_ = true;

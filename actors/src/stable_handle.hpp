@@ -3,7 +3,9 @@
 // It is an actor without a mailbox (like the transport's remote proxies): a message
 // sent to it is handed, on the sender's thread, straight to the child's current
 // incarnation, keeping sender, request id and forwarding stages, so a message through
-// the handle costs what a message to the child costs, plus one uncontended lock.
+// the handle costs what a message to the child costs, plus one uncontended
+// spin_lock (a single locked instruction) and a read of the child's failing flag
+// (which the supervisor keeps alone on its cache line: see supervisor.cpp).
 // While the child restarts the handle holds messages (up to `capacity`; beyond that
 // requests are answered `overloaded` and one-way messages dropped and counted), and
 // hands them to the next incarnation in order before anything sent later. Once the
@@ -12,10 +14,11 @@
 // sender; one-way messages are dropped).
 //
 // Thread-safety: enqueue() may be called from any thread; route_to(), hold() and
-// close() are called by the supervisor. All take the handle's mutex, so a message
+// close() are called by the supervisor. All take the handle's lock, so a message
 // is either forwarded before a hold or held after it, never lost in between.
 #pragma once
 
+#include "spin_lock.hpp"
 #include "troupe/actors/metrics.hpp"
 
 #include <caf/actor.hpp>
@@ -26,7 +29,6 @@
 #include <atomic>
 #include <deque>
 #include <memory>
-#include <mutex>
 #include <string>
 
 namespace troupe::detail {
@@ -65,7 +67,7 @@ private:
   const std::string child_;
   const std::size_t capacity_;
   counter_metric& dropped_;
-  std::mutex mtx_;
+  spin_lock mtx_;
   caf::strong_actor_ptr target_;  // guarded by mtx_
   failing_flag failing_;          // guarded by mtx_
   bool closed_ = false;           // guarded by mtx_

@@ -195,7 +195,15 @@ void start_slot(supervisor_actor* self, std::uint64_t id) {
   self->monitor(child);
   self->state.slot_of_actor[child.id()] = id;
   add_live(self, child);
-  auto failing = std::make_shared<std::atomic<bool>>(false);
+  // Every message through the child's stable handle reads this flag: alone on
+  // its cache line, the read stays a hit. A plain make_shared put it beside data
+  // the child's worker writes: `local_send_supervised` ran at 3.6-3.8 M msgs/s
+  // instead of 4.1-4.2 M (same binary, the two allocations switched at run time).
+  struct alignas(64) padded_flag {
+    std::atomic<bool> flag{false};
+  };
+  auto block = std::make_shared<padded_flag>();
+  auto failing = std::shared_ptr<std::atomic<bool>>(block, &block->flag);
   node_of(self).watch_failure(child.id(), failing);
   if (c->spec.restart != restart_policy::temporary && !c->handle) {
     c->handle = detail::make_stable_handle(self->system(), c->spec.name, c->spec.buffer_capacity);

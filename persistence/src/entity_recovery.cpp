@@ -155,6 +155,7 @@ void on_page_loaded(entity_actor* self, page_loaded& m) {
   }
   rs.replayed += page.size();
   st.metrics->events_replayed.inc(page.size());
+  st.journal->recycle(std::move(page));
   if (st.last_seq >= rs.replay_to)
     recovery_done(self);  // a read-ahead answer (none expected here) would be stale
   else if (!ahead)

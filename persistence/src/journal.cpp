@@ -88,4 +88,15 @@ std::int64_t now_ms() noexcept {
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
 }
 
+expected<void> journal_backend::read_events_into(const std::string& persistence_id,
+                                                 sequence_nr from, sequence_nr to,
+                                                 std::size_t max_events,
+                                                 std::vector<event_record>& out) {
+  auto page = read_events(persistence_id, from, to, max_events);
+  if (!page)
+    return std::move(page).error();
+  out = std::move(*page);
+  return {};
+}
+
 } // namespace troupe::persistence

@@ -88,6 +88,7 @@ expected<void> row_to_event(const statement& s, event_record& e, const std::stri
   e.version = static_cast<std::uint32_t>(*version);
   auto payload = s.blob(3);
   e.payload.assign(payload.begin(), payload.end());
+  e.tags.clear();
   if (!s.is_null(4))
     split_tags(s.text(4), e.tags);
   e.writer = s.text(5);
@@ -296,6 +297,18 @@ expected<std::vector<event_record>> sqlite_journal::read_events(const std::strin
   std::vector<event_record> result;
   if (to >= from)
     result.reserve(std::min<std::uint64_t>({max_events, to - from + 1, 4096}));
+  if (auto ok = read_events_into(persistence_id, from, to, max_events, result); !ok)
+    return std::move(ok).error();
+  return result;
+}
+
+expected<void> sqlite_journal::read_events_into(const std::string& persistence_id,
+                                                sequence_nr from, sequence_nr to,
+                                                std::size_t max_events,
+                                                std::vector<event_record>& out) {
+  // Refills the records `out` already holds (no allocation for the buffers that
+  // fit), appends beyond them, and drops the rest at the end.
+  std::size_t n = 0;
   auto ok = impl_->query(
     impl_->reads->read_events,
     fmt::format("cannot read events of '{}' from seq {}", persistence_id, from),
@@ -306,13 +319,15 @@ expected<std::vector<event_record>> sqlite_journal::read_events(const std::strin
       s.bind(4, limit_of(max_events));
     },
     [&](sq::statement& s) {
-      auto& e = result.emplace_back();
+      auto& e = n < out.size() ? out[n] : out.emplace_back();
+      ++n;
       e.persistence_id = persistence_id;
       return row_to_event(s, e, impl_->opts.path);
     });
   if (!ok)
-    return std::move(ok).error();
-  return result;
+    return ok;
+  out.resize(n);
+  return {};
 }
 
 expected<sequence_nr> sqlite_journal::highest_sequence_nr(const std::string& persistence_id) {

@@ -169,6 +169,15 @@ public:
                                                           sequence_nr from, sequence_nr to,
                                                           std::size_t max_events) = 0;
 
+  /// read_events into `out`, replacing what it held. A backend may refill the
+  /// records already in `out` in place (reusing their strings' and payloads'
+  /// capacity) instead of allocating new ones: the journal service hands it pages
+  /// a replay gave back (journal_service::recycle). On failure `out` holds
+  /// unspecified records. The default calls read_events.
+  virtual expected<void> read_events_into(const std::string& persistence_id, sequence_nr from,
+                                          sequence_nr to, std::size_t max_events,
+                                          std::vector<event_record>& out);
+
   /// The highest sequence number ever written for the id (0 if none). Never
   /// decreases, also not after delete_events_to.
   virtual expected<sequence_nr> highest_sequence_nr(const std::string& persistence_id) = 0;

@@ -83,6 +83,12 @@ public:
   virtual void read_events(std::string persistence_id, sequence_nr from, sequence_nr to,
                            std::size_t max_events,
                            callback<std::vector<event_record>> done) = 0;
+  /// Hands back a page read_events delivered, once the caller is done with it: a
+  /// later read refills it in place, and its buffers are neither freed on the
+  /// caller's thread nor allocated again on a reader's (a replay's pages cost no
+  /// allocation per event). Optional: a page not handed back is simply destroyed.
+  /// Keeps a few pages of bounded size; `page` is destroyed here if it does not fit.
+  virtual void recycle(std::vector<event_record> page) = 0;
   virtual void highest_sequence_nr(std::string persistence_id, callback<sequence_nr> done) = 0;
   virtual void delete_events_to(std::string persistence_id, sequence_nr to,
                                 callback<void> done) = 0;

@@ -127,6 +127,9 @@ public:
   expected<std::vector<event_record>> read_events(const std::string& persistence_id,
                                                   sequence_nr from, sequence_nr to,
                                                   std::size_t max_events) override;
+  expected<void> read_events_into(const std::string& persistence_id, sequence_nr from,
+                                  sequence_nr to, std::size_t max_events,
+                                  std::vector<event_record>& out) override;
   expected<sequence_nr> highest_sequence_nr(const std::string& persistence_id) override;
   expected<void> delete_events_to(const std::string& persistence_id, sequence_nr to) override;
   expected<std::vector<event_record>> events_by_tag(const std::string& tag, offset_type after,
