@@ -137,17 +137,9 @@ void apply(region_self self) {
           deliver(self, batch.destination, std::move(node.mapped()));
       }
   }
-  st.ctx->metrics()
-    .gauge("troupe_sharding_buffered", {{"type", st.spec->name}},
-           "Messages a region holds while shard homes are unknown or moving.")
-    .set(static_cast<double>(st.core->buffered()));
-  st.ctx->metrics()
-    .gauge("troupe_sharding_shards", {{"type", st.spec->name}}, "Shards this region hosts.")
-    .set(static_cast<double>(st.core->local_shards().size()));
-  st.ctx->metrics()
-    .gauge("troupe_sharding_entities", {{"type", st.spec->name}},
-           "Entities running in this region.")
-    .set(static_cast<double>(st.entities.size()));
+  st.buffered_gauge->set(static_cast<double>(st.core->buffered()));
+  st.shards_gauge->set(static_cast<double>(st.core->local_shards().size()));
+  st.entities_gauge->set(static_cast<double>(st.entities.size()));
   answer_leave_waiters(self);
 }
 
@@ -195,6 +187,20 @@ caf::behavior region_actor(caf::stateful_actor<std::shared_ptr<region_state>>* s
   auto& st = *self->state;
   st.ctx = &node_of(self);
   st.spec = spec;
+  auto& metrics = st.ctx->metrics();
+  st.buffered_gauge =
+    &metrics.gauge("troupe_sharding_buffered", {{"type", spec->name}},
+                   "Messages a region holds while shard homes are unknown or moving.");
+  st.shards_gauge =
+    &metrics.gauge("troupe_sharding_shards", {{"type", spec->name}}, "Shards this region hosts.");
+  st.entities_gauge = &metrics.gauge("troupe_sharding_entities", {{"type", spec->name}},
+                                     "Entities running in this region.");
+  st.forwarded_batches =
+    &metrics.counter("troupe_sharding_forwarded_batches_total", {{"type", spec->name}},
+                     "Packets of commands this region forwarded to other nodes' regions.");
+  st.forwarded_commands = &metrics.counter(
+    "troupe_sharding_forwarded_commands_total", {{"type", spec->name}},
+    "Commands this region forwarded to other nodes' regions (many per packet).");
   st.transport = remote::transport::of(self->system());
   st.cluster = membership::cluster::of(self->system());
   st.journal = st.ctx->extension<persistence::journal_service>();

@@ -123,6 +123,24 @@ TEST_CASE("sharding shell: entities spread over the nodes, each id lives on exac
     entities += sharding::report(*c[i].n, "account", 5s)->entities;
   CHECK(used.size() == 3);  // least-shard allocation used every node
   CHECK(entities == accounts);
+  // Each region's gauges (registered once, set after every change) follow what it
+  // reports; nothing is buffered once every ask was answered.
+  for (std::size_t i = 0; i < 3; ++i) {
+    auto& n = *c[i].n;
+    const metric_labels type{{"type", "account"}};
+    INFO("node " << i);
+    CHECK(test::wait_until(
+      [&] {
+        auto rep = sharding::report(n, "account", 5s);
+        return rep
+               && n.metrics().gauge_value("troupe_sharding_entities", type)
+                    == static_cast<double>(rep->entities)
+               && n.metrics().gauge_value("troupe_sharding_shards", type)
+                    == static_cast<double>(rep->shards.size())
+               && n.metrics().gauge_value("troupe_sharding_buffered", type) == 0.0;
+      },
+      10s));
+  }
   // GET /cluster/shards: every allocated shard (the coordinator's journal) and
   // what the serving node hosts.
   auto r = membership::management_call({"127.0.0.1", (*http)->port()}, "GET", "/cluster/shards");
