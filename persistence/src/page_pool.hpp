@@ -5,7 +5,7 @@
 // every buffer is a free of memory another thread allocated, which in glibc takes
 // the allocating arena's lock, the lock the reader's next malloc needs too: perf of
 // the `replay` benchmark showed ~40% of the replaying worker's time in malloc and
-// free, and the reader (the pipeline's slower stage) slowed by the same lock. A
+// free, and the reader (the pipeline's slower stage) contending for that lock. A
 // page handed back (journal_service::recycle) waits here and the next read refills
 // it in place (journal_backend::read_events_into reuses the records' capacity), so
 // a steady replay allocates and frees nothing per event.

@@ -68,8 +68,9 @@ struct remembered_shard {
 
 struct region_state {
   node_context* ctx = nullptr;
-  /// The region's gauges, registered once at start (apply() sets them after every
-  /// routed command; a registry lookup each time was ~10% of a busy region).
+  /// The region's gauges, registered once at start: apply() sets them after every
+  /// routed command, and looking them up in the registry each time (by name and
+  /// labels, under its lock) held entity_ask_remote at 0.49-0.51 instead of 0.54-0.59.
   gauge_metric* buffered_gauge = nullptr;
   gauge_metric* shards_gauge = nullptr;
   gauge_metric* entities_gauge = nullptr;
