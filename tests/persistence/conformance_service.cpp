@@ -113,6 +113,8 @@ TEST_CASE_TEMPLATE("conformance: journal_service reads, snapshots and queries", 
   REQUIRE(refilled);
   REQUIRE(refilled->size() == 2);
   auto fresh = b.journal->read_events("s2", 1, 10, 10);
+  REQUIRE(fresh);
+  REQUIRE(fresh->size() == 2);
   for (std::size_t i = 0; i < 2; ++i) {
     CHECK((*refilled)[i].persistence_id == "s2");
     CHECK((*refilled)[i].seq == (*fresh)[i].seq);
