@@ -27,7 +27,7 @@ namespace troupe::detail {
 class spin_lock {
 public:
   void lock() noexcept {
-    for (int tries = 0; locked_.exchange(true, std::memory_order_acquire); ++tries) {
+    for (int tries = 0; locked_.exchange(true, std::memory_order_acquire);) {
       // Wait on a plain load: spinning on the exchange would pull the line
       // exclusive on every try.
       while (locked_.load(std::memory_order_relaxed)) {
