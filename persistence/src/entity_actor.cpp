@@ -176,7 +176,10 @@ void start_write(entity_actor* self, command_ptr cmd, caf::response_promise rp,
   auto seq = st.last_seq;
   for (auto& e : w.events) {
     e.seq = ++seq;
-    e.writer = writer;
+    if (&e == &w.events.back())
+      e.writer = std::move(writer);
+    else
+      e.writer = writer;
   }
   st.in_flight = std::move(rp);
   st.in_flight_events = w.events.size();

@@ -111,12 +111,20 @@ entity_metrics& entity_runtime::metrics_for(const std::string& entity_type) {
 }
 
 std::string entity_runtime::writer_id(std::uint64_t n) const {
-  std::string suffix;
+  // Built in one allocation: every persisting command spells it.
+  char digits[16];  // 36^13 > 2^64
+  char* end = digits + sizeof digits;
+  char* p = end;
   do {
-    suffix.insert(suffix.begin(), "0123456789abcdefghijklmnopqrstuvwxyz"[n % 36]);
+    *--p = "0123456789abcdefghijklmnopqrstuvwxyz"[n % 36];
     n /= 36;
   } while (n > 0);
-  return writer_prefix_ + "-" + suffix;
+  std::string id;
+  id.reserve(writer_prefix_.size() + 1 + static_cast<std::size_t>(end - p));
+  id += writer_prefix_;
+  id += '-';
+  id.append(p, end);
+  return id;
 }
 
 } // namespace troupe::persistence::detail

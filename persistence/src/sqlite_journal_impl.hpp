@@ -54,8 +54,13 @@ inline constexpr const char* sql_find_tag = "SELECT id FROM tags WHERE name = ?1
 inline constexpr const char* sql_insert_event =
   "INSERT INTO events(ordering, pid, seq, manifest, version, payload, tags, writer, timestamp_ms) "
   "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
-inline constexpr const char* sql_insert_key =
-  "INSERT INTO recent_keys(pid, seq, ordering) VALUES(?1, ?2, ?3)";
+/// insert_event with events_per_insert rows (impl::insert_events).
+const char* sql_insert_events();
+/// The keys of the events at offsets ?1 < ordering <= ?2, stored by this transaction
+/// (one statement per batch instead of one insert per event: see add_keys).
+inline constexpr const char* sql_insert_keys =
+  "INSERT INTO recent_keys(pid, seq, ordering) "
+  "SELECT pid, seq, ordering FROM events WHERE ordering > ?1 AND ordering <= ?2";
 // The lowest seq of pid ?1 in ?2..?3 stored in either key table (NULL: none).
 inline constexpr const char* sql_taken_seq =
   "SELECT (SELECT min(seq) FROM event_keys WHERE pid = ?1 AND seq >= ?2 AND seq <= ?3), "
@@ -245,7 +250,17 @@ struct sqlite_journal::impl {
   std::unordered_map<std::string, std::int64_t> tag_ids;
   std::vector<std::string> provisional_ids;
   std::vector<std::string> provisional_tags;
-  std::string tags_text;  // reused buffer
+  /// The batch's events not inserted yet (queue_event, insert_events).
+  struct queued_event {
+    const std::string* name;
+    const event_record* e;
+    std::int64_t pid;
+    offset_type offset;
+    std::int64_t ts;
+    std::string tags;  // joined; empty: none
+  };
+  static constexpr std::size_t events_per_insert = 32;
+  std::vector<queued_event> queued_events;  // reused
   struct planned_write {
     id_info* id;        // into `ids` (node-based: stable while the entry lives)
     std::size_t index;  // in the batch
@@ -260,6 +275,10 @@ struct sqlite_journal::impl {
   /// key_view moves on, which makes every entry unknown.
   std::optional<offset_type> committed_offset;
   std::uint64_t key_view = 1;
+  /// The open batch's events at offsets keys_done < ordering <= keys_to have no
+  /// key in recent_keys yet (add_keys stores them).
+  offset_type keys_done = 0;
+  offset_type keys_to = 0;
 
   // -- reader connections ---------------------------------------------------------------
   std::mutex pool_mtx;
@@ -323,12 +342,16 @@ struct sqlite_journal::impl {
   /// Keeps them: their transaction committed.
   void keep_provisional();
 
-  /// Inserts one event, its key (into recent_keys) and its tag rows at `offset`.
-  /// Its seq is known to be free (store checked it), so any failure dooms the
-  /// whole transaction.
-  expected<void> insert_event(sq::statement& ins, sq::statement& key, std::int64_t pid,
-                              const std::string& name, const event_record& e,
-                              offset_type offset, std::int64_t ts);
+  /// Queues one event for insert_events at `offset` and inserts its tag rows. Its
+  /// seq is known to be free (store checked it), so any failure dooms the whole
+  /// transaction. `name` and `e` must live until insert_events (the batch does).
+  expected<void> queue_event(std::int64_t pid, const std::string& name, const event_record& e,
+                             offset_type offset, std::int64_t ts);
+
+  /// Inserts the queued events, events_per_insert rows per statement (one cursor
+  /// for many rows: each row's seek continues from the previous, and the
+  /// per-statement work is paid once per chunk), the rest one by one.
+  expected<void> insert_events();
 
   /// The fence check's read, inside the open write transaction (of a write or of
   /// advance_fence): refuses `f` with fenced when the key's stored epoch is newer
@@ -358,6 +381,12 @@ struct sqlite_journal::impl {
   /// batch.
   expected<write_result> store(const atomic_write& w, id_info* id, offset_type& offset,
                                std::int64_t ts);
+
+  /// Stores the keys of the batch's events stored since the last call, copied from
+  /// their rows in one INSERT ... SELECT: it runs before anything reads
+  /// recent_keys in the transaction (a range lookup, the merge) and before the
+  /// commit.
+  expected<void> add_keys();
 
   /// One step of the incremental key merge (sqlite_merge.cpp), inside the open
   /// write transaction of a batch that stored events.

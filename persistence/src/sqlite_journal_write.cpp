@@ -10,44 +10,44 @@ namespace troupe::persistence {
 
 using namespace sqlite;
 
-expected<void> sqlite_journal::impl::insert_event(sq::statement& ins, sq::statement& key,
-                                                  std::int64_t pid, const std::string& name,
-                                                  const event_record& e, offset_type offset,
-                                                  std::int64_t ts) {
-  join_tags(e.tags, tags_text);
-  // Every parameter is bound below before each step; the text/blob bindings point
-  // into `e`, which outlives the statement's next reset.
-  struct resetter {
-    sq::statement& s;
-    ~resetter() { s.reset_keep_bindings(); }
-    sq::statement* operator->() { return &s; }
-  };
-  {
-    resetter q{ins};
-    q->bind(1, static_cast<std::int64_t>(offset));
-    q->bind(2, pid);
-    q->bind(3, to_db(e.seq));
-    q->bind(4, std::string_view{e.manifest});
-    q->bind(5, e.version);
-    q->bind_blob(6, e.payload);
-    if (tags_text.empty())
-      q->bind_null(7);
-    else
-      q->bind(7, std::string_view{tags_text});
-    q->bind(8, std::string_view{e.writer});
-    q->bind(9, e.timestamp_ms != 0 ? e.timestamp_ms : ts);
-    if (auto rc = q->step(); rc != SQLITE_DONE)
-      return writer->fail_from(rc, fmt::format("cannot store '{}' seq {}", name, e.seq));
-  }
-  {
-    resetter q{key};
-    q->bind(1, pid);
-    q->bind(2, to_db(e.seq));
-    q->bind(3, static_cast<std::int64_t>(offset));
-    if (auto rc = q->step(); rc != SQLITE_DONE)
-      return writer->fail_from(rc, fmt::format("cannot store the key of '{}' seq {}", name,
-                                               e.seq));
-  }
+const char* sqlite::sql_insert_events() {
+  static const std::string sql = [] {
+    std::string s = "INSERT INTO events(ordering, pid, seq, manifest, version, payload, tags, "
+                    "writer, timestamp_ms) VALUES";
+    for (std::size_t i = 0; i < sqlite_journal::impl::events_per_insert; ++i)
+      s += i == 0 ? "(?,?,?,?,?,?,?,?,?)" : ",(?,?,?,?,?,?,?,?,?)";
+    return s;
+  }();
+  return sql.c_str();
+}
+
+namespace {
+
+/// Binds `q`'s 9 parameters of one events row, from parameter `first` on. The
+/// text/blob bindings point into the queued event, which outlives the step.
+void bind_event(sq::statement& q, int first, const sqlite_journal::impl::queued_event& r) {
+  auto& e = *r.e;
+  q.bind(first, static_cast<std::int64_t>(r.offset));
+  q.bind(first + 1, r.pid);
+  q.bind(first + 2, to_db(e.seq));
+  q.bind(first + 3, std::string_view{e.manifest});
+  q.bind(first + 4, e.version);
+  q.bind_blob(first + 5, e.payload);
+  if (r.tags.empty())
+    q.bind_null(first + 6);
+  else
+    q.bind(first + 6, std::string_view{r.tags});
+  q.bind(first + 7, std::string_view{e.writer});
+  q.bind(first + 8, e.timestamp_ms != 0 ? e.timestamp_ms : r.ts);
+}
+
+} // namespace
+
+expected<void> sqlite_journal::impl::queue_event(std::int64_t pid, const std::string& name,
+                                                 const event_record& e, offset_type offset,
+                                                 std::int64_t ts) {
+  auto& r = queued_events.emplace_back(queued_event{&name, &e, pid, offset, ts, {}});
+  join_tags(e.tags, r.tags);
   for (auto& tag : e.tags) {
     auto tag_id = resolve_tag(tag);
     if (!tag_id)
@@ -61,6 +61,32 @@ expected<void> sqlite_journal::impl::insert_event(sq::statement& ins, sq::statem
     if (auto trc = q->step(); trc != SQLITE_DONE)
       return writer->fail_from(trc, fmt::format("cannot tag '{}' seq {}", name, e.seq));
   }
+  return {};
+}
+
+expected<void> sqlite_journal::impl::insert_events() {
+  // Every parameter is bound before each step, so a reset keeps the bindings.
+  struct resetter {
+    sq::statement& s;
+    ~resetter() { s.reset_keep_bindings(); }
+  };
+  std::span<const queued_event> rows{queued_events};
+  while (!rows.empty()) {
+    auto n = rows.size() >= events_per_insert ? events_per_insert : std::size_t{1};
+    auto s = writer->prepare(n == 1 ? sql_insert_event : sql_insert_events());
+    if (!s)
+      return std::move(s).error();
+    resetter guard{**s};
+    for (std::size_t i = 0; i < n; ++i)
+      bind_event(**s, static_cast<int>(1 + 9 * i), rows[i]);
+    if (auto rc = (*s)->step(); rc != SQLITE_DONE)
+      return writer->fail_from(
+        rc, n == 1 ? fmt::format("cannot store '{}' seq {}", *rows[0].name, rows[0].e->seq)
+                   : fmt::format("cannot store '{}' seq {} and the {} events after it",
+                                 *rows[0].name, rows[0].e->seq, n - 1));
+    rows = rows.subspan(n);
+  }
+  queued_events.clear();
   return {};
 }
 
@@ -147,6 +173,11 @@ expected<sequence_nr> sqlite_journal::impl::check_seqs(id_info& id, sequence_nr 
   }
   if (first > id.highest_key)
     return sequence_nr{0};
+  // This id's keys stored earlier in the batch must be in recent_keys for the
+  // lookup. (The highest-key read above needs no such step: an id written earlier
+  // in the batch was checked then, so its entry is current.)
+  if (auto ok = add_keys(); !ok)
+    return std::move(ok).error();
   return taken_seq(id.id, first, last);
 }
 
@@ -181,19 +212,33 @@ expected<write_result> sqlite_journal::impl::store(const atomic_write& w, id_inf
   if (raise)
     if (auto ok = raise_fence(*w.fence); !ok)
       return std::move(ok).error();
-  auto ins = writer->prepare(sql_insert_event);
-  if (!ins)
-    return std::move(ins).error();
-  auto key = writer->prepare(sql_insert_key);
-  if (!key)
-    return std::move(key).error();
   for (auto& e : w.events) {
-    if (auto ok = insert_event(**ins, **key, id->id, w.persistence_id, e, offset + 1, ts); !ok)
+    if (auto ok = queue_event(id->id, w.persistence_id, e, offset + 1, ts); !ok)
       return std::move(ok).error();
     ++offset;
   }
+  keys_to = offset;
   id->highest_key = std::max(id->highest_key, last);
   return write_result{};
+}
+
+expected<void> sqlite_journal::impl::add_keys() {
+  if (auto ok = insert_events(); !ok)
+    return ok;
+  if (keys_to == keys_done)
+    return {};
+  auto s = writer->prepare(sql_insert_keys);
+  if (!s)
+    return std::move(s).error();
+  sq::use q{**s};
+  q->bind(1, static_cast<std::int64_t>(keys_done));
+  q->bind(2, static_cast<std::int64_t>(keys_to));
+  if (auto rc = q->step(); rc != SQLITE_DONE)
+    return writer->fail_from(rc, fmt::format("cannot store the keys of the events at offsets "
+                                             "{}..{}",
+                                             keys_done + 1, keys_to));
+  keys_done = keys_to;
+  return {};
 }
 
 expected<offset_type> sqlite_journal::impl::read_offset() {
@@ -236,6 +281,8 @@ expected<void> sqlite_journal::impl::write_batch(std::span<const atomic_write> b
   if (auto ok = plan_batch(batch, results); !ok)
     return ok;
   auto next = *offset;
+  keys_done = keys_to = next;
+  queued_events.clear();
   auto ts = now_ms();
   for (auto& p : plan) {
     auto r = store(batch[p.index], p.id, next, ts);
@@ -243,9 +290,12 @@ expected<void> sqlite_journal::impl::write_batch(std::span<const atomic_write> b
       return std::move(r).error();
     results[p.index] = std::move(*r);
   }
-  if (next != *offset)
+  if (next != *offset) {
+    if (auto ok = add_keys(); !ok)
+      return ok;
     if (auto ok = merge_keys(); !ok)
       return ok;
+  }
   if (auto ok = run(sql_commit); !ok)
     return ok;
   committed_offset = next;

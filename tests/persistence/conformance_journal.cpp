@@ -83,6 +83,27 @@ TEST_CASE_TEMPLATE("conformance: a conflict or rejection fails only that write o
   CHECK(*j.highest_sequence_nr("b") == 2);
 }
 
+TEST_CASE_TEMPLATE("conformance: a write that overlaps an earlier write of its batch fails alone", B,
+                   TROUPE_CONFORMANCE_BACKENDS) {
+  auto b = B::make();
+  auto& j = *b.journal;
+  require_ok(write_all(j, {make_write("a", 1, 1)}));
+  // "a" 2..3 and "b" 1..2 are stored in this batch, so only the batch itself
+  // shows that 3 and 2 are taken when the later writes ask for them.
+  auto r = write_all(j, {make_write("a", 2, 3), make_write("b", 1, 2), make_write("a", 3, 4),
+                         make_write("b", 2, 2), make_write("a", 4, 5)});
+  REQUIRE(r.size() == 5);
+  CHECK(r[0]);
+  CHECK(r[1]);
+  REQUIRE_FALSE(r[2]);
+  CHECK(r[2].error().code() == errc::sequence_conflict);
+  REQUIRE_FALSE(r[3]);
+  CHECK(r[3].error().code() == errc::sequence_conflict);
+  CHECK(r[4]);
+  CHECK(seqs_of(read_all(j, "a")) == std::vector<sequence_nr>{1, 2, 3, 4, 5});
+  CHECK(seqs_of(read_all(j, "b")) == std::vector<sequence_nr>{1, 2});
+}
+
 TEST_CASE_TEMPLATE("conformance: events round-trip with writer, timestamp, manifest and version",
                    B, TROUPE_CONFORMANCE_BACKENDS) {
   auto b = B::make();
