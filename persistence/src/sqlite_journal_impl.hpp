@@ -51,13 +51,13 @@ inline constexpr const char* sql_find_id =
 inline constexpr const char* sql_add_tag =
   "INSERT INTO tags(name) VALUES(?1) ON CONFLICT(name) DO NOTHING";
 inline constexpr const char* sql_find_tag = "SELECT id FROM tags WHERE name = ?1";
-inline constexpr const char* sql_insert_event =
-  "INSERT INTO events(ordering, pid, seq, manifest, version, payload, tags, writer, timestamp_ms) "
-  "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
-/// insert_event with events_per_insert rows (impl::insert_events).
-const char* sql_insert_events();
+/// The INSERT of `rows` events rows, 9 parameters each (ordering, pid, seq, manifest,
+/// version, payload, tags, writer, timestamp_ms); `rows` is 1 or
+/// impl::events_per_insert (impl::insert_events). One stable string per size, as
+/// connection::prepare requires.
+const char* sql_insert_events(std::size_t rows);
 /// The keys of the events at offsets ?1 < ordering <= ?2, stored by this transaction
-/// (one statement per batch instead of one insert per event: see add_keys).
+/// (one statement per batch instead of one insert per event: see store_queued).
 inline constexpr const char* sql_insert_keys =
   "INSERT INTO recent_keys(pid, seq, ordering) "
   "SELECT pid, seq, ordering FROM events WHERE ordering > ?1 AND ordering <= ?2";
@@ -256,8 +256,8 @@ struct sqlite_journal::impl {
     const event_record* e;
     std::int64_t pid;
     offset_type offset;
-    std::int64_t ts;
-    std::string tags;  // joined; empty: none
+    std::int64_t timestamp_ms;  // the event's, else the batch's
+    std::string tags;           // joined; empty: none
   };
   static constexpr std::size_t events_per_insert = 32;
   std::vector<queued_event> queued_events;  // reused
@@ -276,7 +276,7 @@ struct sqlite_journal::impl {
   std::optional<offset_type> committed_offset;
   std::uint64_t key_view = 1;
   /// The open batch's events at offsets keys_done < ordering <= keys_to have no
-  /// key in recent_keys yet (add_keys stores them).
+  /// key in recent_keys yet (store_queued stores them).
   offset_type keys_done = 0;
   offset_type keys_to = 0;
 
@@ -382,11 +382,11 @@ struct sqlite_journal::impl {
   expected<write_result> store(const atomic_write& w, id_info* id, offset_type& offset,
                                std::int64_t ts);
 
-  /// Stores the keys of the batch's events stored since the last call, copied from
-  /// their rows in one INSERT ... SELECT: it runs before anything reads
-  /// recent_keys in the transaction (a range lookup, the merge) and before the
-  /// commit.
-  expected<void> add_keys();
+  /// Inserts the queued events (insert_events), then copies the keys of the
+  /// batch's events stored since the last call from their rows into recent_keys in
+  /// one INSERT ... SELECT. Runs before anything reads recent_keys in the
+  /// transaction (a range lookup, the merge) and before the commit.
+  expected<void> store_queued();
 
   /// One step of the incremental key merge (sqlite_merge.cpp), inside the open
   /// write transaction of a batch that stored events.

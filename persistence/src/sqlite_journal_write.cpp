@@ -10,15 +10,17 @@ namespace troupe::persistence {
 
 using namespace sqlite;
 
-const char* sqlite::sql_insert_events() {
-  static const std::string sql = [] {
-    std::string s = "INSERT INTO events(ordering, pid, seq, manifest, version, payload, tags, "
-                    "writer, timestamp_ms) VALUES";
-    for (std::size_t i = 0; i < sqlite_journal::impl::events_per_insert; ++i)
-      s += i == 0 ? "(?,?,?,?,?,?,?,?,?)" : ",(?,?,?,?,?,?,?,?,?)";
-    return s;
-  }();
-  return sql.c_str();
+const char* sqlite::sql_insert_events(std::size_t rows) {
+  auto make = [](std::size_t n) {
+    std::string sql = "INSERT INTO events(ordering, pid, seq, manifest, version, payload, tags, "
+                      "writer, timestamp_ms) VALUES";
+    for (std::size_t i = 0; i < n; ++i)
+      sql += i == 0 ? "(?,?,?,?,?,?,?,?,?)" : ",(?,?,?,?,?,?,?,?,?)";
+    return sql;
+  };
+  static const std::string one = make(1);
+  static const std::string chunk = make(sqlite_journal::impl::events_per_insert);
+  return rows == 1 ? one.c_str() : chunk.c_str();
 }
 
 namespace {
@@ -38,7 +40,7 @@ void bind_event(sq::statement& q, int first, const sqlite_journal::impl::queued_
   else
     q.bind(first + 6, std::string_view{r.tags});
   q.bind(first + 7, std::string_view{e.writer});
-  q.bind(first + 8, e.timestamp_ms != 0 ? e.timestamp_ms : r.ts);
+  q.bind(first + 8, r.timestamp_ms);
 }
 
 } // namespace
@@ -46,7 +48,8 @@ void bind_event(sq::statement& q, int first, const sqlite_journal::impl::queued_
 expected<void> sqlite_journal::impl::queue_event(std::int64_t pid, const std::string& name,
                                                  const event_record& e, offset_type offset,
                                                  std::int64_t ts) {
-  auto& r = queued_events.emplace_back(queued_event{&name, &e, pid, offset, ts, {}});
+  auto& r = queued_events.emplace_back(
+    queued_event{&name, &e, pid, offset, e.timestamp_ms != 0 ? e.timestamp_ms : ts, {}});
   join_tags(e.tags, r.tags);
   for (auto& tag : e.tags) {
     auto tag_id = resolve_tag(tag);
@@ -73,7 +76,7 @@ expected<void> sqlite_journal::impl::insert_events() {
   std::span<const queued_event> rows{queued_events};
   while (!rows.empty()) {
     auto n = rows.size() >= events_per_insert ? events_per_insert : std::size_t{1};
-    auto s = writer->prepare(n == 1 ? sql_insert_event : sql_insert_events());
+    auto s = writer->prepare(sql_insert_events(n));
     if (!s)
       return std::move(s).error();
     resetter guard{**s};
@@ -176,7 +179,7 @@ expected<sequence_nr> sqlite_journal::impl::check_seqs(id_info& id, sequence_nr 
   // This id's keys stored earlier in the batch must be in recent_keys for the
   // lookup. (The highest-key read above needs no such step: an id written earlier
   // in the batch was checked then, so its entry is current.)
-  if (auto ok = add_keys(); !ok)
+  if (auto ok = store_queued(); !ok)
     return std::move(ok).error();
   return taken_seq(id.id, first, last);
 }
@@ -222,7 +225,7 @@ expected<write_result> sqlite_journal::impl::store(const atomic_write& w, id_inf
   return write_result{};
 }
 
-expected<void> sqlite_journal::impl::add_keys() {
+expected<void> sqlite_journal::impl::store_queued() {
   if (auto ok = insert_events(); !ok)
     return ok;
   if (keys_to == keys_done)
@@ -291,7 +294,7 @@ expected<void> sqlite_journal::impl::write_batch(std::span<const atomic_write> b
     results[p.index] = std::move(*r);
   }
   if (next != *offset) {
-    if (auto ok = add_keys(); !ok)
+    if (auto ok = store_queued(); !ok)
       return ok;
     if (auto ok = merge_keys(); !ok)
       return ok;
