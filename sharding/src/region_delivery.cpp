@@ -136,8 +136,12 @@ void flush_forwarded(region_self self) {
 
 namespace {
 
+/// `needed`: the first entry since the last flush. A full packet goes at once;
+/// the rest wait for the flush message, behind what the mailbox already holds.
 void schedule_flush(region_self self, bool needed) {
-  if (needed)
+  if (self->state->forwarded.full())
+    flush_forwarded(self);
+  else if (needed)
     self->send(self, flush_forwarded_atom::value);
 }
 

@@ -44,9 +44,12 @@
 
 namespace troupe::sharding::detail {
 
-/// The most a batch of forwarded commands or answers grows to (less if the
-/// transport's frames are smaller).
-inline constexpr std::size_t default_batch_bytes = 64 * 1024;
+/// A batch of forwarded commands or answers is sent once it holds this much (or
+/// at the end of the region's mailbox burst, whichever comes first; less if the
+/// transport's frames are smaller). About 30 small commands: enough to keep the
+/// frames few, small enough that the destination starts while the origin is
+/// still queueing (docs/sharding.md, "Forwarding in batches").
+inline constexpr std::size_t default_batch_bytes = 2 * 1024;
 
 /// The time region_core is given: the slot clock since its epoch.
 inline timestamp now() {

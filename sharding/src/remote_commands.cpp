@@ -28,11 +28,14 @@ bool remote_commands::queue(std::map<remote::node_identity, outbox>& boxes,
   write(p.bytes);
   if (request != 0)
     p.requests.push_back(request);
+  if (p.bytes.size() >= max_bytes_)
+    full_ = true;
   return !std::exchange(flush_scheduled_, true);
 }
 
 std::vector<remote_commands::packet_out> remote_commands::take() {
   flush_scheduled_ = false;
+  full_ = false;
   std::vector<packet_out> out;
   for (auto* boxes : {&commands_, &answers_}) {
     for (auto& [to, box] : *boxes)

@@ -4,8 +4,11 @@
 // The region queues commands and answers while it works through its mailbox;
 // the first one queued since the last flush asks it to schedule a flush (a
 // message to itself, so everything already in its mailbox joins the batch), and
-// the flush takes one packet per destination (more if a batch would exceed
-// `max_batch_bytes`). A forwarded command stays here until its answer arrives,
+// the flush takes one packet per destination. A packet that reaches
+// `max_batch_bytes` is not held for the end of the burst: full() turns true and
+// the region flushes at once, so the destination starts on the first commands
+// while later ones are still being queued (a whole burst in one packet made
+// the two nodes take turns, each idle while the other worked). A forwarded command stays here until its answer arrives,
 // its deadline passes (timeout), its packet cannot be sent, or its destination
 // leaves the cluster; then its callback runs, exactly once.
 //
@@ -65,6 +68,10 @@ public:
   /// Every command fails with `why`, queued or sent (the region stops).
   void fail_all(const error& why);
 
+  /// True once a packet queued since the last take() reached max_batch_bytes:
+  /// the caller should flush now rather than at the end of its burst.
+  bool full() const noexcept { return full_; }
+
   /// Commands forwarded and not answered yet.
   std::size_t in_flight() const noexcept { return waiting_.size(); }
 
@@ -88,6 +95,7 @@ private:
   std::size_t max_bytes_;
   std::uint64_t next_request_ = 1;
   bool flush_scheduled_ = false;
+  bool full_ = false;
   std::map<remote::node_identity, outbox> commands_;
   std::map<remote::node_identity, outbox> answers_;
   std::unordered_map<std::uint64_t, waiting> waiting_;

@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 #include <thread>
@@ -215,6 +216,42 @@ TEST_CASE("journal_service: a throwing callback does not stop the writer") {
       acked.add();
   });
   REQUIRE(acked.wait_for(1));
+}
+
+TEST_CASE("journal_service: a completed write's callback is freed by a thread that submits the "
+          "next write, not by the journal's threads") {
+  // The submitting threads allocated it; freeing it on the journal's completion
+  // thread took their allocator arena's lock against them.
+  service_fixture f;
+  struct freed_at {
+    std::mutex mtx;
+    std::optional<std::thread::id> thread;
+  };
+  auto freed = std::make_shared<freed_at>();
+  event_counter acked;
+  {
+    std::shared_ptr<int> token{new int{0}, [freed](int* p) {
+                                 std::lock_guard<std::mutex> guard{freed->mtx};
+                                 freed->thread = std::this_thread::get_id();
+                                 delete p;
+                               }};
+    f.svc->write(make_write("a", 1, 1), [&acked, token](expected<void>) { acked.add(); });
+  }
+  REQUIRE(acked.wait_for(1));
+  auto is_freed = [&] {
+    std::lock_guard<std::mutex> guard{freed->mtx};
+    return freed->thread.has_value();
+  };
+  CHECK_FALSE(is_freed());  // kept until a submitter comes by
+  sequence_nr next = 1;
+  REQUIRE(wait_until([&] {
+    event_counter done;
+    f.svc->write(make_write("b", next++, 1), [&done](expected<void>) { done.add(); });
+    REQUIRE(done.wait_for(1));
+    return is_freed();
+  }));
+  std::lock_guard<std::mutex> guard{freed->mtx};
+  CHECK(*freed->thread == std::this_thread::get_id());
 }
 
 TEST_CASE("journal_service: failed and rejected writes are counted per result") {

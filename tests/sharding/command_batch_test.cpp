@@ -150,6 +150,34 @@ TEST_CASE("remote commands: one packet per node per flush, each command complete
   CHECK(rc.forward(node_at(1), command(0, "e", 4), now + std::chrono::seconds{5}, done_for("e")));
 }
 
+TEST_CASE("remote commands: a packet that reaches the limit asks to be sent at once, not at the "
+          "end of the burst") {
+  remote_commands rc{1024};
+  auto deadline = remote_commands::clock::now() + std::chrono::seconds{5};
+  CHECK(rc.forward(node_at(1), command(0, "a", 300), deadline, [](auto) {}));
+  CHECK_FALSE(rc.full());
+  (void) rc.forward(node_at(1), command(0, "b", 300), deadline, [](auto) {});
+  CHECK_FALSE(rc.full());
+  (void) rc.forward(node_at(1), command(0, "c", 300), deadline, [](auto) {});  // ~1050 bytes
+  CHECK(rc.full());
+  auto packets = rc.take();
+  CHECK_FALSE(rc.full());
+  REQUIRE(packets.size() == 1);
+  auto cmds = decode_commands(packets[0].bytes);
+  REQUIRE(cmds);
+  CHECK(cmds->size() == 3);
+  // Answers count the same way (three: ~1000 bytes), and the next entry
+  // schedules a flush again.
+  for (int i = 0; i < 3; ++i)
+    (void) rc.answer(node_at(2), command_answer{static_cast<std::uint64_t>(i + 1), {},
+                                                command(0, "x", 300).command});
+  CHECK_FALSE(rc.full());
+  (void) rc.answer(node_at(2), command_answer{9, {}, command(0, "x", 300).command});
+  CHECK(rc.full());
+  CHECK(rc.take().size() == 1);
+  CHECK(rc.forward(node_at(1), command(0, "e", 4), deadline, [](auto) {}));
+}
+
 TEST_CASE("remote commands: a batch is split before it grows past the limit") {
   remote_commands rc{1024};
   auto deadline = remote_commands::clock::now() + std::chrono::seconds{5};
