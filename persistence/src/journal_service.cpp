@@ -150,6 +150,14 @@ public:
     completions_.stop();  // after the writer: it runs what the writer handed it
     for (auto& t : readers_)
       t.join();
+    // The last completed batches go now, not with the service: their callbacks
+    // may hold actor handles, and the node stops the service while its actor
+    // system still runs.
+    std::vector<spent_batch> spent;
+    {
+      std::lock_guard<std::mutex> guard{wmtx_};
+      spent.swap(spent_);
+    }
     stopped_ = true;
   }
 

@@ -254,6 +254,19 @@ TEST_CASE("journal_service: a completed write's callback is freed by a thread th
   CHECK(*freed->thread == std::this_thread::get_id());
 }
 
+TEST_CASE("journal_service: stop() frees the completed writes' callbacks it still holds") {
+  service_fixture f;
+  auto alive = std::make_shared<int>(0);
+  std::weak_ptr<int> watch = alive;
+  event_counter acked;
+  f.svc->write(make_write("a", 1, 1),
+               [&acked, alive = std::move(alive)](expected<void>) { acked.add(); });
+  REQUIRE(acked.wait_for(1));
+  CHECK_FALSE(watch.expired());  // kept for the next write to free
+  f.svc->stop();
+  CHECK(watch.expired());
+}
+
 TEST_CASE("journal_service: failed and rejected writes are counted per result") {
   service_fixture f;
   f.backend->fail(journal_op::write, "bad", 1);
