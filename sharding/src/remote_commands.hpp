@@ -8,9 +8,10 @@
 // `max_batch_bytes` is not held for the end of the burst: full() turns true and
 // the region flushes at once, so the destination starts on the first commands
 // while later ones are still being queued (a whole burst in one packet made
-// the two nodes take turns, each idle while the other worked). A forwarded command stays here until its answer arrives,
-// its deadline passes (timeout), its packet cannot be sent, or its destination
-// leaves the cluster; then its callback runs, exactly once.
+// the two nodes take turns, each idle while the other worked). A forwarded
+// command stays here until its answer arrives, its deadline passes (timeout), its
+// packet cannot be sent, or its destination leaves the cluster; then its callback
+// runs, exactly once.
 //
 // Thread-safety: none; the region's actor owns it.
 #pragma once
