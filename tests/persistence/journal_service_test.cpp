@@ -267,6 +267,33 @@ TEST_CASE("journal_service: stop() frees the completed writes' callbacks it stil
   CHECK(watch.expired());
 }
 
+TEST_CASE("journal_service: when no write comes, at most eight completed batches wait to be "
+          "freed, the rest are freed where they completed") {
+  journal_service::options opts;
+  opts.max_batch_events = 1;  // one write per batch
+  service_fixture f{opts};
+  std::atomic<int> freed{0};
+  event_counter acked;
+  auto write = [&](const std::string& id) {
+    std::shared_ptr<int> token{new int{0}, [&freed](int* p) {
+                                 freed++;
+                                 delete p;
+                               }};
+    f.svc->write(make_write(id, 1, 1), [&acked, token](expected<void>) { acked.add(); });
+  };
+  f.backend->delay(journal_op::write, 1h, "first", 1);
+  write("first");
+  REQUIRE(wait_until([&] { return f.backend->calls(journal_op::write) == 1; }));
+  for (int i = 0; i < 12; ++i)
+    write(id_of("id-", i));
+  f.backend->clear_faults();
+  REQUIRE(acked.wait_for(13));  // 13 batches, no write() after them
+  REQUIRE(wait_until([&] { return freed.load() == 13 - 8; }));
+  CHECK(freed.load() == 5);
+  f.svc->stop();
+  CHECK(freed.load() == 13);
+}
+
 TEST_CASE("journal_service: failed and rejected writes are counted per result") {
   service_fixture f;
   f.backend->fail(journal_op::write, "bad", 1);
