@@ -4,6 +4,7 @@
 // rate a peer can cause them. Each case is the attack as it was reported, re-run.
 #include "remote/raw_peer.hpp"
 #include "remote/remote_fixture.hpp"
+#include "support/sanitizer_build.hpp"
 
 #include "troupe/actors/ask.hpp"
 
@@ -57,11 +58,7 @@ std::vector<raw_socket> handshaken_sockets(remote_node& target, int n) {
 /// processes grow several times more for the same work; the bounds stay far below
 /// what the attacks cost before (hundreds of MB).
 constexpr std::size_t memory_bound_kib(std::size_t mib) {
-#if defined(TROUPE_SANITIZE) || defined(TROUPE_TSAN)
-  return 4 * mib * 1024;
-#else
-  return mib * 1024;
-#endif
+  return (troupe::test::sanitizer_build ? 4 : 1) * mib * 1024;
 }
 
 } // namespace
