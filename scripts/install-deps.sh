@@ -9,6 +9,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ccache git
+  ninja-build           # ./run's generator for new build directories
   libcaf-dev            # CAF 0.17.6: the in-process actor runtime
   libboost-dev          # Boost.Asio: the node-to-node transport
   libssl-dev openssl    # TLS of the transport (OpenSSL under Boost.Asio SSL); the CLI makes test certificates
