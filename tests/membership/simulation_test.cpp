@@ -91,7 +91,7 @@ outcome run_schedule(std::uint64_t seed) {
 
 TEST_CASE("membership simulation: random fault schedules keep every invariant and converge") {
   auto only = env_number("SIM_SEED");
-  // 2,000 schedules in Release; a sanitizer build (6x slower per schedule under
+  // 2,000 schedules in Release; a sanitizer build (6-9x slower per schedule under
   // ASan) runs the first 400 of them, for memory errors and races, not for more
   // coverage.
   auto count = only ? 1

@@ -90,7 +90,7 @@ outcome run(std::uint64_t seed) {
 TEST_CASE("sharding simulation: random fault schedules never run two writers, lose nothing "
           "acknowledged, and settle") {
   auto only = env_number("SIM_SEED");
-  // 1,000 schedules in Release; a sanitizer build (5-10x slower per schedule) runs
+  // 1,000 schedules in Release; a sanitizer build (6-8x slower per schedule) runs
   // the first 300 of them, for memory errors and races, not for more coverage.
   auto count = only ? 1
                     : env_number("SIM_SCHEDULES")
