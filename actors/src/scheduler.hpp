@@ -26,6 +26,8 @@
 //   over the cores;
 // - thieves take from the victim's head (O(1); CAF's take_tail walks the whole
 //   queue while holding both of its locks);
+// - a worker's queue is a ring that allocates nothing per job (job_queue.hpp;
+//   CAF's queue allocates a node each time an actor is scheduled);
 // - a sleeping worker still looks for work to steal every `idle_timeout`.
 //
 // Thread-safety: the policy functions are called by CAF's coordinator and workers
@@ -33,7 +35,6 @@
 // mutex. A sleeping worker costs no CPU but its idle_timeout wake-ups (a poll each).
 #pragma once
 
-#include <caf/detail/double_ended_queue.hpp>
 #include <caf/policy/unprofiled.hpp>
 #include <caf/resumable.hpp>
 #include <caf/scheduler/abstract_coordinator.hpp>
@@ -41,6 +42,7 @@
 #include <caf/scheduler/worker.hpp>
 
 #include "troupe/actors/detail/scheduler_hints.hpp"
+#include "job_queue.hpp"
 #include "scheduler_clock.hpp"
 
 #include <atomic>
@@ -55,7 +57,7 @@ namespace troupe::detail {
 
 class wake_policy : public caf::policy::unprofiled {
 public:
-  using queue_type = caf::detail::double_ended_queue<caf::resumable>;
+  using queue_type = job_queue;
 
   /// How long a worker that ran out of work keeps polling before it sleeps: long
   /// enough to catch the reply to a request it just sent (a local one in a few
