@@ -51,15 +51,13 @@ constexpr int rounds = 3;
 // -- the entity ----------------------------------------------------------------------------
 
 /// A 100-byte event: CBOR {"d": <95 chars>} is 1 + 2 + 2 + 95 bytes.
+/// Its JSON functions are written the way the samples write theirs (the macro; a
+/// hand-written `j = nlohmann::json{{"d", e.d}}` builds the document through
+/// temporaries: about twice the allocations).
 struct appended {
   std::string d;
 };
-inline void to_json(nlohmann::json& j, const appended& e) {
-  j = nlohmann::json{{"d", e.d}};
-}
-inline void from_json(const nlohmann::json& j, appended& e) {
-  j.at("d").get_to(e.d);
-}
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(appended, d)
 
 struct append {
   std::string d;
@@ -68,12 +66,7 @@ struct append {
 struct count {
   using reply = std::uint64_t;
 };
-inline void to_json(nlohmann::json& j, const append& c) {
-  j = nlohmann::json{{"d", c.d}};
-}
-inline void from_json(const nlohmann::json& j, append& c) {
-  j.at("d").get_to(c.d);
-}
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(append, d)
 inline void to_json(nlohmann::json& j, const count&) {
   j = nlohmann::json::object();
 }
