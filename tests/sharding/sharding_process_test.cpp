@@ -382,7 +382,12 @@ TEST_CASE("sharding processes: a SIGSTOP-paused owner that wakes after its shard
     if (seen.size() > 40)
       seen.pop_front();
   }
-  CHECK_MESSAGE(fenced, "the woken owner's entity was not fenced; its last lines:\n"
+  CHECK_MESSAGE(fenced, "the woken owner's entity was not fenced; "
+                          << (c.node(2).output_open()
+                                ? std::string{"it still runs"}
+                                : fmt::format("it exited with status {}",
+                                              c.node(2).wait(5s).value_or(-1)))
+                          << "; its last lines:\n"
                           << fmt::format("{}", fmt::join(seen, "\n")));
   for (auto& f : stale) {
     auto r = f.get();
