@@ -44,8 +44,9 @@ public:
   void append(caf::resumable* job) {
     std::lock_guard<spin_lock> guard{lock_};
     make_room();
-    ring_[index(count_)] = job;
-    set_count(count_ + 1);
+    auto n = count();
+    ring_[index(n)] = job;
+    size_.store(n + 1, std::memory_order_relaxed);
   }
 
   /// Queues `job` before the others (it runs next).
@@ -54,7 +55,7 @@ public:
     make_room();
     head_ = head_ == 0 ? ring_.size() - 1 : head_ - 1;
     ring_[head_] = job;
-    set_count(count_ + 1);
+    size_.store(count() + 1, std::memory_order_relaxed);
   }
 
   /// The first job, taken out of the queue; null if there is none.
@@ -62,11 +63,12 @@ public:
     if (empty())
       return nullptr;
     std::lock_guard<spin_lock> guard{lock_};
-    if (count_ == 0)
+    auto n = count();
+    if (n == 0)
       return nullptr;
     auto* job = ring_[head_];
     head_ = index(1);
-    set_count(count_ - 1);
+    size_.store(n - 1, std::memory_order_relaxed);
     return job;
   }
 
@@ -79,17 +81,16 @@ private:
     return i < ring_.size() ? i : i - ring_.size();
   }
 
-  void set_count(std::size_t n) noexcept {
-    count_ = n;
-    size_.store(n, std::memory_order_relaxed);
-  }
+  /// The number of jobs, exact under the lock (every change is made under it).
+  std::size_t count() const noexcept { return size_.load(std::memory_order_relaxed); }
 
   /// Doubles the ring when it is full, the jobs moved to its start in order.
   void make_room() {
-    if (count_ < ring_.size())
+    auto n = count();
+    if (n < ring_.size())
       return;
     std::vector<caf::resumable*> bigger(ring_.size() * 2);
-    for (std::size_t k = 0; k < count_; ++k)
+    for (std::size_t k = 0; k < n; ++k)
       bigger[k] = ring_[index(k)];
     ring_.swap(bigger);
     head_ = 0;
@@ -98,8 +99,8 @@ private:
   spin_lock lock_;
   std::vector<caf::resumable*> ring_;  // guarded by lock_
   std::size_t head_ = 0;               // guarded by lock_
-  std::size_t count_ = 0;              // guarded by lock_
-  std::atomic<std::size_t> size_{0};   // count_, readable without the lock
+  /// The number of jobs: changed under lock_, read without it by empty().
+  std::atomic<std::size_t> size_{0};
 };
 
 } // namespace troupe::detail

@@ -382,12 +382,16 @@ TEST_CASE("sharding processes: a SIGSTOP-paused owner that wakes after its shard
     if (seen.size() > 40)
       seen.pop_front();
   }
-  CHECK_MESSAGE(fenced, "the woken owner's entity was not fenced; "
-                          << (c.node(2).output_open()
-                                ? std::string{"it still runs"}
-                                : fmt::format("it exited with status {}",
-                                              c.node(2).wait(5s).value_or(-1)))
-                          << "; its last lines:\n"
+  // Lazily evaluated (doctest): the wait runs only on a failure.
+  auto how_it_ended = [&] {
+    if (c.node(2).output_open())
+      return std::string{"its output is still open"};
+    auto status = c.node(2).wait(5s);
+    return status ? fmt::format("it exited with status {}", *status)
+                  : std::string{"its output closed but it had not exited 5 s later"};
+  };
+  CHECK_MESSAGE(fenced, "the woken owner's entity was not fenced; " << how_it_ended()
+                                                                   << "; its last lines:\n"
                           << fmt::format("{}", fmt::join(seen, "\n")));
   for (auto& f : stale) {
     auto r = f.get();
