@@ -142,6 +142,12 @@ public:
     enqueue_own(self, job, false);
   }
 
+  /// Queues `job` last on `self`, the calling worker (after_queued_work.hpp).
+  template <class Worker>
+  static void append_own(Worker* self, caf::resumable* job) {
+    enqueue_own(self, job, false);
+  }
+
   template <class Worker>
   caf::resumable* dequeue(Worker* self) {
     auto& d = self->data();

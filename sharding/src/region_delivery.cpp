@@ -8,6 +8,7 @@
 // answered in batches.
 #include "region_state.hpp"
 
+#include "troupe/actors/detail/after_queued_work.hpp"
 #include "troupe/persistence/detail/entity_routing.hpp"
 
 #include <caf/all.hpp>
@@ -137,12 +138,13 @@ void flush_forwarded(region_self self) {
 namespace {
 
 /// `needed`: the first entry since the last flush. A full packet goes at once;
-/// the rest wait for the flush message, behind what the mailbox already holds.
+/// the rest wait for the end of the burst: the flush message comes once the
+/// worker ran what it has queued (the entities just asked answer first).
 void schedule_flush(region_self self, bool needed) {
   if (self->state->forwarded.full())
     flush_forwarded(self);
   else if (needed)
-    self->send(self, flush_forwarded_atom::value);
+    troupe::detail::send_after_queued_work(self, caf::make_message(flush_forwarded_atom::value));
 }
 
 /// Forwards to another node's region through the transport.
