@@ -235,6 +235,10 @@ private:
   template <class Worker>
   static caf::resumable* spin(Worker* self) {
     auto& d = self->data();
+    // Most calls find a job at once: take it before the spin's bookkeeping (its
+    // clock read was 2% of the worker's time in entity_ask_local).
+    if (auto* job = d.queue.take_head())
+      return job;
     auto& shared = self->parent()->data();
     shared.spinning.fetch_add(1, std::memory_order_relaxed);
     spinning_workers().fetch_add(1, std::memory_order_relaxed);
