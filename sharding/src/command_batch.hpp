@@ -6,7 +6,7 @@
 // packet ("troupe.sharding.commands" on the type's region channel); the
 // destination answers each command as its entity does, and its answers to one
 // origin leave together the same way ("troupe.sharding.answers"). So a stream or
-// many refs sending to a remote node cost one frame per mailbox burst, not one
+// many refs sending to a remote node cost one frame per burst, not one
 // per command (issue 12: "many commands per transport frame").
 //
 // Layout (little-endian; str and bytes are a u32 length and the bytes):

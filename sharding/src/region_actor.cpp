@@ -4,7 +4,7 @@
 // in a batch of forwarded commands (another node's region, through the
 // transport). Each becomes a `pending` entry with a token the core routes: to a
 // local shard (the entity is started on demand and asked), to another node's
-// region (batched per node with the others of this mailbox burst:
+// region (batched per node with the others of this burst:
 // remote_commands.hpp), or into the core's buffer until the home is known. Every
 // pending entry completes exactly once: with the entity's reply, its error, a
 // refusal, or `timeout` at its deadline.

@@ -3,7 +3,7 @@
 // A command for a local shard asks its entity (started on demand), whose answer,
 // or bounce if it ended first, completes the command's pending entry; a command
 // for another node's region is queued in remote_commands, sent in a batch per
-// node once the mailbox burst is over, and completed by that region's answer.
+// node once the worker's burst is over, and completed by that region's answer.
 // Batches of commands from other nodes' regions are routed like local ones and
 // answered in batches.
 #include "region_state.hpp"

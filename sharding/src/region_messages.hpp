@@ -37,7 +37,8 @@ struct sharded_reply {
 };
 
 using region_tick_atom = caf::atom_constant<caf::atom("sh_tick")>;
-/// Send the forwarded commands and answers queued in this mailbox burst.
+/// Send the forwarded commands and answers queued in this burst (it comes at the
+/// end of the worker's burst: after_queued_work.hpp).
 using flush_forwarded_atom = caf::atom_constant<caf::atom("sh_flush")>;
 using coordinator_tick_atom = caf::atom_constant<caf::atom("sh_ctick")>;
 /// Hand every hosted shard off (this node leaves); answered once none is left.

@@ -45,7 +45,7 @@
 namespace troupe::sharding::detail {
 
 /// A batch of forwarded commands or answers is sent once it holds this much (or
-/// at the end of the region's mailbox burst, whichever comes first; less if the
+/// at the end of the region's worker burst, whichever comes first; less if the
 /// transport's frames are smaller). About 30 small commands: enough to keep the
 /// frames few, small enough that the destination starts while the origin is
 /// still queueing (docs/sharding.md, "Forwarding in batches").

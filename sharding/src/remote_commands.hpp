@@ -3,8 +3,9 @@
 //
 // The region queues commands and answers while it works through its mailbox;
 // the first one queued since the last flush asks it to schedule a flush (a
-// message to itself, so everything already in its mailbox joins the batch), and
-// the flush takes one packet per destination. A packet that reaches
+// message to itself once its worker ran what it had queued, so the answers of
+// the entities it just asked join the batch: after_queued_work.hpp), and the
+// flush takes one packet per destination. A packet that reaches
 // `max_batch_bytes` is not held for the end of the burst: full() turns true and
 // the region flushes at once, so the destination starts on the first commands
 // while later ones are still being queued (a whole burst in one packet made
