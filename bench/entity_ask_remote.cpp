@@ -60,7 +60,7 @@ std::vector<troupe::bench::result> run(const troupe::bench::options& opts) {
       troupe::bench::die("opening the accounts on the peer failed: " + r.error().to_string());
   auto tc = std::make_shared<counters>();
   auto troupe_asker = node->system().spawn(asker, tc, balance_asks(*node, entities), entities,
-                                           window, false);
+                                           window, order::random);
   auto troupe_rate = measure(*tc, opts.seconds);
   caf::anon_send_exit(troupe_asker, caf::exit_reason::user_shutdown);
 
@@ -74,7 +74,7 @@ std::vector<troupe::bench::result> run(const troupe::bench::options& opts) {
       self->request(echo, caf::infinite, msg)
         .then([done](const tt::bench_msg&) { done(true); }, [done](caf::error&) { done(false); });
     }},
-    entities, window, false);
+    entities, window, order::random);
   auto raw_rate = measure(*bc, opts.seconds);
   caf::anon_send_exit(raw_asker, caf::exit_reason::user_shutdown);
   node->shutdown();

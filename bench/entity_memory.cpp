@@ -39,7 +39,7 @@ double troupe_bytes_per_entity() {
   auto asks = balance_asks(*node, entities);  // the refs are the user's, not the entities'
   auto before = heap_bytes();
   auto c = std::make_shared<counters>();
-  auto a = node->system().spawn(asker, c, asks, entities, window, true);
+  auto a = node->system().spawn(asker, c, asks, entities, window, order::each_once);
   while (c->done.load() + c->failed.load() < static_cast<std::uint64_t>(entities))
     std::this_thread::sleep_for(50ms);
   if (c->failed.load() > 0)

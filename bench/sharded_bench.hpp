@@ -37,17 +37,24 @@ struct counters {
 /// Starts one ask of the entity `k` and calls `done(ok)` on its answer.
 using ask_fn = std::function<void(caf::event_based_actor*, int k, std::function<void(bool)> done)>;
 
-/// Keeps `window` asks in flight over entities 0..n-1: random ones, or each once
-/// in order when `sequential` (then it stops after n).
+/// Which entity an asker asks next.
+enum class order {
+  random,    ///< a random one of 0..n-1
+  each_once, ///< 0, 1, ..., n-1, then the asker stops
+  cycling,   ///< 0, 1, ..., n-1, 0, 1, ... (compare.py's Erlang peer asks this way)
+};
+
+/// Keeps `window` asks in flight over entities 0..n-1, picked in `pick` order.
 inline caf::behavior asker(caf::event_based_actor* self, std::shared_ptr<counters> c, ask_fn ask_one,
-                           int n, int window, bool sequential) {
+                           int n, int window, order pick) {
   auto rng = std::make_shared<std::mt19937>(42);
   auto issued = std::make_shared<int>(0);
   auto next = std::make_shared<std::function<void()>>();
-  *next = [self, c, rng, ask_one, next, n, sequential, issued] {
-    if (c->stop.load(std::memory_order_relaxed) || (sequential && *issued >= n))
+  *next = [self, c, rng, ask_one, next, n, pick, issued] {
+    if (c->stop.load(std::memory_order_relaxed) || (pick == order::each_once && *issued >= n))
       return;
-    auto k = sequential ? (*issued)++ : static_cast<int>((*rng)() % static_cast<unsigned>(n));
+    auto k = pick == order::random ? static_cast<int>((*rng)() % static_cast<unsigned>(n))
+                                   : (*issued)++ % n;
     ask_one(self, k, [c, next](bool ok) {
       (ok ? c->done : c->failed).fetch_add(1, std::memory_order_relaxed);
       (*next)();
@@ -77,7 +84,7 @@ inline double ask_rate(node& n, const ask_fn& ask, int entities, int askers, int
   auto c = std::make_shared<counters>();
   std::vector<caf::actor> actors;
   for (int i = 0; i < askers; ++i)
-    actors.push_back(n.system().spawn(asker, c, ask, entities, window, false));
+    actors.push_back(n.system().spawn(asker, c, ask, entities, window, order::random));
   auto r = measure(*c, seconds);
   for (auto& a : actors)
     caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
@@ -90,7 +97,7 @@ inline double ask_rate(node& n, const ask_fn& ask, int entities, int askers, int
 /// one is answered; fails the benchmark `name` on a failed ask.
 inline void open_all(node& n, const ask_fn& open, int entities, std::string_view name) {
   auto c = std::make_shared<counters>();
-  auto a = n.system().spawn(asker, c, open, entities, 500, true);
+  auto a = n.system().spawn(asker, c, open, entities, 500, order::each_once);
   while (c->done.load() + c->failed.load() < static_cast<std::uint64_t>(entities))
     std::this_thread::sleep_for(20ms);
   caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
