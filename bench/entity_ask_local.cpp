@@ -47,7 +47,7 @@ double raw_ask_rate(caf::actor_system& sys, int actors, pattern p, double second
   auto c = std::make_shared<counters>();
   auto a = sys.spawn(
     asker, c,
-    ask_fn{[targets](caf::event_based_actor* self, int k, std::function<void(bool)> done) {
+    ask_fn{[targets](caf::event_based_actor* self, int k, ask_done done) {
       auto& dest = (*targets)[static_cast<std::size_t>(k) % targets->size()];
       self->request(dest, caf::infinite, k)
         .then([done](std::int64_t) { done(true); }, [done](caf::error&) { done(false); });

@@ -70,7 +70,7 @@ std::vector<troupe::bench::result> run(const troupe::bench::options& opts) {
   auto msg = tt::bench_msg{std::string(16, 'b')};
   auto raw_asker = node->system().spawn(
     asker, bc,
-    ask_fn{[echo, msg](caf::event_based_actor* self, int, std::function<void(bool)> done) {
+    ask_fn{[echo, msg](caf::event_based_actor* self, int, ask_done done) {
       self->request(echo, caf::infinite, msg)
         .then([done](const tt::bench_msg&) { done(true); }, [done](caf::error&) { done(false); });
     }},

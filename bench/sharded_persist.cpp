@@ -43,13 +43,13 @@ std::vector<troupe::bench::result> run(const troupe::bench::options& opts) {
     direct->push_back(*d);
   }
   auto sharded_ask = [sharded](auto cmd) {
-    return ask_fn{[sharded, cmd](caf::event_based_actor* self, int k, std::function<void(bool)> done) {
+    return ask_fn{[sharded, cmd](caf::event_based_actor* self, int k, ask_done done) {
       (*sharded)[static_cast<std::size_t>(k)].ask(
         self, cmd, 30s, [done](auto r) { done(static_cast<bool>(r)); });
     }};
   };
   auto direct_ask = [direct](auto cmd) {
-    return ask_fn{[direct, cmd](caf::event_based_actor* self, int k, std::function<void(bool)> done) {
+    return ask_fn{[direct, cmd](caf::event_based_actor* self, int k, ask_done done) {
       troupe::ask<troupe::persistence::done>(self, (*direct)[static_cast<std::size_t>(k)], 30s, cmd)
         .then([done](troupe::expected<troupe::persistence::done> r) { done(static_cast<bool>(r)); });
     }};

@@ -70,7 +70,7 @@ std::vector<troupe::bench::result> run(const troupe::bench::options& opts) {
   for (int k = 0; k < entities; ++k)
     refs->push_back(troupe::sharding::entity_for<bank::account>(*node, account_id(k)));
   auto ask_with = [refs](auto cmd) {
-    return ask_fn{[refs, cmd](caf::event_based_actor* self, int k, std::function<void(bool)> done) {
+    return ask_fn{[refs, cmd](caf::event_based_actor* self, int k, ask_done done) {
       (*refs)[static_cast<std::size_t>(k)].ask(self, cmd, 30s,
                                                [done](auto r) { done(static_cast<bool>(r)); });
     }};
