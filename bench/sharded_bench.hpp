@@ -66,8 +66,14 @@ public:
   void next() {
     if (c_->stop.load(std::memory_order_relaxed) || (pick_ == order::each_once && issued_ >= n_))
       return;
-    auto k = pick_ == order::random ? static_cast<int>(rng_() % static_cast<unsigned>(n_))
-                                    : issued_++ % n_;
+    int k = 0;
+    if (pick_ == order::random) {
+      k = static_cast<int>(rng_() % static_cast<unsigned>(n_));
+    } else {
+      k = issued_ % n_;
+      // each_once stops at n; cycling wraps, so no count overflows in a long run.
+      issued_ = pick_ == order::cycling ? (issued_ + 1) % n_ : issued_ + 1;
+    }
     ask_one_(self_, k, ask_done{this});
   }
 

@@ -22,8 +22,8 @@ caf::behavior replier(caf::event_based_actor* self) {
   return {[self](go_atom, const caf::actor& to) { self->send(to, reply_atom::value); }};
 }
 
-/// On `go` with `n`: tells `n` repliers to answer it, then asks for the end of the
-/// burst; answers `go` with the replies it had when the burst message came.
+/// On `go`: tells each replier to answer it, then asks for the end of the burst;
+/// answers `go` with the replies it had when the burst message came.
 caf::behavior batcher(caf::event_based_actor* self, std::vector<caf::actor> repliers) {
   auto replies = std::make_shared<int>(0);
   auto waiting = std::make_shared<caf::response_promise>();

@@ -8,7 +8,7 @@
 // come from the actors queued on the same worker (the entities it just asked,
 // each of which answers when it runs), so the batch left with the first few
 // answers: 4-5 answers per packet in entity_ask_remote, a send and a wake-up of
-// the other process for each (docs/benchmarks.md, "end of burst").
+// the other process for each (docs/benchmarks.md, "The end of a burst").
 //
 // send_after_queued_work() puts a job at the back of the worker's run queue that
 // delivers the message when it comes up. Jobs the worker queues meanwhile go to
