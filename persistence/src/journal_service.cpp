@@ -410,7 +410,12 @@ private:
       } else if (r.error().code() == errc::journal_rejected) {
         ++rejected;
       } else if (r.error().code() == errc::fenced) {
-        ++fenced;
+        // A stale owner's write (its shard moved): logged here as well as by the
+        // entity, which may be stopping by now; the first of a batch, the metric
+        // counts them all.
+        if (++fenced == 1)
+          log_.warn(component, "a write to '{}' was fenced: {}", writes[i].persistence_id,
+                    r.error().message());
       } else if (++failed == 1) {
         note_failure(writes[i].persistence_id, r.error());
       }

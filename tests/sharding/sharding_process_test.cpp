@@ -61,7 +61,9 @@ std::vector<std::string> fast_flags(const std::string& seeds) {
 
 class bank_cluster {
 public:
-  explicit bank_cluster(std::size_t n) : ports_(troupe::test::free_ports(2 * n)), nodes_(n) {
+  /// `node_flags` go to every node besides the fast failure detection.
+  explicit bank_cluster(std::size_t n, std::vector<std::string> node_flags = {})
+      : ports_(troupe::test::free_ports(2 * n)), nodes_(n), node_flags_(std::move(node_flags)) {
     for (std::size_t i = 0; i < n; ++i)
       seeds_ += fmt::format("{}127.0.0.1:{}", i == 0 ? "" : ",", ports_[i]);
     troupe::persistence::sqlite_options so;
@@ -81,6 +83,8 @@ public:
                                   "--http-port", std::to_string(ports_[nodes_.size() + i]),
                                   fmt::format("--node.name=bank{}", i)};
     for (auto& f : fast_flags(seeds_))
+      args.push_back(f);
+    for (auto& f : node_flags_)
       args.push_back(f);
     nodes_[i] = std::make_unique<child_process>("/bin/sh", args);
     REQUIRE(nodes_[i]->started());
@@ -211,38 +215,49 @@ public:
     return j;
   }
 
-  /// Whether a writer could take the shared journal's write lock now (a test
-  /// connection of its own tries, within 200 ms, and takes nothing).
-  bool journal_writable_now() const {
-    sqlite3* db = nullptr;
-    bool ok = sqlite3_open_v2(journal_path().c_str(), &db, SQLITE_OPEN_READWRITE, nullptr)
-              == SQLITE_OK;
-    if (ok) {
-      sqlite3_busy_timeout(db, 200);
-      ok = sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK;
-      if (ok)
-        sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+  /// The shared journal's write lock, held by a connection of the test's own
+  /// (BEGIN IMMEDIATE) until release(): every writer waits for it meanwhile.
+  class write_lock {
+  public:
+    explicit write_lock(const std::string& path) {
+      REQUIRE(sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE, nullptr) == SQLITE_OK);
+      sqlite3_busy_timeout(db_, 30'000);
+      REQUIRE(sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
     }
-    sqlite3_close(db);
-    return ok;
+    write_lock(const write_lock&) = delete;
+    write_lock& operator=(const write_lock&) = delete;
+    ~write_lock() { release(); }
+    void release() {
+      if (db_ == nullptr)
+        return;
+      sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+      sqlite3_close(db_);
+      db_ = nullptr;
+    }
+
+  private:
+    sqlite3* db_ = nullptr;
+  };
+
+  std::unique_ptr<write_lock> hold_write_lock() const {
+    return std::make_unique<write_lock>(journal_path());
   }
 
-  /// Stops node i with SIGSTOP at a moment it holds no lock on the shared SQLite
-  /// journal: a process stopped inside a write transaction holds every other
-  /// writer off until it runs again (docs/persistence-storage.md, "Several
-  /// processes on one file"), and this test is about a paused owner, not a
-  /// paused lock holder. Tried again (after SIGCONT) until such a moment comes.
+  /// The sum of node i's samples of the metric `name` (0 when it does not answer).
+  double metric_sum(std::size_t i, const std::string& name) {
+    double sum = 0;
+    for (auto& line : metrics(i, name + "{"))
+      sum += std::stod(line.substr(line.rfind(' ') + 1));
+    for (auto& line : metrics(i, name + " "))
+      sum += std::stod(line.substr(line.rfind(' ') + 1));
+    return sum;
+  }
+
+  /// Stops node i with SIGSTOP and waits until every thread of it is stopped.
   void pause(std::size_t i) {
-    for (int attempt = 0; attempt < 20; ++attempt) {
-      node(i).signal(SIGSTOP);
-      // The stop reaches each thread on its own, after kill() returned.
-      REQUIRE(wait_until([&] { return node(i).stopped(); }, 10s));
-      if (journal_writable_now())
-        return;
-      node(i).signal(SIGCONT);
-      wait_until([&] { return journal_writable_now(); }, 10s);
-    }
-    FAIL("node " << i << " held the journal's write lock at every attempt to pause it");
+    node(i).signal(SIGSTOP);
+    // The stop reaches each thread on its own, after kill() returned.
+    REQUIRE(wait_until([&] { return node(i).stopped(); }, 10s));
   }
 
   /// The allocations the coordinator stored, by shard (read from the journal file).
@@ -269,6 +284,7 @@ private:
   std::vector<std::uint16_t> ports_;
   std::string seeds_;
   std::vector<std::unique_ptr<child_process>> nodes_;
+  std::vector<std::string> node_flags_;
 };
 
 troupe::sharding::shard_id shard_of_account(const std::string& id) {
@@ -322,7 +338,9 @@ std::optional<std::size_t> home_of(const bank_cluster& c, std::size_t nodes,
 
 TEST_CASE("sharding processes: a SIGSTOP-paused owner that wakes after its shard moved is fenced "
           "and nothing it writes lands") {
-  bank_cluster c{3};
+  // The paused owner's journal writer waits for the write lock through the whole
+  // pause (the busy timeout counts the paused time too).
+  bank_cluster c{3, {"--persistence.journal.busy-timeout=300s"}};
   auto client = c.start_all();
   auto& n = *client.node;
   auto ids = open_accounts(n, 30);
@@ -340,14 +358,24 @@ TEST_CASE("sharding processes: a SIGSTOP-paused owner that wakes after its shard
   auto old_epoch = c.allocations().at(shard).epoch;
   auto acct = troupe::sharding::entity_for<bank::account>(n, victim);
 
-  c.pause(2);
-  // Sent to the paused owner: they wait in its socket until it wakes, long after
-  // its shard moved. None may be stored.
+  // Three deposits reach the owner's entity while the test holds the journal's
+  // write lock: the first one's write waits for the lock inside the owner's
+  // journal writer (which holds no lock itself), the others in the entity's
+  // stash. The owner is paused there, long enough for its shard to move; when it
+  // wakes, that write goes on under the old epoch and the journal refuses it,
+  // before the woken node can learn that the others downed it. None may be stored.
+  auto lock = c.hold_write_lock();
   std::vector<std::future<troupe::expected<troupe::persistence::done>>> stale;
   for (int i = 0; i < 3; ++i)
     stale.push_back(std::async(std::launch::async, [&acct, i] {
-      return acct.ask(bank::deposit{1, fmt::format("stale-{}", i)}, 20s);
+      return acct.ask(bank::deposit{1, fmt::format("stale-{}", i)}, 60s);
     }));
+  REQUIRE_MESSAGE(
+    wait_until(
+      [&] { return c.metric_sum(2, "troupe_persistence_entity_stashed_commands") >= 2; }, 30s),
+    "the stale deposits did not reach the owner's entity\n" << c.explain(client));
+  c.pause(2);
+  lock->release();
 
   // The survivors down the paused node and the shard moves, under a newer epoch.
   auto moved = wait_until(
@@ -362,8 +390,8 @@ TEST_CASE("sharding processes: a SIGSTOP-paused owner that wakes after its shard
                      60s));
 
   c.node(2).signal(SIGCONT);
-  // The woken node hands the stale deposits to its entity, whose persist the
-  // journal refuses: the entity stops, fenced.
+  // The woken node's write of the first stale deposit is refused (its journal
+  // service and its entity both log it); the entity stops, fenced.
   bool fenced = false;
   std::deque<std::string> seen;  // the woken node's last lines, for a failure
   auto reading_until = std::chrono::steady_clock::now() + 60s;
