@@ -26,6 +26,11 @@
 //   over the cores;
 // - thieves take from the victim's head (O(1); CAF's take_tail walks the whole
 //   queue while holding both of its locks);
+// - a worker takes its queue's tail instead of its head once that job has waited
+//   `fair_patience` takes (job_queue::take_next): LIFO locality keeps a chain of
+//   actors that wake each other at the head for as long as it runs, and since
+//   thieves take heads too, what was queued behind it (the I/O thread's packets,
+//   timers) would otherwise wait until the chain ends, forever if it never does;
 // - a worker's queue is a ring that allocates nothing per job (job_queue.hpp;
 //   CAF's queue allocates a node each time an actor is scheduled);
 // - a sleeping worker still looks for work to steal every `idle_timeout`.
@@ -69,6 +74,11 @@ public:
   static constexpr std::chrono::microseconds spin_time_awaiting{400};
   static constexpr int steal_every = 4;
   static constexpr int yield_every = 8;
+  /// How many jobs a worker takes from its queue's head before the tail's turn
+  /// (take_own): more than a burst of work (so a deferred flush still comes after
+  /// it), few enough that what waits behind a chain of actors waits about a
+  /// millisecond.
+  static constexpr std::uint64_t fair_patience = 1024;
   /// How often a sleeping worker still looks for work to steal.
   static constexpr std::chrono::milliseconds idle_timeout{10};
 
@@ -222,10 +232,22 @@ private:
       wake_idle(self->parent(), self->id());
   }
 
+  /// The next job of the worker's own queue: the head (LIFO locality: what the
+  /// job that just ran woke runs next), or the tail once it has waited
+  /// `fair_patience` takes (job_queue::take_next). A chain of actors that wake each
+  /// other stays at the head for as long as it runs, and thieves take heads too;
+  /// without this, what was queued behind such a chain (a packet from the I/O
+  /// thread, a timer, a deferred flush: after_queued_work.hpp) would wait until
+  /// the chain ends, forever if it never does.
+  template <class Worker>
+  static caf::resumable* take_own(Worker* self) {
+    return self->data().queue.take_next(fair_patience);
+  }
+
   /// One look at its own queue and one steal attempt.
   template <class Worker>
   static caf::resumable* poll(Worker* self) {
-    auto* job = self->data().queue.take_head();
+    auto* job = take_own(self);
     return job != nullptr ? job : try_steal(self);
   }
 
@@ -237,7 +259,7 @@ private:
     auto& d = self->data();
     // Most calls find a job at once: take it before the spin's bookkeeping (its
     // clock read was 2% of the worker's time in entity_ask_local).
-    if (auto* job = d.queue.take_head())
+    if (auto* job = take_own(self))
       return job;
     auto& shared = self->parent()->data();
     shared.spinning.fetch_add(1, std::memory_order_relaxed);
@@ -246,7 +268,7 @@ private:
     caf::resumable* job = nullptr;
     auto start = std::chrono::steady_clock::now();
     for (int i = 1; job == nullptr; ++i) {
-      job = d.queue.take_head();
+      job = take_own(self);
       if (job == nullptr && i % steal_every == 0)
         job = try_steal(self);
       if (job != nullptr)

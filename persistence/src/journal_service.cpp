@@ -411,8 +411,8 @@ private:
         ++rejected;
       } else if (r.error().code() == errc::fenced) {
         // A stale owner's write (its shard moved): logged here as well as by the
-        // entity, which may be stopping by now; the first of a batch, the metric
-        // counts them all.
+        // entity's region once the entity stopped, which it may never do if its
+        // node is stopping by then; the first of a batch, the metric counts all.
         if (++fenced == 1)
           log_.warn(component, "a write to '{}' was fenced: {}", writes[i].persistence_id,
                     r.error().message());

@@ -1,6 +1,8 @@
 // send_after_queued_work (troupe/actors/detail/after_queued_work.hpp): the message
 // comes once the worker ran the actors queued before it, so an actor that batches
-// output sees the whole burst; it still comes where there is no troupe worker.
+// output sees the whole burst; it still comes where there is no troupe worker, and
+// behind a chain of actors that never ends (a worker takes its queue's tail once
+// it has waited long enough: job_queue::take_next).
 #include "support/node_fixture.hpp"
 
 #include "troupe/actors/detail/after_queued_work.hpp"
@@ -55,6 +57,20 @@ int replies_at_end_of_burst(troupe::node& n, int repliers, bool detached) {
   return got;
 }
 
+using ball_atom = caf::atom_constant<caf::atom("aqw_ball")>;
+
+/// Sends the ball back at once, forever: two of them keep one worker's queue
+/// busy at its head (each wakes the other, CAF's LIFO locality).
+caf::behavior player(caf::event_based_actor* self) {
+  return {[self](ball_atom, const caf::actor& other) {
+    self->send(other, ball_atom::value, caf::actor_cast<caf::actor>(self));
+  }};
+}
+
+caf::behavior echo_int(caf::event_based_actor*) {
+  return {[](int x) { return x; }};
+}
+
 } // namespace after_queued_work_test
 
 TEST_CASE("a message sent after the queued work comes once every actor the sender woke on its "
@@ -72,5 +88,32 @@ TEST_CASE("a message sent after the queued work still comes to an actor on its o
   auto got = after_queued_work_test::replies_at_end_of_burst(*n, 10, true);
   CHECK(got >= 0);
   CHECK(got <= 10);
+  CHECK(n->shutdown().clean);
+}
+
+TEST_CASE("work queued behind a chain of actors that never ends still runs on that worker") {
+  using namespace after_queued_work_test;
+  auto n = troupe::test::make_node({"scheduler.threads=1"});
+  auto echo = n->system().spawn(echo_int);
+  std::vector<caf::actor> rs{n->system().spawn(replier), n->system().spawn(replier)};
+  auto b = n->system().spawn(batcher, rs);
+  auto p1 = n->system().spawn(player);
+  auto p2 = n->system().spawn(player);
+  caf::anon_send(p1, ball_atom::value, p2);
+  {
+    caf::scoped_actor self{n->system()};
+    // A request from outside the scheduler queues behind the chain.
+    bool answered = false;
+    self->request(echo, 10s, 7).receive([&](int x) { answered = x == 7; },
+                                        [&](caf::error& e) { FAIL(n->system().render(e)); });
+    CHECK(answered);
+    // So does a message sent after the queued work.
+    int replies = -1;
+    self->request(b, 10s, go_atom::value)
+      .receive([&](int r) { replies = r; }, [&](caf::error& e) { FAIL(n->system().render(e)); });
+    CHECK(replies >= 0);
+    for (auto& a : {p1, p2, echo, b, rs[0], rs[1]})
+      self->send_exit(a, caf::exit_reason::user_shutdown);
+  }  // the scoped actor ends before the node stops
   CHECK(n->shutdown().clean);
 }

@@ -119,3 +119,28 @@ TEST_CASE("job_queue: concurrent enqueuers and thieves take every job exactly on
     if (taken[n].load() != 1)
       FAIL("job " << n << " was taken " << taken[n].load() << " times");
 }
+
+TEST_CASE("job_queue: take_next takes the head until the tail has waited its patience, then "
+          "the tail") {
+  job_queue q;
+  CHECK(q.take_next(2) == nullptr);
+  q.append(job(100));  // the tail from here
+  for (std::uintptr_t k = 0; k < 3; ++k)
+    q.prepend(job(k));  // a chain that keeps the head busy
+  CHECK(number(q.take_next(2)) == 2);
+  CHECK(number(q.take_next(2)) == 1);
+  CHECK(number(q.take_next(2)) == 100);  // waited 2 takes
+  CHECK(number(q.take_next(2)) == 0);
+  CHECK(q.take_next(2) == nullptr);
+  // A lone job is the head: taken as such, whatever its wait.
+  q.append(job(7));
+  CHECK(number(q.take_next(0)) == 7);
+  // Appending restarts the tail's wait; the rest keeps its order.
+  q.append(job(1));
+  q.append(job(2));
+  q.append(job(3));
+  CHECK(number(q.take_next(1)) == 1);
+  CHECK(number(q.take_next(1)) == 3);
+  CHECK(number(q.take_next(1)) == 2);
+  CHECK(q.empty());
+}

@@ -15,9 +15,12 @@
 // the front (CAF's LIFO locality), so the message arrives once the worker ran
 // every actor queued before it and everything those queued in turn; work from
 // outside the scheduler (the I/O thread, the journal's writer) queues behind it.
-// Another worker may steal the job earlier: then the burst is cut short, never
-// lost. On an execution unit that is not a troupe scheduler worker (a detached
-// actor, CAF's test coordinator) the job goes to the scheduler like any other.
+// Another worker may steal the job earlier, and a worker takes a job that waited
+// 1,024 takes at its tail (actors/src/scheduler.hpp, take_own): then the burst is
+// cut short, never lost, and a chain of actors that never ends cannot hold the
+// message back. From an actor on its own thread (a detached actor) the job goes
+// to the scheduler like any other. Not for CAF's test coordinator, which expects
+// only actors in its queue.
 //
 // Thread-safety: call from `self`'s handlers (on the thread that runs it). The
 // message is delivered at most once, never if `self` ended first.
