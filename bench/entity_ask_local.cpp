@@ -37,55 +37,33 @@ struct pattern {
 constexpr pattern like_the_peer{1, order::cycling};
 constexpr pattern wide{256, order::random};
 
-/// Asks/s of raw CAF request/response: one asker asking in `p`'s pattern over
-/// `actors` plain answering actors.
-double raw_ask_rate(caf::actor_system& sys, int actors, pattern p, double seconds) {
+/// Raw CAF request/response in `p`'s pattern over `actors` plain answering actors.
+ask_figures raw_asks(caf::actor_system& sys, int actors, pattern p, double seconds) {
   auto answer = [](int k) { return std::int64_t{k}; };
   auto targets = std::make_shared<std::vector<caf::actor>>();
   for (int i = 0; i < actors; ++i)
     targets->push_back(sys.spawn([answer]() -> caf::behavior { return {answer}; }));
-  auto c = std::make_shared<counters>();
-  auto a = sys.spawn(
-    asker, c,
-    ask_fn{[targets](caf::event_based_actor* self, int k, ask_done done) {
-      auto& dest = (*targets)[static_cast<std::size_t>(k) % targets->size()];
-      self->request(dest, caf::infinite, k)
-        .then([done](std::int64_t) { done(true); }, [done](caf::error&) { done(false); });
-    }},
-    entities, p.window, p.pick);
-  auto rate = measure(*c, seconds);
-  caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  auto asks = ask_fn{[targets](caf::event_based_actor* self, int k, ask_done done) {
+    auto& dest = (*targets)[static_cast<std::size_t>(k) % targets->size()];
+    self->request(dest, caf::infinite, k)
+      .then([done](std::int64_t) { done(true); }, [done](caf::error&) { done(false); });
+  }};
+  auto f = asker_rate(sys, asks, entities, 1, p.window, p.pick, seconds);
   for (auto& t : *targets)
     caf::anon_send_exit(t, caf::exit_reason::user_shutdown);
-  return rate;
+  return f;
 }
 
+/// One pattern's figures: troupe's asks, and the baselines: raw CAF to one
+/// answering actor and, for context, spread over 10,000 (each ask then wakes a
+/// cold actor, as an entity ask does).
 struct figures {
-  double troupe = 0;
-  double raw = 0;
-  double raw_many = 0;
-  std::uint64_t failed = 0;
+  ask_figures troupe;
+  ask_figures raw;
+  ask_figures raw_many;
 };
 
-/// Troupe's asks/s in `p`'s pattern (the node's scheduler only: the raw CAF
-/// system, whose idle workers poll, starts after the troupe windows).
-void measure_troupe(troupe::node& node, const ask_fn& asks, pattern p, double seconds,
-                    figures& f) {
-  auto tc = std::make_shared<counters>();
-  auto troupe_asker = node.system().spawn(asker, tc, asks, entities, p.window, p.pick);
-  f.troupe = measure(*tc, seconds);
-  caf::anon_send_exit(troupe_asker, caf::exit_reason::user_shutdown);
-  f.failed = tc->failed.load();
-}
-
-/// The baselines in `p`'s pattern: raw CAF, one answering actor; and, for context,
-/// the same asks spread over 10,000 raw answering actors (each ask then wakes a
-/// cold actor, as an entity ask does).
-void measure_raw(caf::actor_system& sys, pattern p, double seconds, figures& f) {
-  f.raw = raw_ask_rate(sys, 1, p, seconds);
-  f.raw_many = raw_ask_rate(sys, entities, p, seconds);
-}
-
+/// Rounded to a multiple of `to` (the line rounds only its top-level figures).
 double rounded(double x, double to) {
   return std::round(x / to) * to;
 }
@@ -97,34 +75,38 @@ std::vector<troupe::bench::result> run(const troupe::bench::options& opts) {
            .ask(bank::open_account{"bench"}, 30s))
       troupe::bench::die("opening the accounts failed");
   auto asks = balance_asks(*node, entities);
+  // The troupe windows first, on the node's scheduler alone: the raw CAF
+  // system's idle workers poll.
   figures one;
   figures many;
-  measure_troupe(*node, asks, like_the_peer, opts.seconds, one);
-  measure_troupe(*node, asks, wide, opts.seconds, many);
+  for (auto [f, p] : {std::pair{&one, like_the_peer}, std::pair{&many, wide}})
+    f->troupe = asker_rate(node->system(), asks, entities, 1, p.window, p.pick, opts.seconds);
   node->shutdown();
   caf::actor_system_config cfg;
   caf::actor_system sys{cfg};
-  measure_raw(sys, like_the_peer, opts.seconds, one);
-  measure_raw(sys, wide, opts.seconds, many);
+  for (auto [f, p] : {std::pair{&one, like_the_peer}, std::pair{&many, wide}}) {
+    f->raw = raw_asks(sys, 1, p, opts.seconds);
+    f->raw_many = raw_asks(sys, entities, p, opts.seconds);
+  }
 
   troupe::bench::result r;
   r.bench = "entity_ask_local";
   r.unit = "asks/s";
-  r.troupe = one.troupe;
-  r.baseline = one.raw;
+  r.troupe = one.troupe.rate;
+  r.baseline = one.raw.rate;
   r.extra = {{"entities", entities},
              {"in_flight", like_the_peer.window},
              {"order", "cycling"},
-             {"failed", one.failed + many.failed},
-             {"raw_10k_actors", rounded(one.raw_many, 100.0)},
-             {"ratio_to_raw_10k_actors", rounded(one.troupe / one.raw_many, 0.001)},
+             {"failed", one.troupe.failed + many.troupe.failed},
+             {"raw_10k_actors", rounded(one.raw_many.rate, 100.0)},
+             {"ratio_to_raw_10k_actors", rounded(one.troupe.rate / one.raw_many.rate, 0.001)},
              {"in_flight_256",
               {{"order", "random"},
-               {"troupe", rounded(many.troupe, 100.0)},
-               {"baseline", rounded(many.raw, 100.0)},
-               {"ratio", rounded(many.troupe / many.raw, 0.001)},
-               {"raw_10k_actors", rounded(many.raw_many, 100.0)},
-               {"ratio_to_raw_10k_actors", rounded(many.troupe / many.raw_many, 0.001)}}}};
+               {"troupe", rounded(many.troupe.rate, 100.0)},
+               {"baseline", rounded(many.raw.rate, 100.0)},
+               {"ratio", rounded(many.troupe.rate / many.raw.rate, 0.001)},
+               {"raw_10k_actors", rounded(many.raw_many.rate, 100.0)},
+               {"ratio_to_raw_10k_actors", rounded(many.troupe.rate / many.raw_many.rate, 0.001)}}}};
   return {r};
 }
 

@@ -58,34 +58,26 @@ std::vector<troupe::bench::result> run(const troupe::bench::options& opts) {
                    .ask(bank::open_account{"bench"}, 30s);
         !r)
       troupe::bench::die("opening the accounts on the peer failed: " + r.error().to_string());
-  auto tc = std::make_shared<counters>();
-  auto troupe_asker = node->system().spawn(asker, tc, balance_asks(*node, entities), entities,
-                                           window, order::random);
-  auto troupe_rate = measure(*tc, opts.seconds);
-  caf::anon_send_exit(troupe_asker, caf::exit_reason::user_shutdown);
+  auto t = asker_rate(node->system(), balance_asks(*node, entities), entities, 1, window,
+                      order::random, opts.seconds);
 
   // Baseline: the peer's echo actor over the same transport.
   auto echo = troupe::remote::transport::of(*node)->actor_for(peer_address, "echo");
-  auto bc = std::make_shared<counters>();
   auto msg = tt::bench_msg{std::string(16, 'b')};
-  auto raw_asker = node->system().spawn(
-    asker, bc,
-    ask_fn{[echo, msg](caf::event_based_actor* self, int, ask_done done) {
-      self->request(echo, caf::infinite, msg)
-        .then([done](const tt::bench_msg&) { done(true); }, [done](caf::error&) { done(false); });
-    }},
-    entities, window, order::random);
-  auto raw_rate = measure(*bc, opts.seconds);
-  caf::anon_send_exit(raw_asker, caf::exit_reason::user_shutdown);
+  auto echo_asks = ask_fn{[echo, msg](caf::event_based_actor* self, int, ask_done done) {
+    self->request(echo, caf::infinite, msg)
+      .then([done](const tt::bench_msg&) { done(true); }, [done](caf::error&) { done(false); });
+  }};
+  auto b = asker_rate(node->system(), echo_asks, entities, 1, window, order::random, opts.seconds);
   node->shutdown();
 
   troupe::bench::result r;
   r.bench = bench_name;
   r.unit = "asks/s";
-  r.troupe = troupe_rate;
-  r.baseline = raw_rate;
-  r.extra = {{"entities", entities}, {"in_flight", window}, {"failed", tc->failed.load()},
-             {"baseline_failed", bc->failed.load()}};
+  r.troupe = t.rate;
+  r.baseline = b.rate;
+  r.extra = {{"entities", entities}, {"in_flight", window}, {"failed", t.failed},
+             {"baseline_failed", b.failed}};
   return {r};
 }
 

@@ -118,20 +118,34 @@ inline double measure(counters& c, double seconds) {
   return static_cast<double>(n) / took;
 }
 
+/// What askers measured: asks answered per second, and the asks that failed.
+struct ask_figures {
+  double rate = 0;
+  std::uint64_t failed = 0;
+};
+
+/// `askers` actors on `sys`, each keeping `window` asks in flight over entities
+/// 0..entities-1 picked in `pick` order, for `seconds`; then they stop.
+inline ask_figures asker_rate(caf::actor_system& sys, const ask_fn& ask, int entities,
+                              int askers, int window, order pick, double seconds) {
+  auto c = std::make_shared<counters>();
+  std::vector<caf::actor> actors;
+  for (int i = 0; i < askers; ++i)
+    actors.push_back(sys.spawn(asker, c, ask, entities, window, pick));
+  auto rate = measure(*c, seconds);
+  for (auto& a : actors)
+    caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  return {rate, c->failed.load()};
+}
+
 /// Asks/s of `askers` actors, each keeping `window` asks in flight over random
 /// entities 0..entities-1, for `seconds`; fails the benchmark `name` on a failed ask.
 inline double ask_rate(node& n, const ask_fn& ask, int entities, int askers, int window,
                        double seconds, std::string_view name) {
-  auto c = std::make_shared<counters>();
-  std::vector<caf::actor> actors;
-  for (int i = 0; i < askers; ++i)
-    actors.push_back(n.system().spawn(asker, c, ask, entities, window, order::random));
-  auto r = measure(*c, seconds);
-  for (auto& a : actors)
-    caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
-  if (c->failed.load() > 0)
-    die(fmt::format("{}: {} asks failed", name, c->failed.load()));
-  return r;
+  auto f = asker_rate(n.system(), ask, entities, askers, window, order::random, seconds);
+  if (f.failed > 0)
+    die(fmt::format("{}: {} asks failed", name, f.failed));
+  return f.rate;
 }
 
 /// Asks `open` of entities 0..entities-1, each once, 500 at a time, until every

@@ -253,10 +253,11 @@ public:
   /// The sum of node i's samples of the metric `name` (0 when it does not answer).
   double metric_sum(std::size_t i, const std::string& name) {
     double sum = 0;
-    for (auto& line : metrics(i, name + "{"))
-      sum += std::stod(line.substr(line.rfind(' ') + 1));
-    for (auto& line : metrics(i, name + " "))
-      sum += std::stod(line.substr(line.rfind(' ') + 1));
+    for (auto& line : metrics(i, name)) {
+      auto after = line[name.size()];  // a longer name shares the prefix
+      if (after == '{' || after == ' ')
+        sum += std::stod(line.substr(line.rfind(' ') + 1));
+    }
     return sum;
   }
 
